@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Make real, known kernel allocations: "user" keys whose payload is kmalloc'ed in user_preparse.
+
+Each key's payload is one kmalloc of 24 + SIZE bytes at user_preparse (SIZE 4000 -> bytes_req=4024,
+bytes_alloc=4096, cache kmalloc-4096). Held keys stay allocated until this process releases them; churned keys
+are added and invalidated at once (the kernel's key GC frees them a moment later, from a kworker).
+
+  workload-keys.py --hold 97 --churn 500 --size 4000            hold 97, churn 500, wait for stdin EOF/SIGTERM
+  workload-keys.py --hold 23 --churn-rate 200 --seconds 5        churn 200/s for 5 s while holding 23
+  workload-keys.py --leak-rate 2 --seconds 30                    add (and hold) 2 keys a second: a slow leak
+  workload-keys.py --pipe-burst 100 --burst-every 3 --seconds 30  every 3 s close the last 100 pipes, open 100 more
+
+--pipe-burst uses another call site in the same size class: a pipe resized to 64 slots (F_SETPIPE_SZ 256 KiB)
+kcallocs its 64 x 40-byte pipe_buffer ring at pipe_resize_ring (bytes_req=2560, bytes_alloc=4096).
+
+Prints "ready pid=P held=N" once the held keys exist, "holding held=N churned=C" when the run is over (with
+--wait it then holds until stdin EOF), and "done held=N released=R churned=C" at the end.
+With --release (default) the held keys are invalidated before exit; --keep leaves them to the process keyring,
+which the kernel also frees at exit.
+"""
+import argparse, ctypes, fcntl, os, platform, signal, sys, time
+
+SYSCALLS = {"x86_64": (248, 250), "aarch64": (217, 219)}
+KEY_SPEC_PROCESS_KEYRING = -2
+KEYCTL_INVALIDATE = 21
+F_SETPIPE_SZ = 1031
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+try:
+    NR_ADD_KEY, NR_KEYCTL = SYSCALLS[platform.machine()]
+except KeyError:
+    sys.exit(f"workload-keys: unsupported architecture {platform.machine()}")
+
+def add_key(desc: str, payload: bytes) -> int:
+    r = libc.syscall(NR_ADD_KEY, b"user", desc.encode(), payload, ctypes.c_size_t(len(payload)),
+                     ctypes.c_int(KEY_SPEC_PROCESS_KEYRING))
+    if r < 0:
+        e = ctypes.get_errno()
+        sys.exit(f"workload-keys: add_key failed: {os.strerror(e)} (root key quota: /proc/sys/kernel/keys/root_maxbytes)")
+    return r
+
+def invalidate(key: int) -> None:
+    libc.syscall(NR_KEYCTL, ctypes.c_int(KEYCTL_INVALIDATE), ctypes.c_long(key))
+
+def resized_pipe() -> tuple[int, int]:
+    r, w = os.pipe()
+    fcntl.fcntl(w, F_SETPIPE_SZ, 64 * 4096)
+    return r, w
+
+def payload(tag: str, size: int) -> bytes:
+    unit = f"kleak-{tag}-payload|".encode()
+    return (unit * (size // len(unit) + 1))[:size]
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hold", type=int, default=0, help="keys to hold until the end")
+    ap.add_argument("--churn", type=int, default=0, help="keys to add and invalidate at once, before holding")
+    ap.add_argument("--churn-rate", type=float, default=0, help="keys a second to add and invalidate while holding")
+    ap.add_argument("--leak-rate", type=float, default=0, help="keys a second to add and hold while running")
+    ap.add_argument("--burst", type=int, default=0, help="with --burst-every: hold this many keys, then free them all")
+    ap.add_argument("--pipe-burst", type=int, default=0, help="with --burst-every: hold this many resized pipes, then close them")
+    ap.add_argument("--burst-every", type=float, default=0, help="seconds between bursts")
+    ap.add_argument("--size", type=int, default=4000, help="payload bytes (kmalloc of 24 + SIZE)")
+    ap.add_argument("--seconds", type=float, default=0, help="run this long, then end (0: until stdin EOF or SIGTERM)")
+    ap.add_argument("--keep", action="store_true", help="do not invalidate the held keys at the end")
+    ap.add_argument("--wait", action="store_true", help="after the run, print 'holding' and wait for stdin EOF")
+    a = ap.parse_args()
+
+    stop = False
+    def on_signal(_s, _f):
+        nonlocal stop
+        stop = True
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    held, churned, seq = [], 0, 0
+    for i in range(a.churn):
+        invalidate(add_key(f"kleak-churn-{os.getpid()}-{i}", payload("churn", a.size)))
+        churned += 1
+    for i in range(a.hold):
+        held.append(add_key(f"kleak-hold-{os.getpid()}-{i}", payload("hold", a.size)))
+    print(f"ready pid={os.getpid()} held={len(held)}", flush=True)
+
+    start = time.monotonic()
+    next_churn = next_leak = next_burst = start
+    burst: list[int] = []
+    pipes: list[tuple[int, int]] = []
+    busy = a.churn_rate > 0 or a.leak_rate > 0 or a.burst_every > 0
+    while busy or a.seconds > 0:
+        now = time.monotonic()
+        if stop or (a.seconds > 0 and now - start >= a.seconds):
+            break
+        if a.churn_rate > 0 and now >= next_churn:
+            invalidate(add_key(f"kleak-churn-{os.getpid()}-{seq}", payload("churn", a.size)))
+            seq += 1; churned += 1; next_churn += 1 / a.churn_rate
+        if a.leak_rate > 0 and now >= next_leak:
+            held.append(add_key(f"kleak-leak-{os.getpid()}-{seq}", payload("leak", a.size)))
+            seq += 1; next_leak += 1 / a.leak_rate
+        if a.burst_every > 0 and now >= next_burst:
+            for k in burst:
+                invalidate(k)
+            churned += len(burst)
+            burst = [add_key(f"kleak-burst-{os.getpid()}-{seq + j}", payload("burst", a.size)) for j in range(a.burst)]
+            for r, w in pipes:
+                os.close(r); os.close(w)
+            pipes = [resized_pipe() for _ in range(a.pipe_burst)]
+            seq += a.burst; next_burst += a.burst_every
+        time.sleep(0.001)
+    for k in burst:
+        invalidate(k)
+    churned += len(burst)
+    print(f"holding held={len(held)} churned={churned}", flush=True)
+    if a.wait or (not busy and a.seconds == 0):
+        try:
+            sys.stdin.read()  # EOF or a signal ends the hold
+        except (KeyboardInterrupt, InterruptedError):
+            pass
+    for r, w in pipes:  # the last burst is held until the end, like the keys
+        os.close(r); os.close(w)
+    released = 0
+    if not a.keep:
+        for k in held:
+            invalidate(k)
+        released = len(held)
+    print(f"done held={len(held)} released={released} churned={churned}", flush=True)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+#!/usr/bin/env node
+// kleak's command line: argv → one command. KleakError → one sentence (+ what to do) on stderr and exit 1 or 2.
+
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { KleakError, InputError } from './errors.js';
+import type { EventFilter } from './engine/filter.js';
+import type { FormatName } from './event.js';
+import { replayToReport } from './commands/replay.js';
+import { renderJson } from './report/json.js';
+import { renderText } from './report/text.js';
+
+export const DEMO_RECORDING = fileURLToPath(new URL('../../recordings/demo.report.gz', import.meta.url));
+
+const HELP = `kleak — find Linux kernel memory leaks: pairs kmalloc/kfree events and shows what is never freed
+
+EXAMPLES
+  kleak                                   open the bundled demo recording
+  kleak replay trace.report               a saved \`trace-cmd report\` (or trace.dat, trace_pipe text, .gz, -)
+  kleak replay trace.dat --bytes 4096 --min-age 30 --text
+  kleak replay run.ndjson --json | jq '.sites[0]'
+
+USAGE
+  kleak replay FILE|- [--format auto|trace-cmd|trace-pipe|bpftrace|ndjson] [filter] [report options]
+
+FILTER (allocations)
+  --bytes N            bytes_alloc equal to N (the kmalloc-N cache)
+  --min-bytes N        bytes_alloc at least N
+  --max-bytes N        bytes_alloc at most N
+  --cache NAME         kmem_cache name (or kmalloc-N)
+  --comm NAME          task name
+  --pid N              process id
+
+REPORT
+  --min-age SEC        only allocations at least SEC old (like bcc memleak -o)
+  --top N              the N call sites holding the most bytes
+  --json               the JSON report (stable; see README)
+  --text               the plain text report (the default when stdout is not a terminal)
+  --debug              show a stack trace for internal errors
+
+Exit codes: 0 ok, 1 usage or input error, 2 environment error (no root, no bpftrace, no tracepoints).`;
+
+const OPTIONS = {
+  format: { type: 'string', default: 'auto' },
+  bytes: { type: 'string' },
+  'min-bytes': { type: 'string' },
+  'max-bytes': { type: 'string' },
+  cache: { type: 'string' },
+  comm: { type: 'string' },
+  pid: { type: 'string' },
+  'min-age': { type: 'string' },
+  top: { type: 'string' },
+  json: { type: 'boolean', default: false },
+  text: { type: 'boolean', default: false },
+  debug: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+function num(name: string, v: string | undefined, opts: { integer?: boolean; min?: number } = {}): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || (opts.integer && !Number.isInteger(n)) || (opts.min !== undefined && n < opts.min)) {
+    throw new InputError(`--${name} needs ${opts.integer ? 'a whole number' : 'a number'}${opts.min !== undefined ? ` of at least ${opts.min}` : ''}, not "${v}".`);
+  }
+  return n;
+}
+
+type Values = ReturnType<typeof parse>['values'];
+
+function parse(argv: string[]) {
+  try {
+    return parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new InputError(`${(err as Error).message.replace(/\. To specify.*$/, '')}.`.replace(/\.\.$/, '.'), 'Run kleak --help for the options.');
+  }
+}
+
+function filterFrom(v: Values): EventFilter {
+  const f: EventFilter = {};
+  const bytes = num('bytes', v.bytes, { integer: true, min: 1 });
+  const min = num('min-bytes', v['min-bytes'], { integer: true, min: 0 });
+  const max = num('max-bytes', v['max-bytes'], { integer: true, min: 1 });
+  if (bytes !== undefined && (min !== undefined || max !== undefined)) throw new InputError('--bytes cannot be combined with --min-bytes or --max-bytes.');
+  if (min !== undefined && max !== undefined && min > max) throw new InputError(`--min-bytes (${min}) cannot be greater than --max-bytes (${max}).`);
+  if (bytes !== undefined) f.bytes = bytes;
+  if (min !== undefined) f.minBytes = min;
+  if (max !== undefined) f.maxBytes = max;
+  if (v.cache !== undefined) f.cache = v.cache;
+  if (v.comm !== undefined) f.comm = v.comm;
+  const pid = num('pid', v.pid, { integer: true, min: 0 });
+  if (pid !== undefined) f.pid = pid;
+  return f;
+}
+
+async function replay(path: string, v: Values): Promise<void> {
+  const format = v.format as FormatName | 'auto';
+  const top = num('top', v.top, { integer: true, min: 1 });
+  const minAgeSec = num('min-age', v['min-age'], { min: 0 });
+  const report = await replayToReport({
+    path,
+    format,
+    filter: filterFrom(v),
+    report: { ...(top !== undefined ? { top } : {}), ...(minAgeSec !== undefined ? { minAgeSec } : {}) },
+  });
+  process.stdout.write(v.json ? renderJson(report) : renderText(report));
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv);
+  if (values.help) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  if (values.json && values.text) throw new InputError('--json and --text cannot be used together.');
+  const [command, ...rest] = positionals;
+  switch (command) {
+    case undefined:
+      await replay(DEMO_RECORDING, values);
+      return 0;
+    case 'replay':
+      if (rest.length !== 1) throw new InputError('kleak replay needs one FILE (or - for stdin).', 'Example: kleak replay trace.report');
+      await replay(rest[0]!, values);
+      return 0;
+    default:
+      throw new InputError(`unknown command "${command}".`, 'Commands: replay. Run kleak --help.');
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof KleakError) {
+      process.stderr.write(`kleak: ${err.message}\n${err.hint ? `  ${err.hint}\n` : ''}`);
+      process.exit(err.exitCode);
+    }
+    const debug = process.argv.includes('--debug');
+    process.stderr.write(`kleak: internal error: ${(err as Error)?.message ?? String(err)}${debug ? `\n${(err as Error)?.stack ?? ''}` : ' (run with --debug for details)'}\n`);
+    process.exit(70);
+  },
+);

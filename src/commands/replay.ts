@@ -1,0 +1,65 @@
+// kleak replay: a saved trace → parser → engine → report. No parsing or math here, only wiring.
+
+import { Engine, type ReportOptions } from '../engine/engine.js';
+import type { EventFilter } from '../engine/filter.js';
+import type { FormatName } from '../event.js';
+import { InputError } from '../errors.js';
+import { DetectingParser } from '../parse/detect.js';
+import { acceptedFormatsSentence, formatByName } from '../parse/formats.js';
+import type { Report, SourceInfo } from '../report/model.js';
+import { openReplayInput } from '../sources/input.js';
+import { forEachLine } from '../sources/lines.js';
+
+export interface ReplayOptions {
+  path: string;
+  format: FormatName | 'auto';
+  filter: EventFilter;
+  report: ReportOptions;
+}
+
+export interface ReplayRun {
+  engine: Engine;
+  source: SourceInfo;
+  /** Share of the input read so far, 0..1, when the size is known. */
+  progress(): number | undefined;
+  /** Resolves when the whole input has been folded into the engine. */
+  done: Promise<void>;
+  stop(): void;
+  report(): Report;
+}
+
+export async function startReplay(o: ReplayOptions): Promise<ReplayRun> {
+  const forced = o.format === 'auto' ? undefined : formatByName(o.format);
+  if (o.format !== 'auto' && !forced) throw new InputError(`--format ${o.format} is not a format kleak reads; it reads ${acceptedFormatsSentence()}.`);
+  const input = await openReplayInput(o.path);
+  const source: SourceInfo = { kind: 'replay', path: o.path === '-' ? 'stdin' : o.path };
+  const engine = new Engine({ filter: o.filter });
+  const what = o.path === '-' ? 'stdin' : o.path;
+  const parser = new DetectingParser(engine, what, input.traceDat ? formatByName('trace-cmd') : forced, (name) => (source.format = name));
+  const done = (async () => {
+    await forEachLine(input.stream, (line, n) => {
+      engine.totals.lines = n;
+      parser.line(line, n);
+    }).catch((err: unknown) => {
+      input.close();
+      throw err;
+    });
+    parser.end();
+    await input.done;
+  })();
+  return {
+    engine,
+    source,
+    progress: () => (input.size ? Math.min(1, input.bytesRead() / input.size) : undefined),
+    done,
+    stop: () => input.close(),
+    report: () => engine.report(source, o.report),
+  };
+}
+
+/** Replays the whole input and returns the final report. */
+export async function replayToReport(o: ReplayOptions): Promise<Report> {
+  const run = await startReplay(o);
+  await run.done;
+  return run.report();
+}

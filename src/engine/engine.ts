@@ -1,0 +1,482 @@
+// The pointer-matching engine: pure and synchronous. Folds events (or kernel snapshots) into a PointerTable and
+// per-site counters, keyed on the trace's own clock, and answers report() at whatever pace a view wants.
+
+import type { KernelSnapshot, KmemEvent, ParseSink } from '../event.js';
+import { siteFunction } from '../parse/kmem-fields.js';
+import type { Notice, Report, SampleReport, SiteReport, SourceInfo, Totals } from '../report/model.js';
+import { compileFilter, type EventFilter } from './filter.js';
+import { Interner } from './interner.js';
+import { PointerTable, ptrFromKey, ptrKey, type PtrKey } from './pointer-table.js';
+import { Series } from './series.js';
+import { trimTracingFrames } from './stacks.js';
+import { DEFAULT_THRESHOLDS, growthPerMinute, verdictOf, type VerdictThresholds } from './verdict.js';
+
+export interface EngineOptions {
+  filter?: EventFilter;
+  /**
+   * Sources whose events can arrive out of timestamp order (bpftrace's per-CPU buffers) set this: unknown frees
+   * are remembered this long, so an allocation that arrives after its own free still pairs. Ordered sources
+   * (trace-cmd report, trace_pipe) leave it 0 and skip the bookkeeping.
+   */
+  reorderWindowSec?: number;
+  /** Sample step of the outstanding-over-time series, trace seconds. */
+  seriesStepSec?: number;
+  thresholds?: VerdictThresholds;
+  /** Processes whose allocations are ignored (kleak and its tracer see themselves). */
+  excludePids?: ReadonlySet<number>;
+}
+
+export interface ReportOptions {
+  minAgeSec?: number;
+  top?: number;
+  samplesPerSite?: number;
+  stacksPerSite?: number;
+}
+
+interface Site {
+  fn: string;
+  allocs: number;
+  frees: number;
+  outstanding: number;
+  outstandingBytes: number;
+  missedFrees: number;
+  /** Kernel-side totals (bpftrace pairs mode) override the counts above when present. */
+  kernel?: { allocs: number; frees: number; outstanding: number; outstandingBytes: number };
+}
+
+/** Two generations of a key→value memory: entries live between one and two windows of trace time. */
+class RecentMap<V> {
+  private cur = new Map<PtrKey, V>();
+  private prev = new Map<PtrKey, V>();
+  private rotateAt = -Infinity;
+  constructor(private readonly window: number) {}
+  set(k: PtrKey, v: V, ts: number): void {
+    if (ts >= this.rotateAt) {
+      this.prev = this.cur;
+      this.cur = new Map();
+      this.rotateAt = ts + this.window;
+    }
+    this.cur.set(k, v);
+  }
+  take(k: PtrKey): V | undefined {
+    let v = this.cur.get(k);
+    if (v !== undefined) this.cur.delete(k);
+    else {
+      v = this.prev.get(k);
+      if (v !== undefined) this.prev.delete(k);
+    }
+    return v;
+  }
+}
+
+const MAX_BAD_SAMPLES = 20;
+
+export class Engine implements ParseSink {
+  readonly totals: Totals = {
+    lines: 0, events: 0, allocs: 0, frees: 0, matchedFrees: 0, unknownFrees: 0, missedFrees: 0,
+    lostEvents: 0, badLines: 0, outstanding: 0, outstandingBytes: 0,
+  };
+  private readonly table = new PointerTable();
+  private readonly callSites = new Interner();
+  /** callSite id → site id (sites group call sites by function). */
+  private readonly callSiteToSite: number[] = [];
+  private readonly siteIds = new Map<string, number>();
+  private readonly sites: Site[] = [];
+  private siteOutstanding = new Float64Array(64);
+  private readonly comms = new Interner();
+  private readonly caches = new Interner();
+  private readonly stacks = new Interner();
+  private readonly series: Series;
+  private readonly accept: ((e: KmemEvent) => boolean) | undefined;
+  private readonly reorderWindow: number;
+  private readonly recentUnknownFrees: RecentMap<number> | undefined;
+  /** Pointers whose allocation was replaced by a new one (missed free), in case the free shows up late. */
+  private readonly replaced = new RecentMap<number>(2);
+  private lastSlotByCpu: number[] = [];
+  private lastSerialByCpu: number[] = [];
+  private firstTs = NaN;
+  private lastTs = NaN;
+  private lastLossTs = -Infinity;
+  private filteredOut = 0;
+  private kernelUntracked = 0;
+  private snapshotMode = false;
+  readonly badSamples: { line: number; reason: string }[] = [];
+  readonly thresholds: VerdictThresholds;
+  readonly filter: EventFilter;
+
+  constructor(private readonly opts: EngineOptions = {}) {
+    this.filter = opts.filter ?? {};
+    this.accept = compileFilter(this.filter);
+    this.reorderWindow = opts.reorderWindowSec ?? 0;
+    if (this.reorderWindow > 0) this.recentUnknownFrees = new RecentMap(this.reorderWindow);
+    this.series = new Series(opts.seriesStepSec ?? 0.1);
+    this.thresholds = opts.thresholds ?? DEFAULT_THRESHOLDS;
+  }
+
+  // ---- ParseSink ----
+
+  event(e: KmemEvent): void {
+    const ts = e.ts;
+    if (!(ts <= this.lastTs)) {
+      if (Number.isNaN(this.firstTs)) this.firstTs = ts;
+      this.lastTs = ts;
+      if (this.series.due(ts)) this.series.sample(ts, this.siteOutstanding.subarray(0, this.sites.length));
+    }
+    this.totals.events++;
+    if (e.kind === 'alloc') this.alloc(e);
+    else this.free(e);
+  }
+
+  stack(cpu: number, frames: string[]): void {
+    const slot = this.lastSlotByCpu[cpu];
+    if (slot === undefined || slot < 0) return;
+    if (this.table.serial[slot] !== this.lastSerialByCpu[cpu] || !this.table.isLive(slot)) return;
+    this.table.stack[slot] = this.stacks.id(trimTracingFrames(frames).join('\n'));
+    this.lastSlotByCpu[cpu] = -1;
+  }
+
+  lost(count: number): void {
+    this.totals.lostEvents += count;
+    this.lastLossTs = Number.isNaN(this.lastTs) ? -Infinity : this.lastTs;
+    if (this.lastLossTs === -Infinity) this.lastLossTs = 0;
+  }
+
+  bad(lineNo: number, reason: string): void {
+    this.totals.badLines++;
+    if (this.badSamples.length < MAX_BAD_SAMPLES) this.badSamples.push({ line: lineNo, reason });
+  }
+
+  /**
+   * A kernel-side pairing table's view (bpftrace pairs mode) becomes the new truth: its outstanding list replaces
+   * the pointer table, and its per-site counters replace the engine's.
+   */
+  snapshot(s: KernelSnapshot): void {
+    this.snapshotMode = true;
+    if (Number.isNaN(this.firstTs)) this.firstTs = s.ts;
+    if (!(s.ts <= this.lastTs)) this.lastTs = s.ts;
+    this.kernelUntracked = s.untracked;
+    if (s.outstanding) {
+      this.table.clear();
+      for (const r of s.outstanding) {
+        const e: KmemEvent = { kind: 'alloc', ts: r.ts, ptr: r.ptr, callSite: r.callSite, tracepoint: 'kmalloc' };
+        if (r.bytesAlloc !== undefined) e.bytesAlloc = r.bytesAlloc;
+        if (r.bytesReq !== undefined) e.bytesReq = r.bytesReq;
+        if (r.cache !== undefined) e.cache = r.cache;
+        if (r.pid !== undefined) e.pid = r.pid;
+        if (r.comm !== undefined) e.comm = r.comm;
+        if (r.stack !== undefined) e.stack = r.stack;
+        this.store(e, ptrKey(r.ptr), this.siteOf(r.callSite));
+      }
+    }
+    for (const site of this.sites) site.kernel = { allocs: 0, frees: 0, outstanding: 0, outstandingBytes: 0 };
+    this.siteOutstanding.fill(0);
+    let allocs = 0;
+    let frees = 0;
+    let outstanding = 0;
+    let bytes = 0;
+    for (const t of s.sites) {
+      const id = this.siteOf(t.callSite);
+      // The kernel counts per call site (cumulative since the start); several call sites of a function add up.
+      const k = (this.sites[id]!.kernel ??= { allocs: 0, frees: 0, outstanding: 0, outstandingBytes: 0 });
+      k.allocs += t.allocs;
+      k.frees += t.frees;
+      k.outstanding += t.outstanding;
+      k.outstandingBytes += t.outstandingBytes;
+      this.siteOutstanding[id] = k.outstanding;
+      allocs += t.allocs;
+      frees += t.frees;
+      outstanding += t.outstanding;
+      bytes += t.outstandingBytes;
+    }
+    this.totals.allocs = allocs;
+    this.totals.frees = frees;
+    this.totals.matchedFrees = frees;
+    this.totals.outstanding = outstanding;
+    this.totals.outstandingBytes = bytes;
+    this.series.sample(s.ts, this.siteOutstanding.subarray(0, this.sites.length));
+  }
+
+  // ---- folding ----
+
+  private siteOf(callSite: string): number {
+    const cs = this.callSites.id(callSite);
+    const known = this.callSiteToSite[cs];
+    if (known !== undefined) return known;
+    const fn = siteFunction(this.callSites.values[cs]!);
+    let site = this.siteIds.get(fn);
+    if (site === undefined) {
+      site = this.sites.length;
+      this.sites.push({ fn, allocs: 0, frees: 0, outstanding: 0, outstandingBytes: 0, missedFrees: 0 });
+      this.siteIds.set(fn, site);
+      if (site >= this.siteOutstanding.length) {
+        const grown = new Float64Array(this.siteOutstanding.length * 2);
+        grown.set(this.siteOutstanding);
+        this.siteOutstanding = grown;
+      }
+    }
+    this.callSiteToSite[cs] = site;
+    return site;
+  }
+
+  private alloc(e: KmemEvent): void {
+    if (this.accept !== undefined && !this.accept(e)) {
+      this.filteredOut++;
+      return;
+    }
+    if (this.opts.excludePids !== undefined && e.pid !== undefined && this.opts.excludePids.has(e.pid)) return;
+    const t = this.totals;
+    t.allocs++;
+    const key = ptrKey(e.ptr);
+    const siteId = this.siteOf(e.callSite);
+    const site = this.sites[siteId]!;
+    site.allocs++;
+
+    if (this.recentUnknownFrees !== undefined) {
+      const freeTs = this.recentUnknownFrees.take(key);
+      if (freeTs !== undefined && freeTs >= e.ts) {
+        // Its free was already seen (another CPU's buffer got there first): a matched pair, not an unknown free.
+        t.unknownFrees--;
+        t.matchedFrees++;
+        site.frees++;
+        return;
+      }
+    }
+
+    const old = this.table.find(key);
+    if (old >= 0) {
+      // Allocated again while still tracked: the free was missed (lost, or freed through a path with no tracepoint).
+      const oldSite = this.callSiteToSite[this.table.callSite[old]!]!;
+      t.missedFrees++;
+      this.sites[oldSite]!.missedFrees++;
+      this.release(old, oldSite);
+      this.table.remove(key, old);
+      this.replaced.set(key, oldSite, e.ts);
+    }
+    this.store(e, key, siteId);
+  }
+
+  private store(e: KmemEvent, key: PtrKey, siteId: number): void {
+    const tb = this.table;
+    const slot = tb.insert(key);
+    const bytes = e.bytesAlloc ?? 0;
+    tb.ts[slot] = e.ts;
+    tb.callSite[slot] = this.callSites.id(e.callSite);
+    tb.cache[slot] = e.cache === undefined ? -1 : this.caches.id(e.cache);
+    tb.bytesAlloc[slot] = bytes;
+    tb.bytesReq[slot] = e.bytesReq ?? -1;
+    tb.pid[slot] = e.pid ?? -1;
+    tb.comm[slot] = e.comm === undefined ? -1 : this.comms.id(e.comm);
+    if (e.stack !== undefined && e.stack.length > 0) tb.stack[slot] = this.stacks.id(trimTracingFrames(e.stack).join('\n'));
+    const site = this.sites[siteId]!;
+    site.outstanding++;
+    site.outstandingBytes += bytes;
+    this.siteOutstanding[siteId] = site.outstanding;
+    this.totals.outstanding++;
+    this.totals.outstandingBytes += bytes;
+    if (e.cpu !== undefined) {
+      this.lastSlotByCpu[e.cpu] = slot;
+      this.lastSerialByCpu[e.cpu] = tb.serial[slot]!;
+    }
+  }
+
+  private release(slot: number, siteId: number): void {
+    const bytes = this.table.bytesAlloc[slot]!;
+    const site = this.sites[siteId]!;
+    site.outstanding--;
+    site.outstandingBytes -= bytes;
+    this.siteOutstanding[siteId] = site.outstanding;
+    this.totals.outstanding--;
+    this.totals.outstandingBytes -= bytes;
+  }
+
+  private free(e: KmemEvent): void {
+    const t = this.totals;
+    t.frees++;
+    if (e.cpu !== undefined) this.lastSlotByCpu[e.cpu] = -1;
+    const key = ptrKey(e.ptr);
+    const slot = this.table.find(key);
+    if (slot >= 0 && e.ts >= this.table.ts[slot]!) {
+      const siteId = this.callSiteToSite[this.table.callSite[slot]!]!;
+      t.matchedFrees++;
+      this.sites[siteId]!.frees++;
+      this.release(slot, siteId);
+      this.table.remove(key, slot);
+      return;
+    }
+    if (slot >= 0) {
+      // The free is older than the tracked allocation: it frees the allocation that one replaced.
+      const oldSite = this.replaced.take(key);
+      if (oldSite !== undefined) {
+        t.missedFrees--;
+        this.sites[oldSite]!.missedFrees--;
+        this.sites[oldSite]!.frees++;
+        t.matchedFrees++;
+        return;
+      }
+    }
+    t.unknownFrees++;
+    this.recentUnknownFrees?.set(key, e.ts, e.ts);
+  }
+
+  // ---- queries ----
+
+  get span(): { firstTs: number; lastTs: number } {
+    return { firstTs: Number.isNaN(this.firstTs) ? 0 : this.firstTs, lastTs: Number.isNaN(this.lastTs) ? 0 : this.lastTs };
+  }
+
+  report(source: SourceInfo, o: ReportOptions = {}): Report {
+    const minAge = o.minAgeSec ?? 0;
+    const nSamples = o.samplesPerSite ?? 5;
+    const nStacks = o.stacksPerSite ?? 5;
+    const now = this.span.lastTs;
+    const tb = this.table;
+    const n = this.sites.length;
+    const count = new Float64Array(n);
+    const bytes = new Float64Array(n);
+    const oldest = new Float64Array(n).fill(Infinity);
+    const phantoms = new Float64Array(n);
+    const csCount: Map<number, number>[] = [];
+    const cacheCount: Map<number, number>[] = [];
+    const stackCount: Map<number, number>[] = [];
+    const samples: number[][] = [];
+    const lossTs = this.lastLossTs;
+
+    for (let slot = 0; slot < tb.slotLimit; slot++) {
+      if (!tb.isLive(slot)) continue;
+      const ts = tb.ts[slot]!;
+      if (now - ts < minAge) continue;
+      const cs = tb.callSite[slot]!;
+      const s = this.callSiteToSite[cs]!;
+      count[s]!++;
+      bytes[s]! += tb.bytesAlloc[slot]!;
+      if (ts < oldest[s]!) oldest[s] = ts;
+      if (ts <= lossTs) phantoms[s]!++;
+      bump((csCount[s] ??= new Map()), cs);
+      const c = tb.cache[slot]!;
+      if (c >= 0) bump((cacheCount[s] ??= new Map()), c);
+      const st = tb.stack[slot]!;
+      if (st >= 0) bump((stackCount[s] ??= new Map()), st);
+      keepOldest((samples[s] ??= []), slot, tb.ts, nSamples);
+    }
+
+    const sites: SiteReport[] = [];
+    for (let s = 0; s < n; s++) {
+      const site = this.sites[s]!;
+      const k = site.kernel;
+      const listed = count[s]! > 0;
+      // In pairs mode with only per-site totals, the kernel's counts are all there is.
+      const outstanding = listed || !k ? count[s]! : minAge > 0 ? 0 : k.outstanding;
+      if (outstanding <= 0) continue;
+      const series = [...this.series.row(s), this.siteOutstanding[s]!];
+      const times = [...this.series.times, now];
+      const allocs = k ? k.allocs : site.allocs;
+      const frees = k ? k.frees : site.frees;
+      sites.push({
+        function: site.fn,
+        callSite: listed ? this.callSites.values[top(csCount[s]!)]! : site.fn,
+        cache: cacheCount[s] ? this.caches.values[top(cacheCount[s]!)]! : '',
+        outstanding,
+        outstandingBytes: listed || !k ? bytes[s]! : k.outstandingBytes,
+        allocs,
+        frees,
+        oldestAgeSec: oldest[s] === Infinity ? 0 : round3(now - oldest[s]!),
+        // A slope through a handful of points is noise, not a rate.
+        growthPerMin: series.length >= this.thresholds.minPoints && now - (this.series.times[0] ?? now) >= this.thresholds.minSpanSec ? Math.round(growthPerMinute(times, series) * 10) / 10 : 0,
+        verdict: verdictOf(series, now - this.series.times[0]!, allocs, frees, this.thresholds),
+        stacks: stackCount[s] ? topN(stackCount[s]!, nStacks).map(([id, c]) => ({ frames: this.stacks.values[id]!.split('\n'), outstanding: c })) : [],
+        samples: (samples[s] ?? []).map((slot) => this.sample(slot, now)),
+        missedFrees: site.missedFrees,
+        possiblePhantoms: phantoms[s]!,
+        series,
+      });
+    }
+    sites.sort((a, b) => b.outstandingBytes - a.outstandingBytes || b.outstanding - a.outstanding || a.function.localeCompare(b.function));
+    const siteCount = sites.length;
+    return {
+      kleak: 1,
+      source,
+      filter: this.filter,
+      span: this.span,
+      totals: { ...this.totals },
+      sites: o.top !== undefined ? sites.slice(0, o.top) : sites,
+      siteCount,
+      minAgeSec: minAge,
+      notices: this.notices(),
+      badLineSamples: [...this.badSamples],
+      series: { stepSec: this.series.stepSec, times: [...this.series.times, now] },
+    };
+  }
+
+  private sample(slot: number, now: number): SampleReport {
+    const tb = this.table;
+    const r: SampleReport = { ptr: ptrFromKey(tb.keyOf(slot)), ageSec: round3(now - tb.ts[slot]!) };
+    if (tb.pid[slot]! >= 0) r.pid = tb.pid[slot]!;
+    if (tb.comm[slot]! >= 0) r.comm = this.comms.values[tb.comm[slot]!]!;
+    if (tb.bytesReq[slot]! >= 0) r.bytesReq = tb.bytesReq[slot]!;
+    return r;
+  }
+
+  private notices(): Notice[] {
+    const t = this.totals;
+    const out: Notice[] = [];
+    if (t.lostEvents > 0) {
+      out.push({
+        severity: 'dataLoss',
+        text: `${t.lostEvents} events were lost: allocations made before a loss may look outstanding because their free was lost (counted per site as possible phantoms). Record with a bigger buffer or a narrower filter.`,
+      });
+    }
+    if (this.kernelUntracked > 0) {
+      out.push({
+        severity: 'dataLoss',
+        text: `${this.kernelUntracked} allocations were not tracked because the kernel-side pointer table was full; raise --max-pointers or narrow the filter.`,
+      });
+    }
+    if (t.missedFrees > 0) {
+      out.push({
+        severity: 'warning',
+        text: `${t.missedFrees} pointers were allocated again while still outstanding: their free was lost or went through a path without a tracepoint (kfree_bulk, kmem_cache_free_bulk); sites with missed frees are not necessarily leaking.`,
+      });
+    }
+    if (t.badLines > 0) {
+      const first = this.badSamples.slice(0, 5).map((b) => b.line).join(', ');
+      out.push({ severity: 'warning', text: `${t.badLines} malformed lines were skipped (first: line ${first}).` });
+    }
+    if (this.filteredOut > 0 && !this.snapshotMode) {
+      out.push({ severity: 'info', text: `${this.filteredOut} allocations did not match the filter; frees of them count as unknown frees.` });
+    }
+    return out;
+  }
+}
+
+function bump(m: Map<number, number>, k: number): void {
+  m.set(k, (m.get(k) ?? 0) + 1);
+}
+
+function top(m: Map<number, number>): number {
+  let best = -1;
+  let bestN = -1;
+  for (const [k, n] of m) if (n > bestN) { best = k; bestN = n; }
+  return best;
+}
+
+function topN(m: Map<number, number>, n: number): [number, number][] {
+  return [...m].sort((a, b) => b[1] - a[1]).slice(0, n);
+}
+
+/** Keeps `list` as the n slots with the smallest timestamps, oldest first. */
+function keepOldest(list: number[], slot: number, ts: Float64Array, n: number): void {
+  if (n <= 0) return;
+  const t = ts[slot]!;
+  if (list.length === n && t >= ts[list[n - 1]!]!) return;
+  let i = list.length === n ? n - 1 : list.length;
+  if (list.length < n) list.push(slot);
+  while (i > 0 && ts[list[i - 1]!]! > t) {
+    list[i] = list[i - 1]!;
+    i--;
+  }
+  list[i] = slot;
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}

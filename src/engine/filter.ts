@@ -1,0 +1,43 @@
+// Which allocations a run looks at (DESIGN.md command line): size, cache, comm, pid.
+
+import type { KmemEvent } from '../event.js';
+
+export interface EventFilter {
+  bytes?: number;
+  minBytes?: number;
+  maxBytes?: number;
+  cache?: string;
+  comm?: string;
+  pid?: number;
+}
+
+export function isEmptyFilter(f: EventFilter): boolean {
+  return Object.values(f).every((v) => v === undefined);
+}
+
+/** A predicate for allocation events, or undefined when everything passes (the common, fast case). */
+export function compileFilter(f: EventFilter): ((e: KmemEvent) => boolean) | undefined {
+  if (isEmptyFilter(f)) return undefined;
+  const { bytes, minBytes, maxBytes, cache, comm, pid } = f;
+  return (e) => {
+    const b = e.bytesAlloc;
+    if (bytes !== undefined && b !== bytes) return false;
+    if (minBytes !== undefined && (b === undefined || b < minBytes)) return false;
+    if (maxBytes !== undefined && (b === undefined || b > maxBytes)) return false;
+    if (cache !== undefined && e.cache !== cache) return false;
+    if (comm !== undefined && e.comm !== comm) return false;
+    if (pid !== undefined && e.pid !== pid) return false;
+    return true;
+  };
+}
+
+export function describeFilter(f: EventFilter): string {
+  const parts: string[] = [];
+  if (f.bytes !== undefined) parts.push(`bytes_alloc==${f.bytes}`);
+  if (f.minBytes !== undefined) parts.push(`bytes_alloc>=${f.minBytes}`);
+  if (f.maxBytes !== undefined) parts.push(`bytes_alloc<=${f.maxBytes}`);
+  if (f.cache !== undefined) parts.push(`cache=${f.cache}`);
+  if (f.comm !== undefined) parts.push(`comm=${f.comm}`);
+  if (f.pid !== undefined) parts.push(`pid=${f.pid}`);
+  return parts.length ? parts.join(' ') : 'none';
+}

@@ -1,0 +1,85 @@
+// From a site's outstanding series to a verdict (DESIGN.md "Aggregation"):
+//   growing: a steady rise that does not come back down — the shape of a leak;
+//   churn:   many allocations, nearly all freed;
+//   steady:  neither (a stable population, a one-off batch, too little data).
+// Thresholds are named, documented and tunable (VerdictThresholds); tests pin each rule.
+
+export type Verdict = 'growing' | 'churn' | 'steady';
+
+export interface VerdictThresholds {
+  /** Fewest series points before a rise can be called growth. */
+  minPoints: number;
+  /** Shortest stretch of trace time, seconds, over which a rise can be called growth. */
+  minSpanSec: number;
+  /** The count must have risen by at least this many objects from the first point to the last... */
+  minRise: number;
+  /** ...and still be at least this share of its peak at the end (a cache that shrank back is not a leak)... */
+  keepFraction: number;
+  /** ...and have risen in at least this share of the steps where it changed (steady, not one jump). */
+  risingStepFraction: number;
+  /** Churn: at least this many allocations... */
+  churnMinAllocs: number;
+  /** ...of which at least this share were freed. */
+  churnFreedFraction: number;
+}
+
+export const DEFAULT_THRESHOLDS: VerdictThresholds = {
+  minPoints: 4,
+  minSpanSec: 5,
+  minRise: 3,
+  keepFraction: 0.8,
+  risingStepFraction: 0.6,
+  churnMinAllocs: 10,
+  churnFreedFraction: 0.9,
+};
+
+/** Least-squares slope of values over times, per minute. */
+export function growthPerMinute(times: readonly number[], values: readonly number[]): number {
+  const n = Math.min(times.length, values.length);
+  if (n < 2) return 0;
+  const off = times.length - n;
+  let st = 0;
+  let sv = 0;
+  for (let i = 0; i < n; i++) {
+    st += times[off + i]!;
+    sv += values[i]!;
+  }
+  const mt = st / n;
+  const mv = sv / n;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < n; i++) {
+    const dt = times[off + i]! - mt;
+    num += dt * (values[i]! - mv);
+    den += dt * dt;
+  }
+  return den === 0 ? 0 : (num / den) * 60;
+}
+
+export function verdictOf(
+  series: readonly number[],
+  spanSec: number,
+  allocs: number,
+  frees: number,
+  th: VerdictThresholds = DEFAULT_THRESHOLDS,
+): Verdict {
+  if (series.length >= th.minPoints && spanSec >= th.minSpanSec) {
+    let max = 0;
+    let up = 0;
+    let changed = 0;
+    for (let i = 0; i < series.length; i++) {
+      const v = series[i]!;
+      if (v > max) max = v;
+      if (i > 0 && v !== series[i - 1]) {
+        changed++;
+        if (v > series[i - 1]!) up++;
+      }
+    }
+    const last = series[series.length - 1]!;
+    if (last - series[0]! >= th.minRise && last >= th.keepFraction * max && changed > 0 && up / changed >= th.risingStepFraction) {
+      return 'growing';
+    }
+  }
+  if (allocs >= th.churnMinAllocs && frees >= th.churnFreedFraction * allocs) return 'churn';
+  return 'steady';
+}

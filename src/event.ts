@@ -1,0 +1,81 @@
+// The contract between parse/ and engine/ (DESIGN.md "The event"). Parsers push into a ParseSink; the engine is one.
+
+export type Tracepoint = 'kmalloc' | 'kfree' | 'kmem_cache_alloc' | 'kmem_cache_free' | 'kmalloc_node' | 'kmem_cache_alloc_node';
+
+export interface KmemEvent {
+  kind: 'alloc' | 'free';
+  /** Seconds on the trace clock. */
+  ts: number;
+  /** Lower-case hex without 0x, as printed (hashed pointers are fine). */
+  ptr: string;
+  /** 'user_preparse+0x2a', or raw hex when the trace has no symbols. */
+  callSite: string;
+  bytesReq?: number;
+  bytesAlloc?: number;
+  /** kmem_cache name, or 'kmalloc-<n>' derived from bytesAlloc. */
+  cache?: string;
+  tracepoint: Tracepoint | string;
+  pid?: number;
+  comm?: string;
+  cpu?: number;
+  /** Innermost frame first. */
+  stack?: string[];
+}
+
+/**
+ * One outstanding allocation as a kernel-side pairing table reports it (bpftrace pairs mode). A snapshot of
+ * these replaces what the engine knew about outstanding pointers.
+ */
+export interface OutstandingRecord {
+  ptr: string;
+  ts: number;
+  callSite: string;
+  bytesReq?: number;
+  bytesAlloc?: number;
+  cache?: string;
+  pid?: number;
+  comm?: string;
+  stack?: string[];
+}
+
+/** Per call site counters kept by a kernel-side pairing table. */
+export interface SiteTotalsRecord {
+  callSite: string;
+  allocs: number;
+  frees: number;
+  outstanding: number;
+  outstandingBytes: number;
+}
+
+export interface KernelSnapshot {
+  ts: number;
+  /** Absent when the snapshot carries only per-site totals (too many pointers to list every interval). */
+  outstanding?: OutstandingRecord[];
+  sites: SiteTotalsRecord[];
+  /** Allocations the kernel table could not hold (map full). */
+  untracked: number;
+}
+
+export interface ParseSink {
+  event(e: KmemEvent): void;
+  /** A stack that belongs to the last event seen on that CPU (trace-cmd -T, tracefs stacktrace). */
+  stack(cpu: number, frames: string[]): void;
+  lost(count: number, cpu?: number): void;
+  bad(lineNo: number, reason: string): void;
+  snapshot?(s: KernelSnapshot): void;
+}
+
+export interface LineParser {
+  line(text: string, lineNo: number): void;
+  end(): void;
+}
+
+export type FormatName = 'trace-cmd' | 'trace-pipe' | 'bpftrace' | 'ndjson';
+
+export interface TraceFormat {
+  name: FormatName;
+  /** Used in "unknown format; kleak reads: …". */
+  describe: string;
+  sniff(head: readonly string[]): boolean;
+  createParser(sink: ParseSink): LineParser;
+}

@@ -1,0 +1,104 @@
+// The machinery shared by the two ftrace text formats (trace-cmd report, raw trace_pipe): header tokenizer,
+// kmem fields, lost-event lines and stack blocks. Each format file configures it and adds its own sniffing.
+
+import type { LineParser, ParseSink } from '../event.js';
+import { parseFtraceHeader, parseLostLine } from './ftrace-line.js';
+import { ALLOC_EVENTS, FREE_EVENTS, kmemEventFromBody } from './kmem-fields.js';
+
+/** Event names that open a stack block: trace-cmd's `kernel_stack` event, trace_pipe's `<stack trace>`. */
+const STACK_EVENTS: ReadonlySet<string> = new Set(['kernel_stack', '<stack trace>', '<stack trace >']);
+const USER_STACK_EVENTS: ReadonlySet<string> = new Set(['user_stack', '<user stack trace>']);
+
+/**
+ * One frame line of a stack block → function name (offsets and addresses dropped, as stacks group by function):
+ * trace-cmd "=> user_preparse (ffffffff81a7f28f)", "=> foo+0x1c  (ffff…)", "=> ffffffff81234567";
+ * trace_pipe " => user_preparse", " => user_preparse+0x2f/0x70".
+ */
+export function stackFrame(line: string): string | undefined {
+  const at = line.indexOf('=> ');
+  if (at < 0) return undefined;
+  for (let i = 0; i < at; i++) if (line.charCodeAt(i) !== 32) return undefined;
+  let s = at + 3;
+  let e = s;
+  while (e < line.length && line.charCodeAt(e) !== 32 && line.charCodeAt(e) !== 43 /* + */) e++;
+  if (e === s) return undefined;
+  let frame = line.slice(s, e);
+  const mod = line.indexOf(' [', e);
+  if (mod > 0 && line.indexOf(']', mod) > mod) frame += line.slice(mod, line.indexOf(']', mod) + 1);
+  return frame;
+}
+
+/** Lines that carry no event and are not errors: headers, comments, blank lines. */
+function isHeaderLine(line: string): boolean {
+  if (line.length === 0 || line.charCodeAt(0) === 35 /* # */) return true;
+  const t = line.trimStart();
+  return (
+    t.length === 0 ||
+    /^(?:[\w.-]+: )?cpus=\d+$/.test(t) ||
+    /^version = \d+$/.test(t) ||
+    /^CPU \d+ is empty$/.test(t) ||
+    t.startsWith('trace-cmd: ') ||
+    t.startsWith('TRACE_CLOCK')
+  );
+}
+
+export class FtraceTextParser implements LineParser {
+  private stackCpu = -1;
+  private frames: string[] = [];
+  private inUserStack = false;
+
+  constructor(private readonly sink: ParseSink) {}
+
+  line(text: string, lineNo: number): void {
+    if (text.length > 0 && text.charCodeAt(text.length - 1) === 13) text = text.slice(0, -1);
+    const frame = this.stackCpu >= 0 || this.inUserStack ? stackFrame(text) : undefined;
+    if (frame !== undefined) {
+      if (!this.inUserStack) this.frames.push(frame);
+      return;
+    }
+    this.flushStack();
+    this.inUserStack = false;
+
+    const h = parseFtraceHeader(text);
+    if (h === undefined) {
+      const lost = parseLostLine(text);
+      if (lost) this.sink.lost(lost.count, lost.cpu);
+      else if (!isHeaderLine(text)) this.sink.bad(lineNo, 'not an ftrace event line');
+      return;
+    }
+    const ev = h.event;
+    if (ALLOC_EVENTS.has(ev) || FREE_EVENTS.has(ev)) {
+      let body = text;
+      let hint: string | undefined;
+      // trace-cmd's kmem plugin prefixes "(func+0xoff) "; keep it as the symbol for hex-only call sites.
+      if (text.charCodeAt(h.bodyStart) === 40 /* ( */) {
+        const close = text.indexOf(') ', h.bodyStart);
+        if (close > 0) hint = text.slice(h.bodyStart + 1, close);
+      }
+      body = text.slice(h.bodyStart);
+      const r = kmemEventFromBody(ev, body, h.ts, h.pid, h.comm, h.cpu, hint);
+      if (typeof r === 'string') {
+        if (r !== 'null') this.sink.bad(lineNo, r);
+      } else {
+        this.sink.event(r);
+      }
+    } else if (STACK_EVENTS.has(ev)) {
+      this.stackCpu = h.cpu;
+    } else if (USER_STACK_EVENTS.has(ev)) {
+      this.inUserStack = true;
+    }
+    // Any other tracepoint is not ours: neither an event nor a bad line.
+  }
+
+  end(): void {
+    this.flushStack();
+  }
+
+  private flushStack(): void {
+    if (this.stackCpu >= 0) {
+      if (this.frames.length > 0) this.sink.stack(this.stackCpu, this.frames);
+      this.frames = [];
+      this.stackCpu = -1;
+    }
+  }
+}

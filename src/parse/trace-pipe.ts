@@ -1,0 +1,20 @@
+// Raw tracefs text: `trace_pipe` or `trace` of a (sub)buffer, hashed or plain pointers, %pS or hex call sites,
+// `<stack trace>` blocks from options/stacktrace or the stacktrace trigger, `CPU:N [LOST M EVENTS]`.
+
+import type { TraceFormat } from '../event.js';
+import { FtraceTextParser } from './ftrace-text.js';
+
+export const tracePipe: TraceFormat = {
+  name: 'trace-pipe',
+  describe: 'raw tracefs `trace_pipe` / `trace` text',
+  sniff(head) {
+    return head.some(
+      (l) =>
+        l.startsWith('# tracer:') ||
+        /\[LOST \d+ EVENTS\]/.test(l) ||
+        /: <stack trace>$/.test(l) ||
+        /\] +\S+ +\d+\.\d+: (?:kmalloc|kfree|kmem_cache_\w+|kmalloc_node|kmem_cache_alloc_node): call_site=/.test(l),
+    );
+  },
+  createParser: (sink) => new FtraceTextParser(sink),
+};

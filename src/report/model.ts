@@ -1,0 +1,84 @@
+// What views read: a snapshot of the engine (DESIGN.md "JSON report", plus what the text and TUI views need).
+
+import type { EventFilter } from '../engine/filter.js';
+import type { Verdict } from '../engine/verdict.js';
+
+export interface SourceInfo {
+  kind: 'replay' | 'live';
+  format?: string;
+  path?: string;
+  backend?: string;
+  /** bpftrace: 'events' (every event streamed) or 'pairs' (pointer table kept in the kernel). */
+  mode?: string;
+}
+
+export interface Totals {
+  lines: number;
+  events: number;
+  allocs: number;
+  frees: number;
+  matchedFrees: number;
+  unknownFrees: number;
+  missedFrees: number;
+  lostEvents: number;
+  badLines: number;
+  outstanding: number;
+  outstandingBytes: number;
+}
+
+export interface StackReport {
+  frames: string[];
+  outstanding: number;
+}
+
+export interface SampleReport {
+  ptr: string;
+  ageSec: number;
+  pid?: number;
+  comm?: string;
+  bytesReq?: number;
+}
+
+export interface SiteReport {
+  function: string;
+  callSite: string;
+  cache: string;
+  outstanding: number;
+  outstandingBytes: number;
+  allocs: number;
+  frees: number;
+  oldestAgeSec: number;
+  growthPerMin: number;
+  verdict: Verdict;
+  stacks: StackReport[];
+  samples: SampleReport[];
+  /** Pointers allocated again while still outstanding here: freed through a path with no tracepoint. */
+  missedFrees: number;
+  /** Outstanding allocations older than the last lost event: their free may have been lost. */
+  possiblePhantoms: number;
+  /** Outstanding count at each of Report.series.times. */
+  series: number[];
+}
+
+export type NoticeSeverity = 'info' | 'warning' | 'dataLoss';
+
+export interface Notice {
+  severity: NoticeSeverity;
+  text: string;
+}
+
+export interface Report {
+  kleak: 1;
+  source: SourceInfo;
+  filter: EventFilter;
+  span: { firstTs: number; lastTs: number };
+  totals: Totals;
+  sites: SiteReport[];
+  /** Sites with outstanding allocations, before --top cut the list. */
+  siteCount: number;
+  minAgeSec: number;
+  notices: Notice[];
+  /** The first malformed lines, with why. */
+  badLineSamples: { line: number; reason: string }[];
+  series: { stepSec: number; times: number[] };
+}

@@ -1,0 +1,73 @@
+// The plain text report: what a person reads in a terminal log or a ticket.
+
+import { describeFilter } from '../engine/filter.js';
+import { fit, fmtAge, fmtBytes, fmtCount, fmtRate, sparkline } from './format.js';
+import type { Report, SiteReport } from './model.js';
+
+export function describeSource(r: Report): string {
+  const s = r.source;
+  if (s.kind === 'replay') return `replay ${s.path ?? '-'} (${s.format ?? '?'})`;
+  return `live, ${s.backend ?? '?'}${s.mode ? ` ${s.mode}` : ''}`;
+}
+
+export function totalsLine(r: Report): string {
+  const t = r.totals;
+  return [
+    `lines ${fmtCount(t.lines)}`,
+    `events ${fmtCount(t.events)}`,
+    `allocs ${fmtCount(t.allocs)}`,
+    `frees ${fmtCount(t.frees)} (matched ${fmtCount(t.matchedFrees)}, unknown ${fmtCount(t.unknownFrees)})`,
+    `missed frees ${fmtCount(t.missedFrees)}`,
+    `lost ${fmtCount(t.lostEvents)}`,
+    `bad lines ${fmtCount(t.badLines)}`,
+  ].join('  ');
+}
+
+function siteRow(s: SiteReport, fnWidth: number): string {
+  return [
+    fit(s.function, fnWidth).padEnd(fnWidth),
+    fit(s.cache || '-', 16).padEnd(16),
+    fmtCount(s.outstanding).padStart(9),
+    fmtBytes(s.outstandingBytes).padStart(10),
+    fmtAge(s.oldestAgeSec).padStart(8),
+    fmtRate(s.growthPerMin).padStart(8),
+    ' ' + sparkline(s.series, 12).padEnd(12),
+    ' ' + s.verdict,
+  ].join(' ');
+}
+
+export function renderText(r: Report): string {
+  const out: string[] = [];
+  const dur = r.span.lastTs - r.span.firstTs;
+  out.push(`kleak — ${describeSource(r)}: ${dur.toFixed(2)} s of trace (${r.span.firstTs.toFixed(3)} → ${r.span.lastTs.toFixed(3)})`);
+  out.push(`filter: ${describeFilter(r.filter)}${r.minAgeSec > 0 ? `, older than ${r.minAgeSec}s` : ''}`);
+  out.push(totalsLine(r));
+  out.push(`outstanding: ${fmtCount(r.totals.outstanding)} allocations, ${fmtBytes(r.totals.outstandingBytes)} at ${fmtCount(r.siteCount)} call site${r.siteCount === 1 ? '' : 's'}`);
+  for (const n of r.notices) out.push(`${n.severity === 'dataLoss' ? 'LOST DATA' : n.severity === 'warning' ? 'warning' : 'note'}: ${n.text}`);
+  out.push('');
+  if (r.sites.length === 0) {
+    out.push(r.minAgeSec > 0 ? `No outstanding allocations older than ${r.minAgeSec}s.` : 'No outstanding allocations: every traced allocation was freed.');
+    return out.join('\n') + '\n';
+  }
+  const fnWidth = Math.min(32, Math.max(8, ...r.sites.map((s) => s.function.length)));
+  out.push(
+    ['FUNCTION'.padEnd(fnWidth), 'CACHE'.padEnd(16), 'OUTSTAND'.padStart(9), 'BYTES'.padStart(10), 'OLDEST'.padStart(8), 'GROWTH/m'.padStart(8), ' TREND'.padEnd(13), ' VERDICT'].join(' '),
+  );
+  for (const s of r.sites) out.push(siteRow(s, fnWidth));
+  if (r.siteCount > r.sites.length) out.push(`… ${r.siteCount - r.sites.length} more call sites (--top)`);
+  for (const s of r.sites.slice(0, 3)) {
+    out.push('');
+    out.push(`${s.function} (${s.callSite}): ${fmtCount(s.outstanding)} outstanding, ${fmtBytes(s.outstandingBytes)}; ${fmtCount(s.allocs)} allocated, ${fmtCount(s.frees)} freed; oldest ${fmtAge(s.oldestAgeSec)}; ${s.verdict}`);
+    if (s.missedFrees > 0) out.push(`  ${s.missedFrees} of its pointers were allocated again while outstanding: freed through an untraced path, probably not a leak`);
+    if (s.possiblePhantoms > 0) out.push(`  ${s.possiblePhantoms} of them predate lost events and may be phantoms`);
+    for (const st of s.stacks.slice(0, 3)) out.push(`  ${fmtCount(st.outstanding)} × ${st.frames.slice(0, 8).join(' ← ')}`);
+    for (const p of s.samples.slice(0, 3)) {
+      out.push(`  ${p.ptr}  age ${fmtAge(p.ageSec)}${p.pid !== undefined ? `  pid ${p.pid}` : ''}${p.comm ? ` ${p.comm}` : ''}${p.bytesReq !== undefined ? `  ${p.bytesReq} bytes requested` : ''}`);
+    }
+  }
+  if (r.badLineSamples.length > 0) {
+    out.push('');
+    out.push(`malformed lines: ${r.badLineSamples.slice(0, 5).map((b) => `line ${b.line} (${b.reason})`).join(', ')}${r.totals.badLines > 5 ? ', …' : ''}`);
+  }
+  return out.join('\n') + '\n';
+}

@@ -1,0 +1,80 @@
+// Opening a replay input: a path or '-' (stdin); gzip is recognised by its magic bytes, a trace.dat file by its
+// own, and read by running `trace-cmd report -i` (one subprocess; its text is the trace-cmd format).
+
+import { createReadStream } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import { createGunzip } from 'node:zlib';
+import { PassThrough, type Readable } from 'node:stream';
+import { InputError } from '../errors.js';
+import { traceCmdReportStream } from './trace-dat.js';
+
+export interface ReplayInput {
+  stream: Readable;
+  /** Bytes of the file on disk (undefined for stdin): with bytesRead, the share read so far. */
+  size: number | undefined;
+  bytesRead: () => number;
+  /** Set when the input was a trace.dat file: the format is then trace-cmd report text. */
+  traceDat: boolean;
+  gzip: boolean;
+  /** Resolves when a helper subprocess (trace-cmd) has ended; rejects with its error. */
+  done: Promise<void>;
+  close: () => void;
+}
+
+const GZIP_MAGIC = [0x1f, 0x8b];
+const TRACE_DAT_MAGIC = Buffer.from([0x17, 0x08, 0x44, ...Buffer.from('tracing')]);
+
+export async function openReplayInput(path: string): Promise<ReplayInput> {
+  if (path === '-') return openStdin();
+  let size: number;
+  try {
+    const st = await stat(path);
+    if (st.isDirectory()) throw new InputError(`${path} is a directory, not a trace file.`, 'Give the path of a trace file, or - for stdin.');
+    size = st.size;
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    throw new InputError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}.`);
+  }
+  const head = Buffer.alloc(10);
+  try {
+    const fh = await open(path, 'r');
+    await fh.read(head, 0, 10, 0);
+    await fh.close();
+  } catch (err) {
+    throw new InputError(`cannot read ${path}: ${(err as Error).message}.`);
+  }
+  if (head.subarray(0, TRACE_DAT_MAGIC.length).equals(TRACE_DAT_MAGIC)) {
+    return { ...traceCmdReportStream(path), size, gzip: false, traceDat: true };
+  }
+  const file = createReadStream(path, { highWaterMark: 1 << 20 });
+  let bytes = 0;
+  file.on('data', (c: Buffer | string) => (bytes += c.length));
+  const gzip = head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1];
+  const stream = gzip ? file.pipe(createGunzip({ chunkSize: 1 << 20 })) : file;
+  if (gzip) file.on('error', (e) => stream.destroy(e));
+  return { stream, size, bytesRead: () => bytes, traceDat: false, gzip, done: Promise.resolve(), close: () => file.destroy() };
+}
+
+function openStdin(): ReplayInput {
+  // Sniff gzip on the first chunk; stdin cannot be re-read.
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  let bytes = 0;
+  let decided = false;
+  let gunzip: ReturnType<typeof createGunzip> | undefined;
+  process.stdin.on('data', (c: Buffer) => {
+    bytes += c.length;
+    if (!decided) {
+      decided = true;
+      if (c[0] === GZIP_MAGIC[0] && c[1] === GZIP_MAGIC[1]) {
+        gunzip = createGunzip();
+        gunzip.pipe(out);
+        gunzip.on('error', (e) => out.destroy(new InputError(`stdin is not valid gzip: ${e.message}.`)));
+      }
+    }
+    if (gunzip) gunzip.write(c);
+    else out.write(c);
+  });
+  process.stdin.on('end', () => (gunzip ? gunzip.end() : out.end()));
+  process.stdin.on('error', (e) => out.destroy(e));
+  return { stream: out, size: undefined, bytesRead: () => bytes, traceDat: false, gzip: false, done: Promise.resolve(), close: () => process.stdin.pause() };
+}
