@@ -37,15 +37,20 @@ export async function startReplay(o: ReplayOptions): Promise<ReplayRun> {
   const what = o.path === '-' ? 'stdin' : o.path;
   const parser = new DetectingParser(engine, what, input.traceDat ? formatByName('trace-cmd') : forced, (name) => (source.format = name));
   const done = (async () => {
-    await forEachLine(input.stream, (line, n) => {
+    const lines = await forEachLine(input.stream, (line, n) => {
       engine.totals.lines = n;
       parser.line(line, n);
     }).catch((err: unknown) => {
       input.close();
       throw err;
     });
-    parser.end();
     await input.done;
+    if (lines === 0) {
+      throw new InputError(
+        input.traceDat ? `trace-cmd report printed nothing for ${what}: the file is damaged or holds no events.` : `${what} is empty: there are no trace lines in it.`,
+      );
+    }
+    parser.end();
   })();
   return {
     engine,

@@ -15,8 +15,10 @@ export interface VerdictThresholds {
   minRise: number;
   /** ...and still be at least this share of its peak at the end (a cache that shrank back is not a leak)... */
   keepFraction: number;
-  /** ...and have risen in at least this share of the steps where it changed (steady, not one jump). */
+  /** ...and have risen in at least this share of the steps where it changed... */
   risingStepFraction: number;
+  /** ...and in at least this many steps (a steady rise, not one batch allocated at once). */
+  minRisingSteps: number;
   /** Churn: at least this many allocations... */
   churnMinAllocs: number;
   /** ...of which at least this share were freed. */
@@ -29,6 +31,7 @@ export const DEFAULT_THRESHOLDS: VerdictThresholds = {
   minRise: 3,
   keepFraction: 0.8,
   risingStepFraction: 0.6,
+  minRisingSteps: 3,
   churnMinAllocs: 10,
   churnFreedFraction: 0.9,
 };
@@ -76,7 +79,7 @@ export function verdictOf(
       }
     }
     const last = series[series.length - 1]!;
-    if (last - series[0]! >= th.minRise && last >= th.keepFraction * max && changed > 0 && up / changed >= th.risingStepFraction) {
+    if (last - series[0]! >= th.minRise && last >= th.keepFraction * max && up >= th.minRisingSteps && up / changed >= th.risingStepFraction) {
       return 'growing';
     }
   }

@@ -118,7 +118,7 @@ export class BpftraceEventsParser implements LineParser {
 
 export const bpftraceEvents: TraceFormat = {
   name: 'bpftrace',
-  describe: "kleak's bpftrace output (kleak live --backend bpftrace)",
+  describe: "kleak's bpftrace output",
   sniff: (head) => head.some((l) => /^(?:A \d+ \d+ \d+ \S+ \d+ \d+ |F \d+ \d+ \d+ \S+$|S \d+ \d+ [01]$)/.test(l)),
   createParser: (sink) => new BpftraceEventsParser(sink),
 };

@@ -19,6 +19,9 @@ export function detectFormat(head: readonly string[]): TraceFormat | undefined {
   return FORMATS.find((f) => f.sniff(head));
 }
 
+/** "A (--format a), B (--format b) and C (--format c)", most common first. */
 export function acceptedFormatsSentence(): string {
-  return FORMATS.map((f) => `${f.describe} (--format ${f.name})`).join(', ');
+  const order: FormatName[] = ['trace-cmd', 'trace-pipe', 'bpftrace', 'ndjson'];
+  const parts = order.map((n) => formatByName(n)!).map((f) => `${f.describe} (--format ${f.name})`);
+  return `${parts.slice(0, -1).join(', ')} and ${parts[parts.length - 1]}`;
 }

@@ -43,7 +43,7 @@ export class NdjsonParser implements LineParser {
 
 export const ndjson: TraceFormat = {
   name: 'ndjson',
-  describe: 'a kleak NDJSON recording (kleak live --record)',
+  describe: 'kleak NDJSON recordings',
   sniff: (head) => head.some((l) => l.startsWith('{') && l.includes('"kleak"')),
   createParser: (sink) => new NdjsonParser(sink),
 };

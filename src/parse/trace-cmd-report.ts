@@ -6,7 +6,7 @@ import { FtraceTextParser } from './ftrace-text.js';
 
 export const traceCmdReport: TraceFormat = {
   name: 'trace-cmd',
-  describe: '`trace-cmd report` text (or a trace.dat file)',
+  describe: '`trace-cmd report` text or a trace.dat file',
   sniff(head) {
     return head.some(
       (l) =>

@@ -6,7 +6,7 @@ import { FtraceTextParser } from './ftrace-text.js';
 
 export const tracePipe: TraceFormat = {
   name: 'trace-pipe',
-  describe: 'raw tracefs `trace_pipe` / `trace` text',
+  describe: 'raw tracefs trace_pipe text',
   sniff(head) {
     return head.some(
       (l) =>

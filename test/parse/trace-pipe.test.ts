@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { tracePipe } from '../../src/parse/trace-pipe.js';
+import { parseLines } from '../helpers/collect.js';
+
+// From recordings/keys29-hashed-stacks.pipe.gz and keys41-plain.pipe.gz (this VM), FORMATS.md, and the older
+// kernels' lines quoted verbatim in FORMATS-VERSIONS.md §4.2.
+describe('trace_pipe', () => {
+  it('reads hashed pointers and %pS call sites with /size dropped', () => {
+    const c = parseLines(tracePipe, '         python3-2385    [001] .N...   268.398500: kmalloc: call_site=user_preparse+0x2f/0x70 ptr=00000000f6a9e940 bytes_req=4024 bytes_alloc=4096 gfp_flags=GFP_KERNEL node=-1 accounted=false');
+    expect(c.events[0]).toMatchObject({ kind: 'alloc', ptr: '00000000f6a9e940', callSite: 'user_preparse+0x2f', bytesReq: 4024, bytesAlloc: 4096, cpu: 1, pid: 2385 });
+  });
+
+  it('reads plain pointers and treats the all-zero pointer as null', () => {
+    const c = parseLines(tracePipe, [
+      '            bash-5335    [001] .....  2841.662273: kfree: call_site=ida_alloc_range+0x39b/0x400 ptr=0000000000000000',
+      '         python3-2500    [000] .....   270.1: kfree: call_site=user_destroy+0x14/0x30 ptr=ffff88810aa14000',
+    ]);
+    expect(c.events).toHaveLength(1);
+    expect(c.events[0]).toMatchObject({ kind: 'free', ptr: 'ffff88810aa14000', callSite: 'user_destroy+0x14' });
+  });
+
+  it('attaches a <stack trace> block to its CPU', () => {
+    const c = parseLines(tracePipe, [
+      '         python3-2385    [001] .N...   268.398500: kmalloc: call_site=user_preparse+0x2f/0x70 ptr=00000000f6a9e940 bytes_req=4024 bytes_alloc=4096 gfp_flags=GFP_KERNEL node=-1 accounted=false',
+      '         python3-2385    [001] .N...   268.398505: <stack trace>',
+      ' => trace_event_raw_event_kmalloc',
+      ' => __kmalloc_noprof',
+      ' => user_preparse',
+      ' => __key_create_or_update+0x1f2/0x560',
+      '         python3-2385    [001] .N...   268.398510: kfree: call_site=key_user_lookup+0x158/0x1b0 ptr=0000000000000000',
+    ]);
+    expect(c.stacks).toEqual([{ cpu: 1, frames: ['trace_event_raw_event_kmalloc', '__kmalloc_noprof', 'user_preparse', '__key_create_or_update'] }]);
+    expect(c.badLines).toEqual([]);
+  });
+
+  it('reads pre-5.4 lines: hex call site, real pointers, padded (null)', () => {
+    const c = parseLines(tracePipe, [
+      'syz-executor0-2711  [000] ....    17.294958: kmalloc: call_site=ffffffff813c8fd6 ptr=ffff88005ee19a80 bytes_req=64 bytes_alloc=96 gfp_flags=GFP_KERNEL',
+      'syz-executor0-2711  [000] ....    17.295150: kfree: call_site=ffffffff816a1b7d ptr=          (null)',
+    ]);
+    expect(c.events).toHaveLength(1);
+    expect(c.events[0]).toMatchObject({ comm: 'syz-executor0', callSite: 'ffffffff813c8fd6', bytesAlloc: 96, cache: 'kmalloc-96' });
+    expect(c.badLines).toEqual([]);
+  });
+
+  it('reads 32-bit ARM lines and kmalloc_node of old kernels', () => {
+    const c = parseLines(tracePipe, [
+      '  RTW_CMD_THREAD-1984  [000] ....   681.302707: kmalloc: call_site=c0779cdc ptr=e2379a00 bytes_req=40 bytes_alloc=64 gfp_flags=GFP_NOIO|__GFP_ZERO',
+      '  <...>-22558 [002] ..s2 11747.300450: kfree: call_site=c0383550 ptr=ddc1e740',
+      '  kworker/0:1-12 [000] .... 5.0: kmalloc_node: call_site=alloc_fdtable+0x5e/0x100 ptr=ffff88011234 bytes_req=512 bytes_alloc=512 gfp_flags=GFP_KERNEL node=0',
+    ]);
+    expect(c.events.map((e) => [e.kind, e.ptr, e.tracepoint])).toEqual([
+      ['alloc', 'e2379a00', 'kmalloc'],
+      ['free', 'ddc1e740', 'kfree'],
+      ['alloc', 'ffff88011234', 'kmalloc_node'],
+    ]);
+  });
+
+  it('keeps a module suffix on the call site', () => {
+    const c = parseLines(tracePipe, '  kworker/1:0-99 [001] ..... 9.0: kmalloc: call_site=xfs_buf_alloc+0x10/0x20 [xfs] ptr=ffff888100000000 bytes_req=100 bytes_alloc=128 gfp_flags=GFP_NOFS node=-1 accounted=false');
+    expect(c.events[0]!.callSite).toBe('xfs_buf_alloc+0x10 [xfs]');
+  });
+
+  it('reads options/fields output (value then "(decimal)")', () => {
+    const c = parseLines(tracePipe, '  rcuc-1 [000] ..... 1.0: kmem_cache_free: call_site=rcu_do_batch+0x3d1/0x14a0 (-1768960207) ptr=0xffff888132ea5ed0 (854220496) name=kmemleak_object');
+    expect(c.events[0]).toMatchObject({ kind: 'free', ptr: 'ffff888132ea5ed0', callSite: 'rcu_do_batch+0x3d1', cache: 'kmemleak_object' });
+  });
+
+  it('counts [LOST n EVENTS] and skips # header lines', () => {
+    const c = parseLines(tracePipe, ['# tracer: nop', '#', 'CPU:1 [LOST 23777 EVENTS]']);
+    expect(c.lostEvents).toEqual([{ count: 23777, cpu: 1 }]);
+    expect(c.badLines).toEqual([]);
+  });
+
+  it.each([
+    ['  bash-12 [001] ..... 1.0: kmalloc: call_site=foo+0x1/0x2 ptr=ffff888100000000 bytes_req=8 bytes_alloc=eight'],
+    ['  bash-12 [001] ..... 1.0: kfree: call_site=foo+0x1/0x2'],
+    ['  bash-12 [001] ..... 1.0: kfree: ptr=ffff888100000000'],
+    ['\u0000\u0001binary'],
+    ['x'.repeat(5000)],
+  ])('reports a degenerate line as bad, never throws: %#', (line) => {
+    const c = parseLines(tracePipe, ['# tracer: nop', line]);
+    expect(c.events).toEqual([]);
+    expect(c.badLines.map((b) => b.lineNo)).toEqual([2]);
+  });
+});
