@@ -83,7 +83,7 @@ export class Engine implements ParseSink {
   private readonly siteIds = new Map<string, number>();
   private readonly sites: Site[] = [];
   private siteOutstanding = new Float64Array(64);
-  private readonly comms = new Interner();
+  private readonly comms = new Interner(true);
   private readonly caches = new Interner();
   private readonly stacks = new Interner();
   private readonly series: Series;

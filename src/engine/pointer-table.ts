@@ -1,5 +1,6 @@
-// Outstanding allocations, one slot each, in parallel typed arrays: with a million outstanding pointers a JS object
-// per allocation would cost several hundred bytes; this costs about 120 (scripts/bench-replay measures it).
+// Outstanding allocations, one slot each, in parallel typed arrays, found through an open-addressing index on
+// numeric pointer keys: with a million outstanding pointers a JS object per allocation (or a Map entry with a boxed
+// number key) costs several times more; scripts/bench-replay measures the bytes per outstanding allocation.
 
 /**
  * A pointer as a Map key. Kernel pointers are 64-bit, too wide for a double, but nearly all are either
@@ -8,20 +9,33 @@
  */
 export type PtrKey = number | string;
 
-const TWO52 = 2 ** 52;
+/** Value of hex digits [from, to) of s, or NaN; no slicing, no parseInt (this runs for every event). */
+function hexValue(s: string, from: number, to: number): number {
+  let v = 0;
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
+    if (d < 0) return NaN;
+    v = v * 16 + d;
+  }
+  return v;
+}
 
 export function ptrKey(ptr: string): PtrKey {
   const n = ptr.length;
   if (n <= 13) {
-    const v = parseInt(ptr, 16);
+    const v = hexValue(ptr, 0, n);
     return Number.isNaN(v) ? ptr : -v - 1;
   }
   if (n === 16) {
-    const high = ptr.charCodeAt(0) === 102 && ptr.charCodeAt(1) === 102 && ptr.charCodeAt(2) === 102; // "fff"
-    const zero = ptr.charCodeAt(0) === 48 && ptr.charCodeAt(1) === 48 && ptr.charCodeAt(2) === 48; // "000"
+    const c0 = ptr.charCodeAt(0);
+    const c1 = ptr.charCodeAt(1);
+    const c2 = ptr.charCodeAt(2);
+    const high = c0 === 102 && c1 === 102 && c2 === 102; // "fff"
+    const zero = c0 === 48 && c1 === 48 && c2 === 48; // "000"
     if (high || zero) {
-      const v = parseInt(ptr.slice(3), 16);
-      if (!Number.isNaN(v) && v < TWO52) return high ? v : -v - 1;
+      const v = hexValue(ptr, 3, 16);
+      if (!Number.isNaN(v)) return high ? v : -v - 1;
     }
   }
   return ptr;
@@ -32,11 +46,102 @@ export function ptrFromKey(k: PtrKey): string {
   return k >= 0 ? 'fff' + k.toString(16).padStart(13, '0') : (-k - 1).toString(16).padStart(16, '0');
 }
 
+/**
+ * Numeric pointer key → slot, linear probing over typed arrays, load factor at most 1/2, backward-shift deletion
+ * (no tombstones). About 24-48 bytes an entry, nothing for the garbage collector to trace.
+ */
+export class PtrIndex {
+  private keys = new Float64Array(0);
+  private vals = new Int32Array(0);
+  private mask = 0;
+  size = 0;
+
+  constructor(capacity = 1024) {
+    this.alloc(capacity);
+  }
+
+  private alloc(capacity: number): void {
+    this.keys = new Float64Array(capacity);
+    this.vals = new Int32Array(capacity).fill(-1);
+    this.mask = capacity - 1;
+  }
+
+  private home(k: number): number {
+    const lo = k >>> 0;
+    const hi = (k / 4294967296) | 0;
+    let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b);
+    h ^= h >>> 15;
+    return h & this.mask;
+  }
+
+  get(k: number): number {
+    const { keys, vals, mask } = this;
+    for (let i = this.home(k); ; i = (i + 1) & mask) {
+      const v = vals[i]!;
+      if (v < 0) return -1;
+      if (keys[i] === k) return v;
+    }
+  }
+
+  set(k: number, v: number): void {
+    if ((this.size + 1) * 2 > this.vals.length) this.grow();
+    const { keys, vals, mask } = this;
+    for (let i = this.home(k); ; i = (i + 1) & mask) {
+      if (vals[i]! < 0) {
+        keys[i] = k;
+        vals[i] = v;
+        this.size++;
+        return;
+      }
+      if (keys[i] === k) {
+        vals[i] = v;
+        return;
+      }
+    }
+  }
+
+  delete(k: number): boolean {
+    const { keys, vals, mask } = this;
+    let i = this.home(k);
+    for (; ; i = (i + 1) & mask) {
+      if (vals[i]! < 0) return false;
+      if (keys[i] === k) break;
+    }
+    // Backward shift: move later entries of the probe run into the hole so lookups never stop early.
+    let hole = i;
+    for (let j = (i + 1) & mask; vals[j]! >= 0; j = (j + 1) & mask) {
+      const h = this.home(keys[j]!);
+      // Entry j may move to the hole when its home is not cyclically within (hole, j].
+      if (hole <= j ? h <= hole || h > j : h <= hole && h > j) {
+        keys[hole] = keys[j]!;
+        vals[hole] = vals[j]!;
+        hole = j;
+      }
+    }
+    vals[hole] = -1;
+    this.size--;
+    return true;
+  }
+
+  clear(): void {
+    this.vals.fill(-1);
+    this.size = 0;
+  }
+
+  private grow(): void {
+    const { keys, vals } = this;
+    this.alloc(vals.length * 2);
+    this.size = 0;
+    for (let i = 0; i < vals.length; i++) if (vals[i]! >= 0) this.set(keys[i]!, vals[i]!);
+  }
+}
+
 const FREE = -1;
 
 export class PointerTable {
-  private index = new Map<PtrKey, number>();
-  /** Slots whose key is not numeric (rare): their key lives here. */
+  private index = new PtrIndex();
+  /** Keys that are not numeric (rare): their own index, and each such slot's key. */
+  private stringIndex = new Map<string, number>();
   private stringKeys = new Map<number, string>();
   private capacity = 0;
   private high = 0;
@@ -61,7 +166,7 @@ export class PointerTable {
   }
 
   get size(): number {
-    return this.index.size;
+    return this.index.size + this.stringIndex.size;
   }
 
   /** One past the highest slot ever used: iterate 0..slotLimit and skip free slots. */
@@ -70,8 +175,8 @@ export class PointerTable {
   }
 
   find(k: PtrKey): number {
-    const s = this.index.get(k);
-    return s === undefined ? -1 : s;
+    if (typeof k === 'number') return this.index.get(k);
+    return this.stringIndex.get(k) ?? -1;
   }
 
   isLive(slot: number): boolean {
@@ -91,9 +196,11 @@ export class PointerTable {
       if (this.high === this.capacity) this.grow(this.capacity * 2);
       slot = this.high++;
     }
-    this.index.set(k, slot);
-    if (typeof k === 'number') this.key[slot] = k;
-    else {
+    if (typeof k === 'number') {
+      this.index.set(k, slot);
+      this.key[slot] = k;
+    } else {
+      this.stringIndex.set(k, slot);
       this.key[slot] = NaN;
       this.stringKeys.set(slot, k);
     }
@@ -103,14 +210,18 @@ export class PointerTable {
   }
 
   remove(k: PtrKey, slot: number): void {
-    this.index.delete(k);
-    if (typeof k === 'string') this.stringKeys.delete(slot);
+    if (typeof k === 'number') this.index.delete(k);
+    else {
+      this.stringIndex.delete(k);
+      this.stringKeys.delete(slot);
+    }
     this.callSite[slot] = FREE;
     this.freeSlots[this.freeTop++] = slot;
   }
 
   clear(): void {
     this.index.clear();
+    this.stringIndex.clear();
     this.stringKeys.clear();
     this.callSite.fill(FREE);
     this.high = 0;

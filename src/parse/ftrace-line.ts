@@ -1,10 +1,13 @@
 // Tokenizer for the header that trace_pipe and `trace-cmd report` lines share:
 //   [instance: ]comm-pid [(tgid)] [cpu] [flags] secs.usecs: event: body
-// Hand-written rather than a regex: this runs once per line at millions of lines a second.
+// Hand-written rather than a regex, numbers parsed in place and known event names matched without slicing:
+// this runs once per line at millions of lines a second (scripts/bench-replay).
 
 export interface FtraceHeader {
   instance: string | undefined;
-  comm: string;
+  /** Where comm (with its padding) starts and ends in the line: sliced only when an event needs it (commText). */
+  commStart: number;
+  commEnd: number;
   pid: number;
   cpu: number;
   ts: number;
@@ -21,87 +24,166 @@ function isDigit(c: number): boolean {
   return c >= ZERO && c <= NINE;
 }
 
-/** Finds " [ddd]" (the CPU column); comm may hold spaces, dashes, colons and brackets, so digits are required. */
+/** Finds "[ddd]" preceded by a space (the CPU column); comm may hold spaces, dashes, colons and brackets. */
 function findCpuColumn(line: string, from: number): number {
-  let i = line.indexOf(' [', from);
-  while (i >= 0) {
-    const c = line.charCodeAt(i + 2);
-    if (isDigit(c)) {
-      let j = i + 3;
+  let i = line.indexOf('[', from);
+  while (i > 0) {
+    if (line.charCodeAt(i - 1) === SPACE && isDigit(line.charCodeAt(i + 1))) {
+      let j = i + 2;
       while (isDigit(line.charCodeAt(j))) j++;
-      if (line.charCodeAt(j) === 93 /* ] */) return i + 1;
+      if (line.charCodeAt(j) === 93 /* ] */) return i;
     }
-    i = line.indexOf(' [', i + 2);
+    i = line.indexOf('[', i + 1);
   }
   return -1;
 }
 
-export function parseFtraceHeader(line: string): FtraceHeader | undefined {
+/**
+ * The kmem and stack event names, matched in place by their first letters (cheaper than startsWith against each
+ * name, measured); undefined for any other event.
+ */
+function knownEvent(line: string, i: number): string | undefined {
+  if (line.charCodeAt(i) !== 107 /* k */) return undefined;
+  const c1 = line.charCodeAt(i + 1);
+  let name: string;
+  if (c1 === 102 /* f */) name = 'kfree';
+  else if (c1 === 101 /* e */) name = 'kernel_stack';
+  else if (c1 === 109 /* m */) {
+    if (line.charCodeAt(i + 2) === 97 /* a */) name = line.charCodeAt(i + 7) === 95 /* _ */ ? 'kmalloc_node' : 'kmalloc';
+    else {
+      // kmem_cache_alloc, kmem_cache_alloc_node, kmem_cache_free
+      const c11 = line.charCodeAt(i + 11);
+      name = c11 === 102 ? 'kmem_cache_free' : line.charCodeAt(i + 16) === 95 ? 'kmem_cache_alloc_node' : 'kmem_cache_alloc';
+    }
+  } else return undefined;
+  if (line.charCodeAt(i + name.length) !== 58 /* : */) return undefined;
+  for (let k = 2; k < name.length; k++) if (line.charCodeAt(i + k) !== name.charCodeAt(k)) return undefined;
+  return name;
+}
+
+/** Parses the header into `h` (reused across lines, so no object per line); false when the line has none. */
+export function readFtraceHeader(line: string, h: FtraceHeader): boolean {
   let start = 0;
-  let instance: string | undefined;
+  h.instance = undefined;
   // comm is printed right-aligned in 16 columns and is at most 15 characters, so an event line starts with a
   // space unless trace-cmd put a buffer-instance (or file) name in front of it.
   if (line.charCodeAt(0) !== SPACE) {
     const colon = line.indexOf(': ');
-    const bracket = findCpuColumn(line, 0);
-    if (colon > 0 && bracket > colon) {
-      instance = line.slice(0, colon);
-      start = colon + 2;
+    if (colon > 0) {
+      const bracket = findCpuColumn(line, 0);
+      if (bracket > colon) {
+        h.instance = line.slice(0, colon);
+        start = colon + 2;
+      }
     }
   }
   const open = findCpuColumn(line, start);
-  if (open < 0) return undefined;
+  if (open < 0) return false;
   // comm-pid: walk back over padding, the pid, then the dash (comm itself may contain dashes).
   let e = open - 1;
   while (e > start && line.charCodeAt(e) === SPACE) e--;
   // trace_pipe with options/record-tgid prints "(tgid)" between pid and cpu.
   if (line.charCodeAt(e) === 41 /* ) */) {
     const p = line.lastIndexOf('(', e);
-    if (p < 0) return undefined;
+    if (p < 0) return false;
     e = p - 1;
     while (e > start && line.charCodeAt(e) === SPACE) e--;
   }
   let d = e;
-  while (d > start && isDigit(line.charCodeAt(d))) d--;
-  if (d === e || line.charCodeAt(d) !== 45 /* - */) return undefined;
-  const pid = parseInt(line.slice(d + 1, e + 1), 10);
-  let cs = start;
-  while (cs < d && line.charCodeAt(cs) === SPACE) cs++;
-  const comm = line.slice(cs, d);
-
-  const close = line.indexOf(']', open);
-  const cpu = parseInt(line.slice(open + 1, close), 10);
-  // Next token: flags (".....", ".N..", "d..1.") or already the timestamp; the timestamp is the token ending in ':'.
-  let i = close + 1;
-  let ts = NaN;
-  let tsEnd = -1;
-  for (let tries = 0; tries < 2; tries++) {
-    while (line.charCodeAt(i) === SPACE) i++;
-    let j = i;
-    while (j < line.length && line.charCodeAt(j) !== SPACE) j++;
-    if (line.charCodeAt(j - 1) === 58 /* : */ && isDigit(line.charCodeAt(i))) {
-      ts = Number(line.slice(i, j - 1));
-      tsEnd = j;
-      break;
-    }
-    i = j;
+  let pid = 0;
+  let mul = 1;
+  while (d > start && isDigit(line.charCodeAt(d))) {
+    pid += (line.charCodeAt(d) - ZERO) * mul;
+    mul *= 10;
+    d--;
   }
-  if (tsEnd < 0 || Number.isNaN(ts)) return undefined;
-  i = tsEnd;
+  if (d === e || line.charCodeAt(d) !== 45 /* - */) return false;
+  // comm's leading padding is trimmed only when comm is needed (commText).
+  h.commStart = start;
+  h.commEnd = d;
+  h.pid = pid;
+
+  let i = open + 1;
+  let cpu = 0;
+  while (isDigit(line.charCodeAt(i))) cpu = cpu * 10 + line.charCodeAt(i++) - ZERO;
+  h.cpu = cpu;
+  i++; // ']'
+  // Next token: flags (".....", ".N..", "d..1.") or already the timestamp "secs.frac:".
+  for (let tries = 0; ; tries++) {
+    while (line.charCodeAt(i) === SPACE) i++;
+    if (isDigit(line.charCodeAt(i))) {
+      let j = i;
+      let secs = 0;
+      while (isDigit(line.charCodeAt(j))) secs = secs * 10 + line.charCodeAt(j++) - ZERO;
+      let frac = 0;
+      let scale = 1;
+      if (line.charCodeAt(j) === 46 /* . */) {
+        j++;
+        while (isDigit(line.charCodeAt(j))) {
+          frac = frac * 10 + line.charCodeAt(j++) - ZERO;
+          scale *= 10;
+        }
+      }
+      if (line.charCodeAt(j) === 58 /* : */ && line.charCodeAt(j + 1) === SPACE) {
+        h.ts = secs + frac / scale;
+        i = j + 2;
+        break;
+      }
+    }
+    if (tries === 1) return false;
+    i = line.indexOf(' ', i);
+    if (i < 0) return false;
+  }
   while (line.charCodeAt(i) === SPACE) i++;
-  const colon = line.indexOf(':', i);
-  // "<stack trace>" and "<user stack trace>" records have no body and no colon.
-  if (colon < 0) return { instance, comm, pid, cpu, ts, event: line.slice(i).trimEnd(), bodyStart: line.length };
-  const event = line.slice(i, colon);
-  let b = colon + 1;
+  let event = knownEvent(line, i);
+  let colon: number;
+  if (event !== undefined) colon = i + event.length;
+  else {
+    colon = line.indexOf(':', i);
+    // "<stack trace>" and "<user stack trace>" records have no body and no colon.
+    if (colon < 0) {
+      h.event = line.slice(i).trimEnd();
+      h.bodyStart = line.length;
+      return true;
+    }
+    event = line.slice(i, colon);
+  }
+  h.event = event;
+  // trace-cmd pads the name to 20 columns: skip the padding with one search rather than a loop.
+  const b = colon + 1;
+  h.bodyStart = line.charCodeAt(b + 1) === SPACE ? bodyAfterPadding(line, b) : b + 1;
+  return true;
+}
+
+function bodyAfterPadding(line: string, from: number): number {
+  let b = from;
   while (line.charCodeAt(b) === SPACE) b++;
-  return { instance, comm, pid, cpu, ts, event, bodyStart: b };
+  return b;
+}
+
+/** The task name of the header's line, padding trimmed. */
+export function commText(line: string, h: FtraceHeader): string {
+  let s = h.commStart;
+  while (s < h.commEnd && line.charCodeAt(s) === SPACE) s++;
+  return line.slice(s, h.commEnd);
+}
+
+export function newFtraceHeader(): FtraceHeader {
+  return { instance: undefined, commStart: 0, commEnd: 0, pid: 0, cpu: 0, ts: 0, event: '', bodyStart: 0 };
+}
+
+/** The header as a fresh object with comm sliced out (for tests and tools; parsers use readFtraceHeader). */
+export function parseFtraceHeader(line: string): (Omit<FtraceHeader, 'commStart' | 'commEnd'> & { comm: string }) | undefined {
+  const h = newFtraceHeader();
+  if (!readFtraceHeader(line, h)) return undefined;
+  const { commStart: _s, commEnd: _e, ...rest } = h;
+  return { ...rest, comm: commText(line, h) };
 }
 
 /** "CPU:1 [LOST 1234 EVENTS]" (trace_pipe), "CPU:1 [1234 EVENTS DROPPED]" / "CPU:1 [EVENTS DROPPED]" (trace-cmd). */
 export function parseLostLine(line: string): { cpu: number; count: number } | undefined {
   const at = line.indexOf('CPU:');
-  if (at < 0 || at > 0 && line.charCodeAt(at - 1) !== SPACE) return undefined;
+  if (at < 0 || (at > 0 && line.charCodeAt(at - 1) !== SPACE)) return undefined;
   const m = /^CPU:(\d+) \[(?:LOST (\d+) EVENTS|(\d+) EVENTS DROPPED|EVENTS DROPPED)\]/.exec(line.slice(at));
   if (!m) return undefined;
   const n = m[2] ?? m[3];

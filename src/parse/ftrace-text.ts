@@ -2,8 +2,8 @@
 // kmem fields, lost-event lines and stack blocks. Each format file configures it and adds its own sniffing.
 
 import type { LineParser, ParseSink } from '../event.js';
-import { parseFtraceHeader, parseLostLine } from './ftrace-line.js';
-import { ALLOC_EVENTS, FREE_EVENTS, kmemEventFromBody } from './kmem-fields.js';
+import { commText, newFtraceHeader, parseLostLine, readFtraceHeader } from './ftrace-line.js';
+import { ALLOC_EVENTS, FREE_EVENTS, kmemEventFromLine } from './kmem-fields.js';
 
 /** Event names that open a stack block: trace-cmd's `kernel_stack` event, trace_pipe's `<stack trace>`. */
 const STACK_EVENTS: ReadonlySet<string> = new Set(['kernel_stack', '<stack trace>', '<stack trace >']);
@@ -46,6 +46,7 @@ export class FtraceTextParser implements LineParser {
   private stackCpu = -1;
   private frames: string[] = [];
   private inUserStack = false;
+  private readonly header = newFtraceHeader();
 
   constructor(private readonly sink: ParseSink) {}
 
@@ -59,8 +60,8 @@ export class FtraceTextParser implements LineParser {
     this.flushStack();
     this.inUserStack = false;
 
-    const h = parseFtraceHeader(text);
-    if (h === undefined) {
+    const h = this.header;
+    if (!readFtraceHeader(text, h)) {
       const lost = parseLostLine(text);
       if (lost) this.sink.lost(lost.count, lost.cpu);
       else if (!isHeaderLine(text)) this.sink.bad(lineNo, 'not an ftrace event line');
@@ -68,15 +69,9 @@ export class FtraceTextParser implements LineParser {
     }
     const ev = h.event;
     if (ALLOC_EVENTS.has(ev) || FREE_EVENTS.has(ev)) {
-      let body = text;
-      let hint: string | undefined;
-      // trace-cmd's kmem plugin prefixes "(func+0xoff) "; keep it as the symbol for hex-only call sites.
-      if (text.charCodeAt(h.bodyStart) === 40 /* ( */) {
-        const close = text.indexOf(') ', h.bodyStart);
-        if (close > 0) hint = text.slice(h.bodyStart + 1, close);
-      }
-      body = text.slice(h.bodyStart);
-      const r = kmemEventFromBody(ev, body, h.ts, h.pid, h.comm, h.cpu, hint);
+      // comm matters for allocations (samples, --comm); a free's comm is never used, so it is not sliced.
+      const comm = ev.charCodeAt(1) === 102 /* kfree */ || ev === 'kmem_cache_free' ? undefined : commText(text, h);
+      const r = kmemEventFromLine(ev, text, h.bodyStart, h.ts, h.pid, comm, h.cpu);
       if (typeof r === 'string') {
         if (r !== 'null') this.sink.bad(lineNo, r);
       } else {

@@ -206,3 +206,29 @@ describe('pairing rules (DESIGN.md)', () => {
     expect(e.report(src).sites[0]).toMatchObject({ function: 'user_preparse', outstanding: 97, outstandingBytes: 97 * 4096 });
   });
 });
+
+describe('PtrIndex', () => {
+  it('agrees with a Map under random inserts, lookups and deletes (probe runs, wrap-around, growth)', async () => {
+    const { PtrIndex } = await import('../../src/engine/pointer-table.js');
+    const idx = new PtrIndex(8);
+    const ref = new Map<number, number>();
+    let seed = 12345;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    // Keys from a small space so that collisions, deletes inside probe runs and re-inserts all happen.
+    const keyOf = () => (rnd() < 0.5 ? 1 : -1) * Math.floor(rnd() * 5000) * 4096;
+    for (let op = 0; op < 200_000; op++) {
+      const k = keyOf();
+      const r = rnd();
+      if (r < 0.45) {
+        idx.set(k, op);
+        ref.set(k, op);
+      } else if (r < 0.8) {
+        expect(idx.delete(k)).toBe(ref.delete(k));
+      } else {
+        expect(idx.get(k)).toBe(ref.get(k) ?? -1);
+      }
+    }
+    expect(idx.size).toBe(ref.size);
+    for (const [k, v] of ref) expect(idx.get(k)).toBe(v);
+  });
+});
