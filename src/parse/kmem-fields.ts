@@ -151,9 +151,11 @@ export function kmemEventFromLine(
     callSite = normaliseCallSite(callSite, line.slice(csEnd, csEnd + 64));
   }
   // Old kernels print call_site as hex; trace-cmd's kmem plugin still resolves it in the "(func+0x…)" prefix.
-  if (line.charCodeAt(bodyStart) === 40 /* ( */ && isHex(callSite)) {
-    const close = line.indexOf(') ', bodyStart);
-    if (close > 0) callSite = line.slice(bodyStart + 1, close);
+  if (isHex(callSite)) {
+    let b = bodyStart;
+    while (line.charCodeAt(b) === SPACE) b++;
+    const close = line.charCodeAt(b) === 40 /* ( */ ? line.indexOf(') ', b) : -1;
+    if (close > 0) callSite = line.slice(b + 1, close);
   }
   const e: KmemEvent = {
     kind: isAlloc ? 'alloc' : 'free', ts, ptr, callSite, tracepoint: event, pid, comm, cpu,
