@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--leak-rate", type=float, default=0, help="keys a second to add and hold while running")
     ap.add_argument("--burst", type=int, default=0, help="with --burst-every: hold this many keys, then free them all")
     ap.add_argument("--pipe-burst", type=int, default=0, help="with --burst-every: hold this many resized pipes, then close them")
+    ap.add_argument("--pipe-churn-rate", type=float, default=0, help="resized pipes a second to open and close at once (pipe_resize_ring churn)")
     ap.add_argument("--burst-every", type=float, default=0, help="seconds between bursts")
     ap.add_argument("--size", type=int, default=4000, help="payload bytes (kmalloc of 24 + SIZE)")
     ap.add_argument("--seconds", type=float, default=0, help="run this long, then end (0: until stdin EOF or SIGTERM)")
@@ -86,7 +87,9 @@ def main() -> None:
     next_churn = next_leak = next_burst = start
     burst: list[int] = []
     pipes: list[tuple[int, int]] = []
-    busy = a.churn_rate > 0 or a.leak_rate > 0 or a.burst_every > 0
+    next_pipe = start
+    pipe_churned = 0
+    busy = a.churn_rate > 0 or a.leak_rate > 0 or a.burst_every > 0 or a.pipe_churn_rate > 0
     while busy or a.seconds > 0:
         now = time.monotonic()
         if stop or (a.seconds > 0 and now - start >= a.seconds):
@@ -94,6 +97,10 @@ def main() -> None:
         if a.churn_rate > 0 and now >= next_churn:
             invalidate(add_key(f"kleak-churn-{os.getpid()}-{seq}", payload("churn", a.size)))
             seq += 1; churned += 1; next_churn += 1 / a.churn_rate
+        if a.pipe_churn_rate > 0 and now >= next_pipe:
+            r, w = resized_pipe()
+            os.close(r); os.close(w)
+            pipe_churned += 1; next_pipe += 1 / a.pipe_churn_rate
         if a.leak_rate > 0 and now >= next_leak:
             held.append(add_key(f"kleak-leak-{os.getpid()}-{seq}", payload("leak", a.size)))
             seq += 1; next_leak += 1 / a.leak_rate
@@ -110,7 +117,7 @@ def main() -> None:
     for k in burst:
         invalidate(k)
     churned += len(burst)
-    print(f"holding held={len(held)} churned={churned}", flush=True)
+    print(f"holding held={len(held)} churned={churned} pipes_churned={pipe_churned}", flush=True)
     if a.wait or (not busy and a.seconds == 0):
         try:
             sys.stdin.read()  # EOF or a signal ends the hold

@@ -2,15 +2,17 @@
 // kleak's command line: argv → one command. KleakError → one sentence (+ what to do) on stderr and exit 1 or 2.
 
 import { parseArgs } from 'node:util';
-import { fileURLToPath } from 'node:url';
+import { packagePath } from './paths.js';
 import { KleakError, InputError } from './errors.js';
 import type { EventFilter } from './engine/filter.js';
 import type { FormatName } from './event.js';
 import { replayToReport } from './commands/replay.js';
+import { liveCommandLine, runLive, type Backend } from './commands/live.js';
+import { kmallocCacheSize } from './engine/filter.js';
 import { renderJson } from './report/json.js';
 import { renderText } from './report/text.js';
 
-export const DEMO_RECORDING = fileURLToPath(new URL('../../recordings/demo.report.gz', import.meta.url));
+export const DEMO_RECORDING = packagePath('recordings', 'demo.report.gz');
 
 const HELP = `kleak — find Linux kernel memory leaks: pairs kmalloc/kfree events and shows what is never freed
 
@@ -50,6 +52,14 @@ const OPTIONS = {
   pid: { type: 'string' },
   'min-age': { type: 'string' },
   top: { type: 'string' },
+  backend: { type: 'string', default: 'bpftrace' },
+  stacks: { type: 'boolean', default: false },
+  duration: { type: 'string' },
+  interval: { type: 'string' },
+  events: { type: 'boolean', default: false },
+  record: { type: 'string' },
+  'max-pointers': { type: 'string' },
+  'dry-run': { type: 'boolean', default: false },
   json: { type: 'boolean', default: false },
   text: { type: 'boolean', default: false },
   debug: { type: 'boolean', default: false },
@@ -85,23 +95,47 @@ function filterFrom(v: Values): EventFilter {
   if (bytes !== undefined) f.bytes = bytes;
   if (min !== undefined) f.minBytes = min;
   if (max !== undefined) f.maxBytes = max;
-  if (v.cache !== undefined) f.cache = v.cache;
+  // Spell kmalloc caches as the events do ("kmalloc-4k" in /proc/slabinfo is "kmalloc-4096" here).
+  if (v.cache !== undefined) {
+    const size = kmallocCacheSize(v.cache);
+    f.cache = size !== undefined ? v.cache.replace(/-\d+k?$/, `-${size}`) : v.cache;
+  }
   if (v.comm !== undefined) f.comm = v.comm;
   const pid = num('pid', v.pid, { integer: true, min: 0 });
   if (pid !== undefined) f.pid = pid;
   return f;
 }
 
-async function replay(path: string, v: Values): Promise<void> {
-  const format = v.format as FormatName | 'auto';
+function reportOptions(v: Values) {
   const top = num('top', v.top, { integer: true, min: 1 });
   const minAgeSec = num('min-age', v['min-age'], { min: 0 });
-  const report = await replayToReport({
-    path,
-    format,
-    filter: filterFrom(v),
-    report: { ...(top !== undefined ? { top } : {}), ...(minAgeSec !== undefined ? { minAgeSec } : {}) },
-  });
+  return { ...(top !== undefined ? { top } : {}), ...(minAgeSec !== undefined ? { minAgeSec } : {}) };
+}
+
+async function live(v: Values): Promise<number> {
+  const backends: Backend[] = ['bpftrace', 'tracefs', 'trace-cmd'];
+  if (!backends.includes(v.backend as Backend)) throw new InputError(`--backend ${v.backend} is not one of ${backends.join(', ')}.`);
+  const o = {
+      backend: v.backend as Backend,
+      filter: filterFrom(v),
+      stacks: v.stacks,
+      events: v.events,
+      durationSec: num('duration', v.duration, { min: 0.1 }),
+      intervalSec: num('interval', v.interval, { min: 0.1 }) ?? 5,
+      report: reportOptions(v),
+      record: v.record,
+      maxPointers: num('max-pointers', v['max-pointers'], { integer: true, min: 16 }) ?? 262_144,
+  };
+  if (v['dry-run']) {
+    process.stdout.write(await liveCommandLine(o) + '\n');
+    return 0;
+  }
+  return runLive(o, v.json);
+}
+
+async function replay(path: string, v: Values): Promise<void> {
+  const format = v.format as FormatName | 'auto';
+  const report = await replayToReport({ path, format, filter: filterFrom(v), report: reportOptions(v) });
   process.stdout.write(v.json ? renderJson(report) : renderText(report));
 }
 
@@ -117,12 +151,15 @@ export async function main(argv: string[]): Promise<number> {
     case undefined:
       await replay(DEMO_RECORDING, values);
       return 0;
+    case 'live':
+      if (rest.length > 0) throw new InputError(`kleak live takes no file (got "${rest[0]}").`, 'To read a saved trace: kleak replay FILE.');
+      return live(values);
     case 'replay':
       if (rest.length !== 1) throw new InputError('kleak replay needs one FILE (or - for stdin).', 'Example: kleak replay trace.report');
       await replay(rest[0]!, values);
       return 0;
     default:
-      throw new InputError(`unknown command "${command}".`, 'Commands: replay. Run kleak --help.');
+      throw new InputError(`unknown command "${command}".`, 'Commands: live, replay. Run kleak --help.');
   }
 }
 

@@ -43,6 +43,8 @@ export interface SiteTotalsRecord {
   callSite: string;
   allocs: number;
   frees: number;
+  /** Allocations replaced while tracked (their free was missed). */
+  missedFrees?: number;
   outstanding: number;
   outstandingBytes: number;
 }

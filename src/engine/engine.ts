@@ -13,6 +13,8 @@ import { DEFAULT_THRESHOLDS, growthPerMinute, verdictOf, type VerdictThresholds 
 
 export interface EngineOptions {
   filter?: EventFilter;
+  /** The tracer applied the filter already (live): report it, do not apply it again. */
+  filteredAtSource?: boolean;
   /**
    * Sources whose events can arrive out of timestamp order (bpftrace's per-CPU buffers) set this: unknown frees
    * are remembered this long, so an allocation that arrives after its own free still pairs. Ordered sources
@@ -22,7 +24,7 @@ export interface EngineOptions {
   /** Sample step of the outstanding-over-time series, trace seconds. */
   seriesStepSec?: number;
   thresholds?: VerdictThresholds;
-  /** Processes whose allocations are ignored (kleak and its tracer see themselves). */
+  /** Processes whose allocations are ignored (kleak and its tracer see themselves); may grow while running. */
   excludePids?: ReadonlySet<number>;
 }
 
@@ -41,7 +43,7 @@ interface Site {
   outstandingBytes: number;
   missedFrees: number;
   /** Kernel-side totals (bpftrace pairs mode) override the counts above when present. */
-  kernel?: { allocs: number; frees: number; outstanding: number; outstandingBytes: number };
+  kernel?: { allocs: number; frees: number; missedFrees: number; outstanding: number; outstandingBytes: number };
 }
 
 /** Two generations of a key→value memory: entries live between one and two windows of trace time. */
@@ -106,7 +108,7 @@ export class Engine implements ParseSink {
 
   constructor(private readonly opts: EngineOptions = {}) {
     this.filter = opts.filter ?? {};
-    this.accept = compileFilter(this.filter);
+    this.accept = opts.filteredAtSource ? undefined : compileFilter(this.filter);
     this.reorderWindow = opts.reorderWindowSec ?? 0;
     if (this.reorderWindow > 0) this.recentUnknownFrees = new RecentMap(this.reorderWindow);
     this.series = new Series(opts.seriesStepSec ?? 0.1);
@@ -157,6 +159,10 @@ export class Engine implements ParseSink {
     this.kernelUntracked = s.untracked;
     if (s.outstanding) {
       this.table.clear();
+      for (const site of this.sites) {
+        site.outstanding = 0;
+        site.outstandingBytes = 0;
+      }
       for (const r of s.outstanding) {
         const e: KmemEvent = { kind: 'alloc', ts: r.ts, ptr: r.ptr, callSite: r.callSite, tracepoint: 'kmalloc' };
         if (r.bytesAlloc !== undefined) e.bytesAlloc = r.bytesAlloc;
@@ -168,18 +174,21 @@ export class Engine implements ParseSink {
         this.store(e, ptrKey(r.ptr), this.siteOf(r.callSite));
       }
     }
-    for (const site of this.sites) site.kernel = { allocs: 0, frees: 0, outstanding: 0, outstandingBytes: 0 };
+    for (const site of this.sites) site.kernel = { allocs: 0, frees: 0, missedFrees: 0, outstanding: 0, outstandingBytes: 0 };
     this.siteOutstanding.fill(0);
     let allocs = 0;
     let frees = 0;
+    let missed = 0;
     let outstanding = 0;
     let bytes = 0;
     for (const t of s.sites) {
       const id = this.siteOf(t.callSite);
       // The kernel counts per call site (cumulative since the start); several call sites of a function add up.
-      const k = (this.sites[id]!.kernel ??= { allocs: 0, frees: 0, outstanding: 0, outstandingBytes: 0 });
+      const k = (this.sites[id]!.kernel ??= { allocs: 0, frees: 0, missedFrees: 0, outstanding: 0, outstandingBytes: 0 });
       k.allocs += t.allocs;
       k.frees += t.frees;
+      k.missedFrees += t.missedFrees ?? 0;
+      missed += t.missedFrees ?? 0;
       k.outstanding += t.outstanding;
       k.outstandingBytes += t.outstandingBytes;
       this.siteOutstanding[id] = k.outstanding;
@@ -188,9 +197,11 @@ export class Engine implements ParseSink {
       outstanding += t.outstanding;
       bytes += t.outstandingBytes;
     }
+    this.totals.events = allocs + frees;
     this.totals.allocs = allocs;
     this.totals.frees = frees;
     this.totals.matchedFrees = frees;
+    this.totals.missedFrees = missed;
     this.totals.outstanding = outstanding;
     this.totals.outstandingBytes = bytes;
     this.series.sample(s.ts, this.siteOutstanding.subarray(0, this.sites.length));
@@ -385,7 +396,7 @@ export class Engine implements ParseSink {
         verdict: verdictOf(series, now - this.series.times[0]!, allocs, frees, this.thresholds),
         stacks: stackCount[s] ? topN(stackCount[s]!, nStacks).map(([id, c]) => ({ frames: this.stacks.values[id]!.split('\n'), outstanding: c })) : [],
         samples: (samples[s] ?? []).map((slot) => this.sample(slot, now)),
-        missedFrees: site.missedFrees,
+        missedFrees: k ? k.missedFrees : site.missedFrees,
         possiblePhantoms: phantoms[s]!,
         series,
       });

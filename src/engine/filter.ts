@@ -41,3 +41,13 @@ export function describeFilter(f: EventFilter): string {
   if (f.pid !== undefined) parts.push(`pid=${f.pid}`);
   return parts.length ? parts.join(' ') : 'none';
 }
+
+/**
+ * The object size of a kmalloc cache name as /proc/slabinfo or kleak spell it ("kmalloc-4096", "kmalloc-4k",
+ * "kmalloc-cg-128", "kmalloc-rcl-1k", old "size-4096"), or undefined for a named kmem_cache.
+ */
+export function kmallocCacheSize(name: string): number | undefined {
+  const m = /^(?:kmalloc(?:-cg|-rcl|-rnd-\d+)?|size)-(\d+)(k?)$/.exec(name);
+  if (!m) return undefined;
+  return Number(m[1]) * (m[2] ? 1024 : 1);
+}

@@ -1,27 +1,55 @@
-// kleak's own bpftrace output (bpftrace/kleak-events.bt and kleak-pairs.bt; the line grammar is written once,
-// in the header of those files, and tested against this parser):
-//   A <ts_ns> <cpu> <pid> <ptr_hex> <bytes_req> <bytes_alloc> <cache|-> <call_site_sym> <call_site_hex> <comm…>
-//   F <ts_ns> <cpu> <pid> <ptr_hex>
-//   <tab-indented kstack frames, then a blank line>      (--stacks: the stack of the A line before)
-//   Lost <n> events                                      (bpftrace's own: its ring buffer overflowed)
-// Pairs mode (pointer table in the kernel) prints, every interval:
-//   S <ts_ns> <untracked> <full 0|1>                     snapshot begins
-//   T <call_site_hex> <call_site_sym> <allocs> <frees> <outstanding> <outstanding_bytes>   per call site
-//   O <ptr_hex> <ts_ns> <pid> <bytes_req> <bytes_alloc> <call_site_sym> <call_site_hex> <comm…>  one outstanding pointer
-//   E                                                    snapshot ends
+// kleak's own bpftrace output. The line grammar is written once, in the header of bpftrace/kleak-events.bt and
+// bpftrace/kleak-pairs.bt, and tested against this parser with real output (test/parse/bpftrace-events.test.ts).
+//   events:  A <nsecs> <cpu> <pid> 0x<ptr> <bytes_req> <bytes_alloc> <cache|-> <func> 0x<call_site> <comm…>
+//            (a blank line and indented kstack frames may follow: that allocation's stack)
+//            F <nsecs> <cpu> <pid> 0x<ptr>
+//   pairs:   S <nsecs> <tracked> <listed>, bpftrace map prints (@site_*[func]: N, @untracked: N,
+//            @ptr[0xPTR]: (nsecs, func, req, alloc, pid, comm), @stk[0xPTR]: + frames), E
+//   both:    R (every probe attached), "Lost N events" (bpftrace's ring buffer overflowed)
 
-import type { KernelSnapshot, KmemEvent, LineParser, ParseSink, TraceFormat } from '../event.js';
+import type { KernelSnapshot, KmemEvent, LineParser, OutstandingRecord, ParseSink, TraceFormat } from '../event.js';
 import { kmallocCache, normalisePtr } from './kmem-fields.js';
 
-function callSiteOf(sym: string, hex: string): string {
-  // ksym() gives the function without offset; an unresolved address prints as hex.
-  return sym === '' || sym === hex || /^0x/.test(sym) ? hex.replace(/^0x/, '') : sym;
+/** ksym() prints a function name, or the address in hex when it cannot resolve it. */
+function callSiteOf(sym: string, hex?: string): string {
+  if (/^0x[0-9a-f]+$/.test(sym)) return sym.slice(2);
+  return sym === '' && hex ? hex.replace(/^0x/, '') : sym;
 }
+
+interface SiteCounters {
+  allocs: number;
+  frees: number;
+  missed: number;
+  abytes: number;
+  fbytes: number;
+  mbytes: number;
+}
+
+const SITE_FIELD: Record<string, keyof SiteCounters> = {
+  site_allocs: 'allocs',
+  site_frees: 'frees',
+  site_missed: 'missed',
+  site_abytes: 'abytes',
+  site_fbytes: 'fbytes',
+  site_mbytes: 'mbytes',
+};
+
+interface PendingSnapshot {
+  ts: number;
+  listed: boolean;
+  untracked: number;
+  sites: Map<string, SiteCounters>;
+  records: Map<string, OutstandingRecord>;
+  stacks: Map<string, string[]>;
+  stackPtr: string | undefined;
+}
+
+const MAP_LINE = /^@(\w+)(?:\[(.*)\])?: ?(.*)$/;
 
 export class BpftraceEventsParser implements LineParser {
   private pending: KmemEvent | undefined;
   private frames: string[] = [];
-  private snap: KernelSnapshot | undefined;
+  private snap: PendingSnapshot | undefined;
 
   constructor(private readonly sink: ParseSink) {}
 
@@ -30,79 +58,121 @@ export class BpftraceEventsParser implements LineParser {
     if (c0 === 9 || c0 === 32) {
       // A kstack frame: "        user_preparse+47"
       const f = text.trim();
-      if (this.pending !== undefined && f !== '') {
-        const plus = f.indexOf('+');
-        this.frames.push(plus > 0 ? f.slice(0, plus) : f);
-        return;
-      }
-      if (f === '') return;
+      const plus = f.indexOf('+');
+      const frame = plus > 0 ? f.slice(0, plus) : f;
+      if (this.snap?.stackPtr !== undefined) this.snap.stacks.get(this.snap.stackPtr)!.push(frame);
+      else if (this.pending !== undefined) this.frames.push(frame);
+      else if (f !== '') this.sink.bad(lineNo, 'stack frame without an allocation');
+      return;
     }
+    if (text === '') return; // kstack's leading newline, and the blank lines between map prints
+    if (this.snap) return this.snapshotLine(text, lineNo);
     this.flush();
-    if (text === '') return;
-    const sp = text.split(' ');
-    switch (sp[0]) {
-      case 'A': {
-        if (sp.length < 11) return this.sink.bad(lineNo, 'short allocation record');
-        const ptr = normalisePtr(sp[4]!);
-        if (ptr === null) return;
-        const bytesAlloc = Number(sp[6]);
-        if (ptr === undefined || !Number.isFinite(bytesAlloc)) return this.sink.bad(lineNo, 'malformed allocation record');
-        const cache = sp[7] === '-' ? kmallocCache(bytesAlloc, false) : sp[7]!;
-        this.pending = {
-          kind: 'alloc', ts: Number(sp[1]) / 1e9, cpu: Number(sp[2]), pid: Number(sp[3]), ptr,
-          bytesReq: Number(sp[5]), bytesAlloc, cache, callSite: callSiteOf(sp[8]!, sp[9]!),
-          tracepoint: sp[7] === '-' ? 'kmalloc' : 'kmem_cache_alloc', comm: sp.slice(10).join(' '),
-        };
+    if (text === 'R' || text.startsWith('Attaching ')) return; // attached: the source watches for R
+    switch (text.charCodeAt(0)) {
+      case 65 /* A */:
+        return this.alloc(text, lineNo);
+      case 70 /* F */:
+        return this.free(text, lineNo);
+      case 83 /* S */: {
+        const sp = text.split(' ');
+        const ts = Number(sp[1]);
+        if (sp.length !== 4 || !Number.isFinite(ts)) return this.sink.bad(lineNo, 'malformed snapshot start');
+        this.snap = { ts: ts / 1e9, listed: sp[3] === '1', untracked: 0, sites: new Map(), records: new Map(), stacks: new Map(), stackPtr: undefined };
         return;
       }
-      case 'F': {
-        if (sp.length < 5) return this.sink.bad(lineNo, 'short free record');
-        const ptr = normalisePtr(sp[4]!);
-        if (ptr === null) return;
-        if (ptr === undefined) return this.sink.bad(lineNo, 'malformed free record');
-        this.sink.event({ kind: 'free', ts: Number(sp[1]) / 1e9, cpu: Number(sp[2]), pid: Number(sp[3]), ptr, callSite: '', tracepoint: 'kfree' });
-        return;
-      }
-      case 'Lost': {
-        const n = Number(sp[1]);
-        if (Number.isFinite(n)) this.sink.lost(n);
-        return;
-      }
-      case 'S':
-        this.snap = { ts: Number(sp[1]) / 1e9, untracked: Number(sp[2]), sites: [], ...(sp[3] === '1' ? { outstanding: [] } : {}) };
-        return;
-      case 'T':
-        if (this.snap && sp.length >= 7) {
-          this.snap.sites.push({
-            callSite: callSiteOf(sp[2]!, sp[1]!), allocs: Number(sp[3]), frees: Number(sp[4]),
-            outstanding: Number(sp[5]), outstandingBytes: Number(sp[6]),
-          });
-        } else this.sink.bad(lineNo, 'site total outside a snapshot');
-        return;
-      case 'O': {
-        const ptr = normalisePtr(sp[1] ?? '');
-        if (this.snap?.outstanding && ptr && sp.length >= 8) {
-          const bytesAlloc = Number(sp[5]);
-          this.snap.outstanding.push({
-            ptr, ts: Number(sp[2]) / 1e9, pid: Number(sp[3]), bytesReq: Number(sp[4]), bytesAlloc,
-            cache: kmallocCache(bytesAlloc, false), callSite: callSiteOf(sp[6]!, sp[7]!), comm: sp.slice(8).join(' '),
-          });
-        } else this.sink.bad(lineNo, 'malformed outstanding record');
-        return;
-      }
-      case 'E':
-        if (this.snap) this.sink.snapshot?.(this.snap);
-        this.snap = undefined;
-        return;
-      default:
-        // bpftrace's own chatter ("Attaching 4 probes...") is not data.
-        if (/^Attaching \d+ probes?/.test(text) || text.startsWith('WARNING') || text.startsWith('@')) return;
-        this.sink.bad(lineNo, 'not a kleak bpftrace record');
     }
+    const lost = /^Lost (\d+) events/.exec(text);
+    if (lost) return this.sink.lost(Number(lost[1]));
+    // bpftrace's own chatter and maps printed at exit are not data.
+    if (text.startsWith('WARNING') || text.startsWith('@') || text.startsWith('ERROR: Unknown error -1: couldn')) return;
+    this.sink.bad(lineNo, 'not a kleak bpftrace record');
   }
 
   end(): void {
     this.flush();
+  }
+
+  private alloc(text: string, lineNo: number): void {
+    const sp = text.split(' ');
+    if (sp.length < 11) return this.sink.bad(lineNo, 'short allocation record');
+    const ptr = normalisePtr(sp[4]!);
+    if (ptr === null) return;
+    const bytesAlloc = Number(sp[6]);
+    const ts = Number(sp[1]);
+    if (ptr === undefined || !Number.isFinite(bytesAlloc) || !Number.isFinite(ts)) return this.sink.bad(lineNo, 'malformed allocation record');
+    const kmalloc = sp[7] === '-';
+    this.pending = {
+      kind: 'alloc', ts: ts / 1e9, ptr, callSite: callSiteOf(sp[8]!, sp[9]), tracepoint: kmalloc ? 'kmalloc' : 'kmem_cache_alloc',
+      pid: Number(sp[3]), comm: sp.slice(10).join(' '), cpu: Number(sp[2]),
+      bytesReq: Number(sp[5]), bytesAlloc, cache: kmalloc ? kmallocCache(bytesAlloc, false) : sp[7]!,
+    };
+  }
+
+  private free(text: string, lineNo: number): void {
+    const sp = text.split(' ');
+    const ts = Number(sp[1]);
+    if (sp.length !== 5 || !Number.isFinite(ts)) return this.sink.bad(lineNo, 'malformed free record');
+    const ptr = normalisePtr(sp[4]!);
+    if (ptr === null) return;
+    if (ptr === undefined) return this.sink.bad(lineNo, 'malformed free record');
+    this.sink.event({ kind: 'free', ts: ts / 1e9, ptr, callSite: '', tracepoint: 'kfree', pid: Number(sp[3]), cpu: Number(sp[2]) });
+  }
+
+  private snapshotLine(text: string, lineNo: number): void {
+    const s = this.snap!;
+    if (text === 'E') {
+      this.snap = undefined;
+      return this.emitSnapshot(s);
+    }
+    const m = MAP_LINE.exec(text);
+    if (!m) return this.sink.bad(lineNo, 'malformed snapshot line');
+    const [, map, key, value] = m as unknown as [string, string, string | undefined, string];
+    s.stackPtr = undefined;
+    const field = SITE_FIELD[map];
+    if (field !== undefined && key !== undefined) {
+      const site = callSiteOf(key);
+      let c = s.sites.get(site);
+      if (!c) s.sites.set(site, (c = { allocs: 0, frees: 0, missed: 0, abytes: 0, fbytes: 0, mbytes: 0 }));
+      c[field] += Number(value);
+    } else if (map === 'untracked') {
+      s.untracked = Number(value);
+    } else if (map === 'ptr' && key !== undefined) {
+      // (nsecs, func, bytes_req, bytes_alloc, pid, comm) — comm may hold ", ", so it is everything after the 5th.
+      const inner = value.replace(/^\(/, '').replace(/\)$/, '').split(', ');
+      const ptr = normalisePtr(key);
+      if (inner.length < 6 || !ptr) return this.sink.bad(lineNo, 'malformed pointer record');
+      const bytesAlloc = Number(inner[3]);
+      s.records.set(ptr, {
+        ptr, ts: Number(inner[0]) / 1e9, callSite: callSiteOf(inner[1]!), bytesReq: Number(inner[2]), bytesAlloc,
+        cache: kmallocCache(bytesAlloc, false), pid: Number(inner[4]), comm: inner.slice(5).join(', '),
+      });
+    } else if (map === 'stk' && key !== undefined) {
+      const ptr = normalisePtr(key);
+      if (ptr) {
+        s.stacks.set(ptr, []);
+        s.stackPtr = ptr;
+      }
+    }
+  }
+
+  private emitSnapshot(s: PendingSnapshot): void {
+    const snap: KernelSnapshot = {
+      ts: s.ts,
+      untracked: s.untracked,
+      sites: [...s.sites].map(([callSite, c]) => ({
+        callSite, allocs: c.allocs, frees: c.frees, missedFrees: c.missed,
+        outstanding: Math.max(0, c.allocs - c.frees - c.missed), outstandingBytes: Math.max(0, c.abytes - c.fbytes - c.mbytes),
+      })),
+    };
+    if (s.listed) {
+      snap.outstanding = [...s.records.values()];
+      for (const r of snap.outstanding) {
+        const st = s.stacks.get(r.ptr);
+        if (st && st.length > 0) r.stack = st;
+      }
+    }
+    this.sink.snapshot?.(snap);
   }
 
   private flush(): void {
@@ -119,6 +189,6 @@ export class BpftraceEventsParser implements LineParser {
 export const bpftraceEvents: TraceFormat = {
   name: 'bpftrace',
   describe: "kleak's bpftrace output",
-  sniff: (head) => head.some((l) => /^(?:A \d+ \d+ \d+ \S+ \d+ \d+ |F \d+ \d+ \d+ \S+$|S \d+ \d+ [01]$)/.test(l)),
+  sniff: (head) => head.some((l) => /^(?:A \d+ \d+ \d+ 0x[0-9a-f]+ \d+ \d+ |F \d+ \d+ \d+ 0x[0-9a-f]+$|S \d+ \d+ [01]$)/.test(l)),
   createParser: (sink) => new BpftraceEventsParser(sink),
 };

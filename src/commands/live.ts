@@ -1,0 +1,108 @@
+// kleak live: a tracer on the running kernel → parser → engine → report (periodic text, final text/JSON) and an
+// optional NDJSON recording. Ctrl-C, SIGTERM, SIGHUP and --duration stop it cleanly; so does the tracer dying.
+
+import { Engine, type ReportOptions } from '../engine/engine.js';
+import type { EventFilter } from '../engine/filter.js';
+import { EnvironmentError, InputError } from '../errors.js';
+import { renderJson } from '../report/json.js';
+import type { Report } from '../report/model.js';
+import { NdjsonRecorder, teeSink } from '../report/ndjson-writer.js';
+import { renderText } from '../report/text.js';
+import { bpftraceCommandLine, startBpftrace } from '../sources/bpftrace.js';
+import type { LiveEnd, LiveSource } from '../sources/live.js';
+
+export type Backend = 'bpftrace' | 'tracefs' | 'trace-cmd';
+
+export interface LiveOptions {
+  backend: Backend;
+  filter: EventFilter;
+  stacks: boolean;
+  events: boolean;
+  durationSec: number | undefined;
+  intervalSec: number;
+  report: ReportOptions;
+  record: string | undefined;
+  maxPointers: number;
+}
+
+export interface LiveRun {
+  engine: Engine;
+  source: LiveSource;
+  recorder: NdjsonRecorder | undefined;
+  report(): Report;
+  /** Stops tracing (idempotent); `ended` then resolves. */
+  stop(): Promise<void>;
+  ended: Promise<LiveEnd>;
+}
+
+export async function startLive(o: LiveOptions): Promise<LiveRun> {
+  const exclude = new Set<number>([process.pid]);
+  const engine = new Engine({ filter: o.filter, filteredAtSource: true, excludePids: exclude, reorderWindowSec: o.events ? 1 : 0 });
+  const recorder = o.record
+    ? new NdjsonRecorder(o.record, { source: { kind: 'live', backend: o.backend, mode: o.events ? 'events' : 'pairs' }, filter: o.filter, started: new Date().toISOString() })
+    : undefined;
+  const sink = recorder ? teeSink(engine, recorder) : engine;
+  let source: LiveSource;
+  try {
+    switch (o.backend) {
+      case 'bpftrace':
+        source = await startBpftrace(bpftraceOptions(o), sink);
+        break;
+      default:
+        throw new EnvironmentError(`the ${o.backend} backend is not available in this version of kleak.`, 'Use --backend bpftrace.');
+    }
+  } catch (err) {
+    recorder?.close();
+    throw err;
+  }
+  for (const p of source.pids) exclude.add(p);
+  const ended = source.ended.then((end) => {
+    recorder?.close({ how: end.how, ...(end.why ? { why: end.why } : {}) });
+    return end;
+  });
+  return { engine, source, recorder, report: () => engine.report(source.info, o.report), stop: () => source.stop(), ended };
+}
+
+/** The tracer command `o` would run, as a shell command line (--dry-run). */
+export async function liveCommandLine(o: LiveOptions): Promise<string> {
+  if (o.backend !== 'bpftrace') throw new EnvironmentError(`the ${o.backend} backend is not available in this version of kleak.`, 'Use --backend bpftrace.');
+  return bpftraceCommandLine(bpftraceOptions(o));
+}
+
+function bpftraceOptions(o: LiveOptions) {
+  return { filter: o.filter, stacks: o.stacks, events: o.events, snapshotSec: 1, maxPointers: o.maxPointers, listMax: 10_000 };
+}
+
+/** Runs to the end and prints reports (the non-TUI path): text every interval and at the end, or JSON at the end. */
+export async function runLive(o: LiveOptions, json: boolean): Promise<number> {
+  if (o.record && o.record === '-') throw new InputError('--record needs a file name.');
+  const run = await startLive(o);
+  for (const n of run.source.notes) process.stderr.write(`kleak: ${n}\n`);
+  process.stderr.write(
+    `kleak: tracing with ${run.source.info.backend} (${run.source.info.mode}); ${o.durationSec ? `for ${o.durationSec}s` : 'Ctrl-C to stop'}${run.recorder ? `; recording to ${run.recorder.path}` : ''}\n`,
+  );
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      process.stderr.write(`kleak: ${sig} again: stopping now\n`);
+      process.exit(130);
+    }
+    void run.stop();
+  };
+  const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of sigs) process.on(s, onSignal);
+  const duration = o.durationSec ? setTimeout(() => void run.stop(), o.durationSec * 1000) : undefined;
+  const periodic = json ? undefined : setInterval(() => process.stdout.write(renderText(run.report()) + '\n'), o.intervalSec * 1000);
+  try {
+    const end = await run.ended;
+    if (end.how === 'died') process.stderr.write(`kleak: ${end.why}; the report so far follows${run.recorder ? ` and the recording ${run.recorder.path} is kept` : ''}.\n`);
+    const report = run.report();
+    process.stdout.write(json ? renderJson(report) : renderText(report));
+    return end.how === 'died' ? 2 : 0;
+  } finally {
+    if (duration) clearTimeout(duration);
+    if (periodic) clearInterval(periodic);
+    for (const s of sigs) process.off(s, onSignal);
+  }
+}

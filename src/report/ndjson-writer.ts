@@ -1,0 +1,87 @@
+// kleak's NDJSON recording: every ParseSink call as one JSON line (src/parse/ndjson.ts reads them back), so a
+// recording replays to the same answer as the live run. Written with synchronous appends in small batches: what
+// was recorded survives Ctrl-C, an exception or bpftrace dying; a SIGKILL loses at most the last batch.
+
+import { closeSync, openSync, writeSync } from 'node:fs';
+import type { KernelSnapshot, KmemEvent, ParseSink } from '../event.js';
+import { InputError } from '../errors.js';
+
+const FLUSH_BYTES = 64 * 1024;
+const FLUSH_MS = 200;
+
+export class NdjsonRecorder implements ParseSink {
+  private fd: number;
+  private buf: string[] = [];
+  private size = 0;
+  private timer: NodeJS.Timeout;
+  private readonly onExit = () => this.flush();
+  records = 0;
+
+  constructor(
+    readonly path: string,
+    header: Record<string, unknown>,
+  ) {
+    try {
+      this.fd = openSync(path, 'w');
+    } catch (err) {
+      throw new InputError(`cannot write the recording ${path}: ${(err as Error).message}.`);
+    }
+    this.push({ kleak: 1, kind: 'header', ...header });
+    this.flush();
+    this.timer = setInterval(() => this.flush(), FLUSH_MS);
+    this.timer.unref();
+    process.on('exit', this.onExit);
+  }
+
+  event(e: KmemEvent): void {
+    this.push(e);
+  }
+  stack(cpu: number, frames: string[]): void {
+    this.push({ kind: 'stack', cpu, frames });
+  }
+  lost(count: number, cpu?: number): void {
+    this.push({ kind: 'lost', count, ...(cpu !== undefined ? { cpu } : {}) });
+  }
+  bad(): void {
+    // Bad lines of the tracer's output are counted by the engine; the recording keeps only what parsed.
+  }
+  snapshot(s: KernelSnapshot): void {
+    this.push({ kind: 'snapshot', ...s });
+  }
+
+  private push(o: object): void {
+    const line = JSON.stringify(o) + '\n';
+    this.buf.push(line);
+    this.size += line.length;
+    this.records++;
+    if (this.size >= FLUSH_BYTES) this.flush();
+  }
+
+  flush(): void {
+    if (this.buf.length === 0 || this.fd < 0) return;
+    writeSync(this.fd, this.buf.join(''));
+    this.buf = [];
+    this.size = 0;
+  }
+
+  close(trailer?: Record<string, unknown>): void {
+    if (this.fd < 0) return;
+    if (trailer) this.push({ kind: 'end', ...trailer });
+    this.flush();
+    clearInterval(this.timer);
+    process.off('exit', this.onExit);
+    closeSync(this.fd);
+    this.fd = -1;
+  }
+}
+
+/** Feeds every sink call to several sinks (the engine and a recorder). */
+export function teeSink(...sinks: ParseSink[]): ParseSink {
+  return {
+    event: (e) => sinks.forEach((s) => s.event(e)),
+    stack: (cpu, f) => sinks.forEach((s) => s.stack(cpu, f)),
+    lost: (n, cpu) => sinks.forEach((s) => s.lost(n, cpu)),
+    bad: (l, r) => sinks.forEach((s) => s.bad(l, r)),
+    snapshot: (snap) => sinks.forEach((s) => s.snapshot?.(snap)),
+  };
+}

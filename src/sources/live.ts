@@ -1,0 +1,22 @@
+// What every live backend hands the live command: a running tracer feeding a ParseSink, and a clean stop.
+
+import type { SourceInfo } from '../report/model.js';
+
+export interface LiveEnd {
+  /** 'stopped': kleak asked (Ctrl-C, --duration); 'died': the tracer ended by itself. */
+  how: 'stopped' | 'died';
+  /** For 'died': what the tracer said, in one sentence. */
+  why?: string;
+}
+
+export interface LiveSource {
+  info: SourceInfo;
+  /** Sentences worth showing once (tracefs mounted, hashed pointers, ...). */
+  notes: string[];
+  /** Ends tracing; resolves when the last data has reached the sink and everything is cleaned up. */
+  stop(): Promise<void>;
+  /** Resolves when the source has ended, by stop() or by itself; all data has reached the sink. */
+  ended: Promise<LiveEnd>;
+  /** Pids of the tracer's own processes (their allocations are excluded). */
+  pids: number[];
+}

@@ -1,0 +1,97 @@
+// kleak live with the bpftrace backend on the real kernel: a workload holds a prime number of "user" keys (one
+// 4024-byte kmalloc at user_preparse each, kmalloc-4096) while churning resized pipes at the same size
+// (pipe_resize_ring); kleak must report exactly the held keys, and not call the churn a leak.
+import { execaSync } from 'execa';
+import { readFileSync, readdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import type { JsonReport } from '../../src/report/json.js';
+import { isRoot, onPath } from '../helpers/env.js';
+import { sleep, startKleak, startWorkload } from '../helpers/live.js';
+
+const skipWhy = !isRoot ? 'needs root to load BPF programs on kmem tracepoints' : !onPath('bpftrace') ? 'bpftrace is not installed; .ci/run installs it' : undefined;
+const tmp = mkdtempSync(`${tmpdir()}/kleak-live-`);
+
+function noTracerLeft(): void {
+  const left = (() => {
+    try {
+      return execaSync('pgrep', ['-x', 'bpftrace']).stdout.trim();
+    } catch {
+      return '';
+    }
+  })();
+  expect(left, 'bpftrace processes left behind').toBe('');
+  expect(readdirSync('/sys/kernel/tracing/instances').filter((n) => n.startsWith('kleak'))).toEqual([]);
+}
+
+async function holdAndReport(kleakArgs: string[], hold: number): Promise<{ report: JsonReport; workloadPid: number; stderr: string }> {
+  const k = startKleak(['--bytes', '4096', '--json', ...kleakArgs]);
+  await k.ready;
+  const w = startWorkload(['--hold', String(hold), '--pipe-churn-rate', '150', '--seconds', '3']);
+  await w.until('holding');
+  await sleep(1500); // the key GC frees what the workload churned
+  k.proc.kill('SIGINT');
+  const r = await k.proc;
+  await w.release();
+  expect(r.exitCode, k.stderr()).toBe(0);
+  return { report: JSON.parse(String(r.stdout)) as JsonReport, workloadPid: w.pid, stderr: k.stderr() };
+}
+
+describe.skipIf(skipWhy !== undefined)(`kleak live --backend bpftrace on this kernel${skipWhy ? ` (skipped: ${skipWhy})` : ''}`, () => {
+  it('pairs mode (default): exactly the 23 held keys at user_preparse; the churned pipes are not growing', async () => {
+    const { report, workloadPid } = await holdAndReport([], 23);
+    const site = report.sites.find((s) => s.function === 'user_preparse');
+    expect(site?.outstanding).toBe(23);
+    expect(site?.outstandingBytes).toBe(23 * 4096);
+    expect(site?.cache).toBe('kmalloc-4096');
+    expect(site?.samples[0]).toMatchObject({ pid: workloadPid, comm: 'python3', bytesReq: 4024 });
+    const pipes = report.sites.find((s) => s.function === 'pipe_resize_ring');
+    expect(pipes === undefined || (pipes.verdict !== 'growing' && pipes.outstanding <= 2)).toBe(true);
+    expect(report.source).toMatchObject({ kind: 'live', backend: 'bpftrace', mode: 'pairs' });
+    expect(report.totals.allocs).toBeGreaterThan(23 + 300);
+    noTracerLeft();
+  });
+
+  it('events mode with stacks: exactly the 29 held keys, with their stack', async () => {
+    const { report } = await holdAndReport(['--events', '--stacks'], 29);
+    const site = report.sites.find((s) => s.function === 'user_preparse')!;
+    expect(site.outstanding).toBe(29);
+    expect(site.stacks[0]!.frames.slice(0, 2)).toEqual(['user_preparse', '__key_create_or_update']);
+    expect(site.stacks[0]!.outstanding).toBe(29);
+    expect(report.source.mode).toBe('events');
+    noTracerLeft();
+  });
+
+  it('released keys are matched, and the recording replays to the same answer', async () => {
+    const rec = `${tmp}/release.ndjson`;
+    const k = startKleak(['--bytes', '4096', '--json', '--record', rec]);
+    await k.ready;
+    const w = startWorkload(['--hold', '31']);
+    await w.until('holding');
+    await w.release();
+    await sleep(1500);
+    k.proc.kill('SIGINT');
+    const r = await k.proc;
+    expect(r.exitCode).toBe(0);
+    const report = JSON.parse(String(r.stdout)) as JsonReport;
+    expect(report.sites.find((s) => s.function === 'user_preparse')).toBeUndefined();
+    // The last snapshot in the recording carries the kernel's per-site counters: 31 allocated, 31 freed.
+    const records = readFileSync(rec, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const last = records.filter((x) => x.kind === 'snapshot').pop();
+    const up = last.sites.filter((s: { callSite: string }) => s.callSite === 'user_preparse');
+    expect(up.reduce((n: number, s: { allocs: number }) => n + s.allocs, 0)).toBe(31);
+    expect(up.reduce((n: number, s: { frees: number }) => n + s.frees, 0)).toBe(31);
+    expect(records.at(-1)).toMatchObject({ kind: 'end', how: 'stopped' });
+    const again = execaSync(process.execPath, ['dist/src/cli.js', 'replay', rec, '--json']);
+    expect((JSON.parse(again.stdout) as JsonReport).totals).toMatchObject({ outstanding: report.totals.outstanding, allocs: report.totals.allocs });
+    noTracerLeft();
+  });
+
+  it('--duration ends the run by itself and prints the final report', async () => {
+    const k = startKleak(['--bytes', '4096', '--duration', '2', '--text']);
+    const r = await k.proc;
+    expect(r.exitCode).toBe(0);
+    expect(String(r.stdout)).toMatch(/kleak — live, bpftrace pairs/);
+    noTracerLeft();
+  });
+});

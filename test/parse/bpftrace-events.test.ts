@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import { bpftraceEvents } from '../../src/parse/bpftrace-events.js';
+import { detectFormat } from '../../src/parse/formats.js';
+import { parseLines } from '../helpers/collect.js';
+
+// Real output of bpftrace 0.17 running bpftrace/kleak-events.bt and kleak-pairs.bt on this VM
+// (recordings/bt-events19-stacks.out.gz, bt-pairs17-stacks.out.gz).
+const EVENTS = `Attaching 3 probes...
+A 2358478591236 1 12644 0xffff888208db2000 4000 4096 - __do_sys_add_key 0xffffffff81a79c23 python3
+
+        __kvmalloc_node_noprof+771
+        __do_sys_add_key+227
+        do_syscall_64+113
+        entry_SYSCALL_64_after_hwframe+118
+A 2358478680370 1 12644 0xffff888208db3000 4024 4096 - user_preparse 0xffffffff81a7f28f python3
+
+        __kmalloc_noprof+580
+        user_preparse+47
+        __key_create_or_update+514
+F 2358478701181 1 12644 0xffff888208db2000`;
+
+const PAIRS = `S 2351062180933 17 1
+@site_frees[pipe_resize_ring]: 36
+@site_frees[user_preparse]: 100
+
+@site_fbytes[pipe_resize_ring]: 159744
+@site_fbytes[user_preparse]: 409600
+
+@site_allocs[pipe_resize_ring]: 39
+@site_allocs[user_preparse]: 117
+@site_allocs[user_preparse]: 3
+@site_abytes[pipe_resize_ring]: 159744
+@site_abytes[user_preparse]: 479232
+@site_abytes[user_preparse]: 12288
+@untracked: 0
+@ptr[0xffff888208db7000]: (2350359037546, user_preparse, 4024, 4096, 12575, python3)
+@ptr[0xffff888208db4000]: (2350359000280, user_preparse, 4024, 4096, 12575, my, odd comm)
+@stk[0xffff888208db7000]: 
+        __kmalloc_noprof+580
+        user_preparse+47
+        __key_create_or_update+514
+E`;
+
+describe("kleak's bpftrace output", () => {
+  it('reads allocation and free records, with the stack that follows an allocation', () => {
+    const c = parseLines(bpftraceEvents, EVENTS);
+    expect(c.badLines).toEqual([]);
+    expect(c.events.map((e) => [e.kind, e.ptr, e.callSite])).toEqual([
+      ['alloc', 'ffff888208db2000', '__do_sys_add_key'],
+      ['alloc', 'ffff888208db3000', 'user_preparse'],
+      ['free', 'ffff888208db2000', ''],
+    ]);
+    expect(c.events[1]).toMatchObject({ ts: 2358.47868037, cpu: 1, pid: 12644, comm: 'python3', bytesReq: 4024, bytesAlloc: 4096, cache: 'kmalloc-4096', tracepoint: 'kmalloc' });
+    expect(c.events[1]!.stack).toEqual(['__kmalloc_noprof', 'user_preparse', '__key_create_or_update']);
+    expect(c.events[0]!.stack).toHaveLength(4);
+  });
+
+  it('reads a pairs snapshot: site counters summed per function, pointers, their stacks', () => {
+    const c = parseLines(bpftraceEvents, PAIRS);
+    expect(c.badLines).toEqual([]);
+    expect(c.snapshots).toHaveLength(1);
+    const s = c.snapshots[0]!;
+    expect(s.ts).toBeCloseTo(2351.062180933, 6);
+    expect(s.untracked).toBe(0);
+    expect(s.sites.find((x) => x.callSite === 'user_preparse')).toMatchObject({ allocs: 120, frees: 100, outstanding: 20, outstandingBytes: 491520 - 409600 });
+    // Printed while probes fire, frees first: an object in flight may count as outstanding, never below zero.
+    expect(s.sites.find((x) => x.callSite === 'pipe_resize_ring')).toMatchObject({ outstanding: 3, outstandingBytes: 0 });
+    expect(s.outstanding!.map((r) => [r.ptr, r.comm])).toEqual([['ffff888208db7000', 'python3'], ['ffff888208db4000', 'my, odd comm']]);
+    expect(s.outstanding![0]!.stack).toEqual(['__kmalloc_noprof', 'user_preparse', '__key_create_or_update']);
+    expect(s.outstanding![1]!.stack).toBeUndefined();
+  });
+
+  it('a totals-only snapshot (too many pointers to list) has no pointer list', () => {
+    const c = parseLines(bpftraceEvents, ['S 5000000000 250000 0', '@site_allocs[user_preparse]: 250000', 'E']);
+    expect(c.snapshots[0]!.outstanding).toBeUndefined();
+    expect(c.snapshots[0]!.sites[0]).toMatchObject({ callSite: 'user_preparse', outstanding: 250000 });
+  });
+
+  it('counts lost events and ignores bpftrace chatter and maps printed at exit', () => {
+    const c = parseLines(bpftraceEvents, ['Attaching 4 probes...', 'Lost 123 events', '@untracked: 0', "WARNING: Total lost event count: 123"]);
+    expect(c.lostEvents).toEqual([{ count: 123, cpu: undefined }]);
+    expect(c.badLines).toEqual([]);
+  });
+
+  it('an unresolved ksym (hex) becomes a hex call site', () => {
+    const c = parseLines(bpftraceEvents, 'A 1000000000 0 1 0xffff888100000000 8 8 - 0xffffffffc0a01234 0xffffffffc0a01234 modprobe');
+    expect(c.events[0]!.callSite).toBe('ffffffffc0a01234');
+  });
+
+  it.each([['A 1 2'], ['F 1 2 3 zzz'], ['S x y z'], ['nonsense'], ['        frame_without_alloc+1']])('reports %j as bad, never throws', (line) => {
+    expect(parseLines(bpftraceEvents, line).badLines).toHaveLength(1);
+  });
+
+  it('is detected from its first lines', () => {
+    expect(detectFormat(EVENTS.split('\n'))?.name).toBe('bpftrace');
+    expect(detectFormat(PAIRS.split('\n'))?.name).toBe('bpftrace');
+  });
+});
