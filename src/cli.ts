@@ -6,8 +6,8 @@ import { packagePath } from './paths.js';
 import { KleakError, InputError } from './errors.js';
 import type { EventFilter } from './engine/filter.js';
 import type { FormatName } from './event.js';
-import { replayToReport } from './commands/replay.js';
-import { liveCommandLine, runLive, type Backend } from './commands/live.js';
+import { replayInTui, replayToReport } from './commands/replay.js';
+import { liveCommandLine, runLive, runLiveTui, type Backend } from './commands/live.js';
 import { kmallocCacheSize } from './engine/filter.js';
 import { renderJson } from './report/json.js';
 import { renderText } from './report/text.js';
@@ -37,7 +37,8 @@ REPORT
   --min-age SEC        only allocations at least SEC old (like bcc memleak -o)
   --top N              the N call sites holding the most bytes
   --json               the JSON report (stable; see README)
-  --text               the plain text report (the default when stdout is not a terminal)
+  --text               the plain text report instead of the interactive view (the default when stdout is
+                       not a terminal)
   --debug              show a stack trace for internal errors
 
 Exit codes: 0 ok, 1 usage or input error, 2 environment error (no root, no bpftrace, no tracepoints).`;
@@ -130,12 +131,19 @@ async function live(v: Values): Promise<number> {
     process.stdout.write(await liveCommandLine(o) + '\n');
     return 0;
   }
-  return runLive(o, v.json);
+  return useTui(v) ? runLiveTui(o) : runLive(o, v.json);
+}
+
+/** The TUI on a terminal, unless a plain report was asked for. */
+function useTui(v: Values): boolean {
+  return process.stdout.isTTY === true && process.stdin.isTTY === true && !v.json && !v.text;
 }
 
 async function replay(path: string, v: Values): Promise<void> {
   const format = v.format as FormatName | 'auto';
-  const report = await replayToReport({ path, format, filter: filterFrom(v), report: reportOptions(v) });
+  const o = { path, format, filter: filterFrom(v), report: reportOptions(v) };
+  if (useTui(v) && path !== '-') return replayInTui(o);
+  const report = await replayToReport(o);
   process.stdout.write(v.json ? renderJson(report) : renderText(report));
 }
 

@@ -73,6 +73,41 @@ function bpftraceOptions(o: LiveOptions) {
   return { filter: o.filter, stacks: o.stacks, events: o.events, snapshotSec: 1, maxPointers: o.maxPointers, listMax: 10_000 };
 }
 
+/** Live with the TUI on screen; q, Ctrl-C, SIGTERM or SIGHUP stop tracing; the final report goes on the normal screen. */
+export async function runLiveTui(o: LiveOptions): Promise<number> {
+  const { runTui } = await import('../tui/run.js');
+  const run = await startLive(o);
+  let end: LiveEnd | undefined;
+  const ended = run.ended.then((e) => (end = e));
+  const onSignal = () => void run.stop();
+  const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of sigs) process.on(s, onSignal);
+  const duration = o.durationSec ? setTimeout(() => void run.stop(), o.durationSec * 1000) : undefined;
+  try {
+    await runTui(
+      {
+        report: run.report,
+        progress: () => undefined,
+        finished: () => end !== undefined,
+        problem: () => (end?.how === 'died' ? `${end.why} — the tracer is gone; q to quit` : undefined),
+        ...(run.recorder ? { recordingPath: run.recorder.path } : {}),
+      },
+      () => void run.stop(),
+      // A signal or --duration closes the screen; a tracer that died leaves it up, so the user can read why.
+      ended.then((e) => (e.how === 'stopped' ? undefined : new Promise<never>(() => {}))),
+    );
+    await run.stop();
+    await ended;
+  } finally {
+    if (duration) clearTimeout(duration);
+    for (const s of sigs) process.off(s, onSignal);
+  }
+  for (const n of run.source.notes) process.stderr.write(`kleak: ${n}\n`);
+  if (end?.how === 'died') process.stderr.write(`kleak: ${end.why}; the report so far follows${run.recorder ? ` and the recording ${run.recorder.path} is kept` : ''}.\n`);
+  process.stdout.write(renderText(run.report()));
+  return end?.how === 'died' ? 2 : 0;
+}
+
 /** Runs to the end and prints reports (the non-TUI path): text every interval and at the end, or JSON at the end. */
 export async function runLive(o: LiveOptions, json: boolean): Promise<number> {
   if (o.record && o.record === '-') throw new InputError('--record needs a file name.');

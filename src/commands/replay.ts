@@ -9,6 +9,7 @@ import { acceptedFormatsSentence, formatByName } from '../parse/formats.js';
 import type { Report, SourceInfo } from '../report/model.js';
 import { openReplayInput } from '../sources/input.js';
 import { forEachLine } from '../sources/lines.js';
+import { renderText } from '../report/text.js';
 
 export interface ReplayOptions {
   path: string;
@@ -60,6 +61,32 @@ export async function startReplay(o: ReplayOptions): Promise<ReplayRun> {
     stop: () => input.close(),
     report: () => engine.report(source, o.report),
   };
+}
+
+/** Replays with the TUI on screen; the final report is printed on the normal screen after q. */
+export async function replayInTui(o: ReplayOptions): Promise<void> {
+  const { runTui } = await import('../tui/run.js');
+  const run = await startReplay(o);
+  let finished = false;
+  let problem: string | undefined;
+  const done = run.done.then(
+    () => void (finished = true),
+    (err: unknown) => {
+      finished = true;
+      problem = `reading stopped: ${(err as Error).message}`;
+      throw err;
+    },
+  );
+  // Errors found in the first lines (unknown format, unreadable input) are reported as usual, without the TUI.
+  const formatKnown = new Promise<void>((resolve) => {
+    const t = setInterval(() => run.source.format !== undefined && (clearInterval(t), resolve()), 20);
+    void done.finally(() => (clearInterval(t), resolve())).catch(() => undefined);
+  });
+  await Promise.race([done, formatKnown]);
+  done.catch(() => undefined);
+  await runTui({ report: run.report, progress: run.progress, finished: () => finished, problem: () => problem }, () => run.stop());
+  run.stop();
+  process.stdout.write(renderText(run.report()));
 }
 
 /** Replays the whole input and returns the final report. */

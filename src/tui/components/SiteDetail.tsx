@@ -1,0 +1,61 @@
+// One call site in depth: its stacks, sample pointers, and outstanding count over time.
+import type { ReactElement } from 'react';
+import { Box, Text } from 'ink';
+import { fmtAge, fmtBytes, fmtCount, fmtRate, sparkline } from '../../report/format.js';
+import type { SiteReport } from '../../report/model.js';
+import { color, verdictColor } from '../theme.js';
+
+export interface SiteDetailProps {
+  site: SiteReport | undefined;
+  name: string | undefined;
+  width: number;
+  height: number;
+}
+
+export function SiteDetail({ site, name, width, height }: SiteDetailProps) {
+  if (!site) return <Text dimColor>{name ?? 'This site'} has no outstanding allocations now. Esc to go back.</Text>;
+  const lines: ReactElement[] = [];
+  const [first, ...others] = site.stacks;
+  lines.push(
+    <Text key="series" wrap="truncate-end">
+      outstanding over time <Text color={color('cyan')}>{sparkline(site.series, Math.max(10, width - 30))}</Text> {fmtCount(site.outstanding)}
+    </Text>,
+  );
+  if (first) {
+    lines.push(<Text key="st" bold>{`stack of ${fmtCount(first.outstanding)} (${site.stacks.length} distinct):`}</Text>);
+    // What the samples and headings leave of the screen goes to the top stack's frames.
+    const frames = first.frames.slice(0, Math.max(3, height - 6 - Math.min(5, site.samples.length) - Math.min(3, others.length)));
+    frames.forEach((f, i) => lines.push(<Text key={`f${i}`} wrap="truncate-end">{`  ${i === 0 ? ' ' : '←'} ${f}`}</Text>));
+    others.slice(0, 3).forEach((st, i) =>
+      lines.push(<Text key={`o${i}`} wrap="truncate-end">{`  ${fmtCount(st.outstanding)} × ${st.frames.join(' ← ')}`}</Text>),
+    );
+  } else {
+    lines.push(<Text key="nost" dimColor>no stacks in this trace (record with --stacks, or trace-cmd -T)</Text>);
+  }
+  lines.push(<Text key="sh" bold>oldest outstanding pointers:</Text>);
+  site.samples.forEach((p, i) =>
+    lines.push(
+      <Text key={`p${i}`} wrap="truncate-end">
+        {`  ${p.ptr}  age ${fmtAge(p.ageSec).padStart(6)}  ${p.pid !== undefined ? `pid ${p.pid} ` : ''}${p.comm ?? ''}${p.bytesReq !== undefined ? `  ${p.bytesReq} B requested` : ''}`}
+      </Text>,
+    ),
+  );
+  return (
+    <Box flexDirection="column" width={width}>
+      <Text wrap="truncate-end">
+        <Text bold>{site.function}</Text> ({site.callSite}) · {site.cache || '-'} · <Text color={verdictColor(site.verdict)}>{site.verdict}</Text>
+      </Text>
+      <Text wrap="truncate-end">
+        {fmtCount(site.outstanding)} outstanding, {fmtBytes(site.outstandingBytes)} · {fmtRate(site.growthPerMin)}/min · oldest {fmtAge(site.oldestAgeSec)} · allocated{' '}
+        {fmtCount(site.allocs)}, freed {fmtCount(site.frees)}
+      </Text>
+      {site.missedFrees > 0 ? (
+        <Text color={color('yellow')} wrap="truncate-end">
+          {site.missedFrees} pointers reallocated while outstanding: freed through an untraced path, probably not a leak
+        </Text>
+      ) : null}
+      {site.possiblePhantoms > 0 ? <Text color={color('red')}>{site.possiblePhantoms} predate lost events and may be phantoms</Text> : null}
+      {lines}
+    </Box>
+  );
+}

@@ -1,0 +1,75 @@
+// The real binary in a real terminal (tmux): replay a recording, sort, open a detail, quit; read the screen.
+import { execa } from 'execa';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CLI, rec } from '../helpers/cli.js';
+import { onPath } from '../helpers/env.js';
+
+const session = `kleak-e2e-${process.pid}`;
+const tmux = (...args: string[]) => execa('tmux', args, { reject: false });
+const screen = async (escapes = false) => String((await tmux('capture-pane', '-p', ...(escapes ? ['-e'] : []), '-t', session)).stdout);
+
+async function waitFor(what: string, ok: (s: string) => boolean, escapes = false): Promise<string> {
+  for (let i = 0; i < 150; i++) {
+    const s = await screen(escapes);
+    if (ok(s)) return s;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}; screen:\n${await screen()}`);
+}
+
+async function keys(...k: string[]): Promise<void> {
+  for (const key of k) {
+    await tmux('send-keys', '-t', session, key);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+async function start(env = ''): Promise<void> {
+  await tmux('kill-session', '-t', session);
+  await tmux('new-session', '-d', '-s', session, '-x', '100', '-y', '30', `${env} ${process.execPath} ${CLI} replay ${rec('demo.report.gz')}; echo EXIT=$?; sleep 60`);
+}
+
+afterAll(async () => {
+  await tmux('kill-session', '-t', session);
+});
+
+describe.skipIf(!onPath('tmux'))(`kleak in a terminal${onPath('tmux') ? '' : ' (skipped: tmux is not installed; .ci/run installs it)'}`, () => {
+  it('replays the demo, sorts, opens a detail, quits to the final report', async () => {
+    await start();
+    const first = await waitFor('the table', (s) => s.includes('user_preparse') && s.includes('done'));
+    expect(first).toMatch(/kleak replay .*demo\.report\.gz \(trace-cmd\)/);
+    expect(first).toMatch(/›pipe_resize_ring .* churn/);
+    const coloured = await screen(true);
+    expect(coloured).toMatch(/\u001b\[31mgrowing/); // growing is red
+    await keys('c');
+    await waitFor('the count sort', (s) => s.includes('sorted by count') && s.includes('OUTST▾'));
+    await keys('j');
+    await waitFor('the selection', (s) => s.includes('›user_preparse'));
+    await keys('Enter');
+    const detail = await waitFor('the detail', (s) => s.includes('stack of 60'));
+    expect(detail).toMatch(/← __do_sys_add_key/);
+    expect(detail).toMatch(/pid 3946 python3 {2}4024 B requested/);
+    await keys('q');
+    const after = await waitFor('the exit', (s) => s.includes('EXIT='));
+    expect(after).toMatch(/EXIT=0/);
+    expect(after).toMatch(/user_preparse \(user_preparse\+0x2f\): 60 outstanding/);
+  });
+
+  it('NO_COLOR=1: no colour escape codes on screen', async () => {
+    await start('NO_COLOR=1');
+    const s = await waitFor('the table', (x) => x.includes('user_preparse') && x.includes('done'), true);
+    // Any foreground colour (39 is tmux's reset to the default colour, not a colour).
+    expect(s).not.toMatch(/\u001b\[(?:3[0-7]|9[0-7]|38;)/);
+    await keys('q');
+    await waitFor('the exit', (x) => x.includes('EXIT=0'));
+  });
+
+  it('follows a resize to 80x24', async () => {
+    await start();
+    await waitFor('the table', (s) => s.includes('user_preparse') && s.includes('done'));
+    await tmux('resize-window', '-t', session, '-x', '80', '-y', '24');
+    const s = await waitFor('the narrow layout', (x) => x.includes('GROW/m') && !x.includes('GROWTH/m'));
+    expect(Math.max(...s.split('\n').map((l) => l.length))).toBeLessThanOrEqual(80);
+    await keys('q');
+  });
+});
