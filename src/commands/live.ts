@@ -60,7 +60,11 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
     recorder?.close({ how: end.how, ...(end.why ? { why: end.why } : {}) });
     return end;
   });
-  return { engine, source, recorder, report: () => engine.report(source.info, o.report), stop: () => source.stop(), ended };
+  const report = () => {
+    engine.totals.lines = source.lines();
+    return engine.report(source.info, o.report);
+  };
+  return { engine, source, recorder, report, stop: () => source.stop(), ended };
 }
 
 /** The tracer command `o` would run, as a shell command line (--dry-run). */
@@ -96,6 +100,7 @@ export async function runLiveTui(o: LiveOptions): Promise<number> {
       // A signal or --duration closes the screen; a tracer that died leaves it up, so the user can read why.
       ended.then((e) => (e.how === 'stopped' ? undefined : new Promise<never>(() => {}))),
     );
+    if (!end) process.stderr.write(`kleak: stopping ${run.source.info.backend}…\n`);
     await run.stop();
     await ended;
   } finally {

@@ -16,6 +16,8 @@ export interface ReplayOptions {
   format: FormatName | 'auto';
   filter: EventFilter;
   report: ReportOptions;
+  /** Replay at this many trace seconds per second (the TUI shows the trace unfold); undefined: as fast as possible. */
+  speed?: number;
 }
 
 export interface ReplayRun {
@@ -32,11 +34,12 @@ export interface ReplayRun {
 export async function startReplay(o: ReplayOptions): Promise<ReplayRun> {
   const forced = o.format === 'auto' ? undefined : formatByName(o.format);
   if (o.format !== 'auto' && !forced) throw new InputError(`--format ${o.format} is not a format kleak reads; it reads ${acceptedFormatsSentence()}.`);
-  const input = await openReplayInput(o.path);
+  const input = await openReplayInput(o.path, o.speed ? 16 * 1024 : undefined);
   const source: SourceInfo = { kind: 'replay', path: o.path === '-' ? 'stdin' : o.path };
   const engine = new Engine({ filter: o.filter });
   const what = o.path === '-' ? 'stdin' : o.path;
   const parser = new DetectingParser(engine, what, input.traceDat ? formatByName('trace-cmd') : forced, (name) => (source.format = name));
+  if (o.speed) pace(input.stream, engine, o.speed);
   const done = (async () => {
     const lines = await forEachLine(input.stream, (line, n) => {
       engine.totals.lines = n;
@@ -61,6 +64,20 @@ export async function startReplay(o: ReplayOptions): Promise<ReplayRun> {
     stop: () => input.close(),
     report: () => engine.report(source, o.report),
   };
+}
+
+/** Holds the stream back whenever the trace runs ahead of `speed` trace seconds per wall second. */
+function pace(stream: NodeJS.ReadableStream, engine: Engine, speed: number): void {
+  const start = performance.now();
+  // Registered after the line splitter's listener: runs once each chunk has been folded into the engine.
+  stream.on('data', () => {
+    const { firstTs, lastTs } = engine.span;
+    const ahead = (lastTs - firstTs) / speed - (performance.now() - start) / 1000;
+    if (ahead > 0.01) {
+      stream.pause();
+      setTimeout(() => stream.resume(), ahead * 1000);
+    }
+  });
 }
 
 /** Replays with the TUI on screen; the final report is printed on the normal screen after q. */

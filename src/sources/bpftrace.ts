@@ -109,7 +109,9 @@ export async function startBpftrace(o: BpftraceOptions, sink: ParseSink): Promis
   const parser = new BpftraceEventsParser(sink);
   let markReady: () => void = () => {};
   const ready = new Promise<void>((r) => (markReady = r));
+  let lines = 0;
   const reading = forEachLineSplit2(child.stdout!, (line, n) => {
+    lines = n;
     if (line === 'R') markReady();
     parser.line(line, n);
   }).finally(() => parser.end());
@@ -132,6 +134,7 @@ export async function startBpftrace(o: BpftraceOptions, sink: ParseSink): Promis
     info: { kind: 'live', backend: 'bpftrace', mode: o.events ? 'events' : 'pairs' },
     notes: p.mounted ? [p.mounted] : [],
     pids: child.pid !== undefined ? [child.pid] : [],
+    lines: () => lines,
     ended,
     async stop() {
       if (!stopping) {

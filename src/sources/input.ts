@@ -24,7 +24,8 @@ export interface ReplayInput {
 const GZIP_MAGIC = [0x1f, 0x8b];
 const TRACE_DAT_MAGIC = Buffer.from([0x17, 0x08, 0x44, ...Buffer.from('tracing')]);
 
-export async function openReplayInput(path: string): Promise<ReplayInput> {
+/** `chunk`: bytes per read (smaller for a paced replay, so pauses fall between small steps). */
+export async function openReplayInput(path: string, chunk = 1 << 20): Promise<ReplayInput> {
   if (path === '-') return openStdin();
   let size: number;
   try {
@@ -46,11 +47,11 @@ export async function openReplayInput(path: string): Promise<ReplayInput> {
   if (head.subarray(0, TRACE_DAT_MAGIC.length).equals(TRACE_DAT_MAGIC)) {
     return { ...traceCmdReportStream(path), size, gzip: false, traceDat: true };
   }
-  const file = createReadStream(path, { highWaterMark: 1 << 20 });
+  const file = createReadStream(path, { highWaterMark: chunk });
   let bytes = 0;
   file.on('data', (c: Buffer | string) => (bytes += c.length));
   const gzip = head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1];
-  const stream = gzip ? file.pipe(createGunzip({ chunkSize: 1 << 20 })) : file;
+  const stream = gzip ? file.pipe(createGunzip({ chunkSize: Math.min(chunk, 1 << 20) })) : file;
   if (gzip) file.on('error', (e) => stream.destroy(e));
   return { stream, size, bytesRead: () => bytes, traceDat: false, gzip, done: Promise.resolve(), close: () => file.destroy() };
 }

@@ -19,4 +19,6 @@ export interface LiveSource {
   ended: Promise<LiveEnd>;
   /** Pids of the tracer's own processes (their allocations are excluded). */
   pids: number[];
+  /** Lines of tracer output read so far. */
+  lines(): number;
 }

@@ -29,7 +29,8 @@ export function App({ source, refreshMs = 100, save, onQuit, size }: AppProps) {
   const { columns, rows } = size ?? terminal;
   const [state, dispatch] = useReducer(reducer, initialState);
   const [report, setReport] = useState<Report>(() => source.report());
-  const rate = useRef({ events: report.totals.events, at: Date.now(), perSec: 0 });
+  // Events a second over the last few seconds (live snapshots arrive once a second, so one tick says little).
+  const rate = useRef({ samples: [{ events: report.totals.events, at: Date.now() }], perSec: 0 });
   const paused = useRef(state.paused);
   paused.current = state.paused;
 
@@ -38,10 +39,10 @@ export function App({ source, refreshMs = 100, save, onQuit, size }: AppProps) {
       if (paused.current) return;
       const r = source.report();
       const now = Date.now();
-      const dt = (now - rate.current.at) / 1000;
-      if (dt >= 0.5) {
-        rate.current = { events: r.totals.events, at: now, perSec: source.finished() ? 0 : (r.totals.events - rate.current.events) / dt };
-      }
+      const samples = [...rate.current.samples, { events: r.totals.events, at: now }].filter((x) => now - x.at <= 3000);
+      const first = samples[0]!;
+      const dt = (now - first.at) / 1000;
+      rate.current = { samples, perSec: source.finished() || dt < 0.5 ? (source.finished() ? 0 : rate.current.perSec) : (r.totals.events - first.events) / dt };
       setReport(r);
     };
     const timer = setInterval(tick, refreshMs);
