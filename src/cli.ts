@@ -154,6 +154,8 @@ async function replay(path: string, v: Values): Promise<void> {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // React's development build checks far more on every render; the TUI (imported later, on demand) gets production.
+  process.env.NODE_ENV ??= 'production';
   const { values, positionals } = parse(argv);
   if (values.help) {
     process.stdout.write(HELP + '\n');
