@@ -66,7 +66,10 @@ export class BpftraceEventsParser implements LineParser {
       return;
     }
     if (text === '') return; // kstack's leading newline, and the blank lines between map prints
-    if (this.snap) return this.snapshotLine(text, lineNo);
+    // A new snapshot while one is open: bpftrace stopped mid-snapshot (SIGINT runs END, whose final snapshot
+    // follows). The unfinished one is dropped; the final one is complete.
+    if (this.snap && !text.startsWith('S ')) return this.snapshotLine(text, lineNo);
+    this.snap = undefined;
     this.flush();
     if (text === 'R' || text.startsWith('Attaching ')) return; // attached: the source watches for R
     switch (text.charCodeAt(0)) {
@@ -126,7 +129,7 @@ export class BpftraceEventsParser implements LineParser {
       return this.emitSnapshot(s);
     }
     const m = MAP_LINE.exec(text);
-    if (!m) return this.sink.bad(lineNo, 'malformed snapshot line');
+    if (!m) return this.sink.bad(lineNo, `malformed snapshot line: ${JSON.stringify(text.slice(0, 60))}`);
     const [, map, key, value] = m as unknown as [string, string, string | undefined, string];
     s.stackPtr = undefined;
     const field = SITE_FIELD[map];

@@ -70,6 +70,13 @@ describe("kleak's bpftrace output", () => {
     expect(s.outstanding![1]!.stack).toBeUndefined();
   });
 
+  it('a snapshot cut short by SIGINT is dropped; the final one that follows counts', () => {
+    const c = parseLines(bpftraceEvents, ['S 1000000000 3 1', '@site_allocs[user_preparse]: 3', 'S 2000000000 3 1', '@site_allocs[user_preparse]: 4', '@site_frees[user_preparse]: 1', 'E']);
+    expect(c.badLines).toEqual([]);
+    expect(c.snapshots).toHaveLength(1);
+    expect(c.snapshots[0]).toMatchObject({ ts: 2, sites: [{ callSite: 'user_preparse', allocs: 4, frees: 1, outstanding: 3 }] });
+  });
+
   it('a totals-only snapshot (too many pointers to list) has no pointer list', () => {
     const c = parseLines(bpftraceEvents, ['S 5000000000 250000 0', '@site_allocs[user_preparse]: 250000', 'E']);
     expect(c.snapshots[0]!.outstanding).toBeUndefined();
