@@ -3,12 +3,14 @@
 
 import { Engine, type ReportOptions } from '../engine/engine.js';
 import type { EventFilter } from '../engine/filter.js';
-import { EnvironmentError, InputError } from '../errors.js';
+import { InputError } from '../errors.js';
 import { renderJson } from '../report/json.js';
 import type { Report } from '../report/model.js';
 import { NdjsonRecorder, teeSink } from '../report/ndjson-writer.js';
 import { renderText } from '../report/text.js';
 import { bpftraceCommandLine, startBpftrace } from '../sources/bpftrace.js';
+import { startTracefs, tracefsPlan } from '../sources/tracefs.js';
+import { startTraceCmd, traceCmdCommandLine } from '../sources/trace-cmd.js';
 import type { LiveEnd, LiveSource } from '../sources/live.js';
 
 export type Backend = 'bpftrace' | 'tracefs' | 'trace-cmd';
@@ -37,9 +39,9 @@ export interface LiveRun {
 
 export async function startLive(o: LiveOptions): Promise<LiveRun> {
   const exclude = new Set<number>([process.pid]);
-  const engine = new Engine({ filter: o.filter, filteredAtSource: true, excludePids: exclude, reorderWindowSec: o.events ? 1 : 0 });
+  const engine = new Engine({ filter: o.filter, filteredAtSource: true, excludePids: exclude, reorderWindowSec: o.backend === 'bpftrace' && o.events ? 1 : 0 });
   const recorder = o.record
-    ? new NdjsonRecorder(o.record, { source: { kind: 'live', backend: o.backend, mode: o.events ? 'events' : 'pairs' }, filter: o.filter, started: new Date().toISOString() })
+    ? new NdjsonRecorder(o.record, { source: { kind: 'live', backend: o.backend, mode: o.backend !== 'bpftrace' || o.events ? 'events' : 'pairs' }, filter: o.filter, started: new Date().toISOString() })
     : undefined;
   const sink = recorder ? teeSink(engine, recorder) : engine;
   let source: LiveSource;
@@ -48,8 +50,12 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
       case 'bpftrace':
         source = await startBpftrace(bpftraceOptions(o), sink);
         break;
-      default:
-        throw new EnvironmentError(`the ${o.backend} backend is not available in this version of kleak.`, 'Use --backend bpftrace.');
+      case 'tracefs':
+        source = await startTracefs({ filter: o.filter, stacks: o.stacks, bufferKb: 8192 }, sink);
+        break;
+      case 'trace-cmd':
+        source = await startTraceCmd({ filter: o.filter, stacks: o.stacks }, sink);
+        break;
     }
   } catch (err) {
     recorder?.close();
@@ -69,8 +75,14 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
 
 /** The tracer command `o` would run, as a shell command line (--dry-run). */
 export async function liveCommandLine(o: LiveOptions): Promise<string> {
-  if (o.backend !== 'bpftrace') throw new EnvironmentError(`the ${o.backend} backend is not available in this version of kleak.`, 'Use --backend bpftrace.');
-  return bpftraceCommandLine(bpftraceOptions(o));
+  switch (o.backend) {
+    case 'bpftrace':
+      return bpftraceCommandLine(bpftraceOptions(o));
+    case 'trace-cmd':
+      return traceCmdCommandLine({ filter: o.filter, stacks: o.stacks });
+    case 'tracefs':
+      return tracefsPlan({ filter: o.filter, stacks: o.stacks, bufferKb: 8192 });
+  }
 }
 
 function bpftraceOptions(o: LiveOptions) {
@@ -80,12 +92,11 @@ function bpftraceOptions(o: LiveOptions) {
 /** Live with the TUI on screen; q, Ctrl-C, SIGTERM or SIGHUP stop tracing; the final report goes on the normal screen. */
 export async function runLiveTui(o: LiveOptions): Promise<number> {
   const { runTui } = await import('../tui/run.js');
+  const stopper = catchStopSignals();
   const run = await startLive(o);
+  stopper.attach(run);
   let end: LiveEnd | undefined;
   const ended = run.ended.then((e) => (end = e));
-  const onSignal = () => void run.stop();
-  const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  for (const s of sigs) process.on(s, onSignal);
   const duration = o.durationSec ? setTimeout(() => void run.stop(), o.durationSec * 1000) : undefined;
   try {
     await runTui(
@@ -105,7 +116,7 @@ export async function runLiveTui(o: LiveOptions): Promise<number> {
     await ended;
   } finally {
     if (duration) clearTimeout(duration);
-    for (const s of sigs) process.off(s, onSignal);
+    stopper.release();
   }
   for (const n of run.source.notes) process.stderr.write(`kleak: ${n}\n`);
   if (end?.how === 'died') process.stderr.write(`kleak: ${end.why}; the report so far follows${run.recorder ? ` and the recording ${run.recorder.path} is kept` : ''}.\n`);
@@ -116,22 +127,15 @@ export async function runLiveTui(o: LiveOptions): Promise<number> {
 /** Runs to the end and prints reports (the non-TUI path): text every interval and at the end, or JSON at the end. */
 export async function runLive(o: LiveOptions, json: boolean): Promise<number> {
   if (o.record && o.record === '-') throw new InputError('--record needs a file name.');
+  // Signals are caught from the start: one that arrives while the tracer is being set up still ends in cleanup.
+  const stopper = catchStopSignals();
+  injectFault();
   const run = await startLive(o);
+  stopper.attach(run);
   for (const n of run.source.notes) process.stderr.write(`kleak: ${n}\n`);
   process.stderr.write(
     `kleak: tracing with ${run.source.info.backend} (${run.source.info.mode}); ${o.durationSec ? `for ${o.durationSec}s` : 'Ctrl-C to stop'}${run.recorder ? `; recording to ${run.recorder.path}` : ''}\n`,
   );
-  let signals = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    signals++;
-    if (signals > 1) {
-      process.stderr.write(`kleak: ${sig} again: stopping now\n`);
-      process.exit(130);
-    }
-    void run.stop();
-  };
-  const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  for (const s of sigs) process.on(s, onSignal);
   const duration = o.durationSec ? setTimeout(() => void run.stop(), o.durationSec * 1000) : undefined;
   const periodic = json ? undefined : setInterval(() => process.stdout.write(renderText(run.report()) + '\n'), o.intervalSec * 1000);
   try {
@@ -143,6 +147,46 @@ export async function runLive(o: LiveOptions, json: boolean): Promise<number> {
   } finally {
     if (duration) clearTimeout(duration);
     if (periodic) clearInterval(periodic);
-    for (const s of sigs) process.off(s, onSignal);
+    stopper.release();
+  }
+}
+
+/**
+ * SIGINT, SIGTERM and SIGHUP stop the run cleanly; a second one exits at once. Before the run exists, the first
+ * signal is remembered and stops it as soon as it has started.
+ */
+export function catchStopSignals() {
+  let run: { stop(): Promise<void> } | undefined;
+  let pending = false;
+  let count = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    count++;
+    if (count > 1) {
+      process.stderr.write(`kleak: ${sig} again: stopping now\n`);
+      process.exit(130);
+    }
+    if (run) void run.stop();
+    else pending = true;
+  };
+  const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const sig of sigs) process.on(sig, onSignal);
+  return {
+    attach(r: { stop(): Promise<void> }) {
+      run = r;
+      if (pending) void r.stop();
+    },
+    release() {
+      for (const sig of sigs) process.off(sig, onSignal);
+    },
+  };
+}
+
+/** KLEAK_TEST_CRASH_MS=N: throw from a timer after N ms (tests prove cleanup after a crash of kleak's own code). */
+function injectFault(): void {
+  const ms = Number(process.env.KLEAK_TEST_CRASH_MS);
+  if (ms > 0) {
+    setTimeout(() => {
+      throw new Error('injected crash (KLEAK_TEST_CRASH_MS)');
+    }, ms).unref();
   }
 }

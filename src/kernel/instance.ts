@@ -1,0 +1,122 @@
+// A private tracefs instance (instances/kleak-<pid>): kleak's own ring buffer and event switches, so the
+// top-level buffer other tools use is never touched. Everything kleak sets lives inside it and goes with rmdir.
+// Removal is attempted on stop, on exceptions and on process exit; an instance kleak did not create is never touched.
+
+import { closeSync, existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { EnvironmentError } from '../errors.js';
+
+export class TracefsInstance {
+  readonly path: string;
+  private removed = false;
+  /**
+   * The open trace_pipe, while its reader has not closed it. At exit (after a crash) remove() closes it itself:
+   * a read blocked on an empty trace_pipe would hold the instance (EBUSY) and the process (libuv joins its
+   * threads at exit) forever.
+   */
+  pipeFd: number | undefined;
+  private readonly onExit = () => this.remove();
+
+  private constructor(
+    readonly root: string,
+    readonly name: string,
+  ) {
+    this.path = `${root}/instances/${name}`;
+  }
+
+  /** Creates instances/<name>; refuses a name that already exists (kleak did not create it in this run). */
+  static create(root: string, name = `kleak-${process.pid}`): TracefsInstance {
+    const inst = new TracefsInstance(root, name);
+    if (existsSync(inst.path)) {
+      throw new EnvironmentError(`a tracefs instance named ${name} already exists and kleak did not create it in this run, so kleak leaves it alone.`, `If it is left over from a kleak that was killed, remove it with: rmdir ${inst.path}`);
+    }
+    try {
+      mkdirSync(inst.path);
+    } catch (err) {
+      throw new EnvironmentError(`cannot create the tracefs instance ${inst.path}: ${(err as Error).message}.`, 'kleak needs root and a kernel with tracefs instances (3.17+).');
+    }
+    process.on('exit', inst.onExit);
+    return inst;
+  }
+
+  /** An instance kleak caused to exist (trace-cmd -B made it for kleak), to remove it. */
+  static adopt(root: string, name: string): TracefsInstance {
+    return new TracefsInstance(root, name);
+  }
+
+  /** Writes a control file of the instance; says which one failed and why. */
+  write(file: string, value: string): void {
+    try {
+      writeFileSync(`${this.path}/${file}`, value);
+    } catch (err) {
+      const log = this.errorLog();
+      throw new EnvironmentError(`the kernel refused "${value.trim()}" in ${file}: ${(err as Error).message}${log ? ` (${log})` : ''}.`);
+    }
+  }
+
+  has(file: string): boolean {
+    return existsSync(`${this.path}/${file}`);
+  }
+
+  read(file: string): string {
+    return readFileSync(`${this.path}/${file}`, 'utf8');
+  }
+
+  /** The last line of the instance's error_log, where the kernel explains a rejected filter. */
+  errorLog(): string | undefined {
+    try {
+      return readFileSync(`${this.path}/error_log`, 'utf8').trim().split('\n').filter(Boolean).pop();
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Overruns and drops per CPU since the start (per_cpu/cpuN/stats). */
+  overruns(): number {
+    let n = 0;
+    try {
+      for (const cpu of readdirSync(`${this.path}/per_cpu`)) {
+        const stats = readFileSync(`${this.path}/per_cpu/${cpu}/stats`, 'utf8');
+        for (const m of stats.matchAll(/^(?:overrun|dropped events): (\d+)/gm)) n += Number(m[1]);
+      }
+    } catch {
+      // An instance being removed has no stats; nothing more to count.
+    }
+    return n;
+  }
+
+  /** Stops tracing and removes the instance (idempotent, synchronous: it also runs from the exit handler). */
+  remove(): void {
+    if (this.removed) return;
+    this.removed = true;
+    process.off('exit', this.onExit);
+    if (this.pipeFd !== undefined) {
+      try {
+        writeFileSync(`${this.path}/trace_marker`, 'kleak-exit'); // wakes a blocked read
+        closeSync(this.pipeFd);
+      } catch {
+        // already closed
+      }
+      this.pipeFd = undefined;
+    }
+    try {
+      writeFileSync(`${this.path}/tracing_on`, '0');
+    } catch {
+      // already gone
+    }
+    for (let attempt = 0; attempt < 50; attempt++) {
+      try {
+        rmdirSync(this.path);
+        return;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') return;
+        // EBUSY while a reader still has trace_pipe open: it is being closed.
+        const until = Date.now() + 20;
+        while (Date.now() < until) {
+          /* a short synchronous wait: this also runs inside process 'exit' */
+        }
+      }
+    }
+    process.stderr.write(`kleak: could not remove the tracefs instance ${this.path}; remove it with: rmdir ${this.path}\n`);
+  }
+}

@@ -1,0 +1,85 @@
+// kleak live --backend tracefs on the real kernel: the same answer as bpftrace on the same workload, and cleanup
+// that holds whenever and however kleak is stopped.
+import { execa } from 'execa';
+import { readFileSync, readdirSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import type { JsonReport } from '../../src/report/json.js';
+import { CLI, ROOT } from '../helpers/cli.js';
+import { isRoot } from '../helpers/env.js';
+import { sleep, startKleak, startWorkload } from '../helpers/live.js';
+
+const T = '/sys/kernel/tracing';
+const skipWhy = !isRoot ? 'needs root to create tracefs instances' : undefined;
+
+/** The top-level tracing state other tools see; kleak must leave it exactly as it was. */
+function topLevelState(): Record<string, string> {
+  const files = ['tracing_on', 'options/hash-ptr', 'options/stacktrace', 'current_tracer', 'buffer_size_kb', 'set_event',
+    ...['kmalloc', 'kfree', 'kmem_cache_alloc', 'kmem_cache_free'].flatMap((e) => [`events/kmem/${e}/enable`, `events/kmem/${e}/filter`, `events/kmem/${e}/trigger`])];
+  return Object.fromEntries(files.map((f) => [f, readFileSync(`${T}/${f}`, 'utf8')]));
+}
+const kleakInstances = () => readdirSync(`${T}/instances`).filter((n) => n.startsWith('kleak'));
+
+describe.skipIf(skipWhy !== undefined)(`kleak live --backend tracefs on this kernel${skipWhy ? ` (skipped: ${skipWhy})` : ''}`, () => {
+  it('exactly the 23 held keys at user_preparse, the churned pipes not growing; nothing left behind', async () => {
+    const before = topLevelState();
+    const k = startKleak(['--backend', 'tracefs', '--bytes', '4096', '--stacks', '--json']);
+    await k.ready;
+    const w = startWorkload(['--hold', '23', '--pipe-churn-rate', '150', '--seconds', '3']);
+    await w.until('holding');
+    await sleep(1500);
+    k.proc.kill('SIGINT');
+    const r = await k.proc;
+    await w.release();
+    expect(r.exitCode, k.stderr()).toBe(0);
+    const report = JSON.parse(String(r.stdout)) as JsonReport;
+    const site = report.sites.find((s) => s.function === 'user_preparse');
+    expect(site?.outstanding).toBe(23);
+    expect(site?.stacks[0]?.frames[0]).toBe('user_preparse');
+    expect(site?.samples[0]).toMatchObject({ pid: w.pid, comm: 'python3', bytesReq: 4024 });
+    const pipes = report.sites.find((s) => s.function === 'pipe_resize_ring');
+    expect(pipes === undefined || (pipes.verdict !== 'growing' && pipes.outstanding <= 2)).toBe(true);
+    expect(report.source).toMatchObject({ kind: 'live', backend: 'tracefs' });
+    expect(kleakInstances()).toEqual([]);
+    expect(topLevelState()).toEqual(before);
+  });
+
+  it('stopped at random moments by SIGINT, SIGTERM or SIGHUP: no instance left, top-level state unchanged', async () => {
+    const before = topLevelState();
+    let seed = 20261122;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+    for (let i = 0; i < 8; i++) {
+      const p = execa(process.execPath, [CLI, 'live', '--backend', 'tracefs', '--bytes', '4096', '--json'], { reject: false, cwd: ROOT });
+      await sleep(Math.floor(rnd() * 1200)); // from "still starting" to "tracing"
+      p.kill(signals[i % 3]);
+      const r = await p;
+      expect([0, null]).toContain(r.exitCode);
+      expect(kleakInstances(), `after ${signals[i % 3]}`).toEqual([]);
+    }
+    expect(topLevelState()).toEqual(before);
+  });
+
+  it('a crash of kleak\'s own code still removes the instance', async () => {
+    const before = topLevelState();
+    const r = await execa(process.execPath, [CLI, 'live', '--backend', 'tracefs', '--bytes', '4096', '--json'], {
+      reject: false, cwd: ROOT, env: { KLEAK_TEST_CRASH_MS: '1500' },
+    });
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toMatch(/injected crash/);
+    expect(kleakInstances()).toEqual([]);
+    expect(topLevelState()).toEqual(before);
+  });
+
+  it('an instance kleak did not create is left alone', async () => {
+    const name = `kleak-${process.pid}-other`;
+    const { mkdirSync, rmdirSync, existsSync } = await import('node:fs');
+    mkdirSync(`${T}/instances/${name}`);
+    try {
+      const { TracefsInstance } = await import('../../src/kernel/instance.js');
+      expect(() => TracefsInstance.create(T, name)).toThrow(/already exists and kleak did not create it/);
+      expect(existsSync(`${T}/instances/${name}`)).toBe(true);
+    } finally {
+      rmdirSync(`${T}/instances/${name}`);
+    }
+  });
+});
