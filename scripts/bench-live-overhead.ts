@@ -4,7 +4,7 @@
 //   sudo node dist/scripts/bench-live-overhead.js [ROUNDS] [SECONDS]
 // Targets (ratios to no tracing): <= 1.25x filtered to a size the workload never allocates; <= 1.5x filtered to a
 // size it allocates on every operation; <= 2x the same with --stacks. The naive way (bpftrace printing every
-// kmalloc and kfree) is printed for contrast.
+// kmalloc and kfree) is printed for contrast, and the tracefs backend (every kfree crosses to userspace) beside it.
 
 import { execa, type ResultPromise } from 'execa';
 import { mkdirSync } from 'node:fs';
@@ -68,6 +68,8 @@ const CONFIGS: Config[] = [
   { name: 'kleak live --bytes 8192 (never allocated by the workload)', start: kleak(['--bytes', '8192']) },
   { name: 'kleak live --bytes 1024 (allocated every operation)', start: kleak(['--bytes', '1024']) },
   { name: 'kleak live --bytes 1024 --stacks', start: kleak(['--bytes', '1024', '--stacks']) },
+  { name: 'kleak live --backend tracefs --bytes 8192', start: kleak(['--backend', 'tracefs', '--bytes', '8192']) },
+  { name: 'kleak live --backend tracefs --bytes 1024', start: kleak(['--backend', 'tracefs', '--bytes', '1024']) },
   { name: 'naive: bpftrace printf of every kmalloc and kfree', start: naive },
 ];
 
@@ -104,7 +106,7 @@ async function main(): Promise<void> {
   for (const [i, c] of CONFIGS.entries()) {
     const ops = median(results[i]!);
     const spread = `(runs ${results[i]!.map((x) => Math.round(x / 1000)).join(', ')}k)`;
-    console.log(`${c.name.padEnd(58)} ${String(Math.round(ops)).padStart(8)} ops/s   ${(base / ops).toFixed(2)}x  ${spread}`);
+    console.log(`${c.name.padEnd(60)} ${String(Math.round(ops)).padStart(8)} ops/s   ${(base / ops).toFixed(2)}x  ${spread}`);
   }
   const total = naiveCount.lines + naiveCount.lost;
   if (total > 0) console.log(`  (the naive tracer dropped ${naiveCount.lost.toLocaleString()} of ${total.toLocaleString()} events: ${((100 * naiveCount.lost) / total).toFixed(0)}% — its results are wrong, not just slow)`);

@@ -8,6 +8,7 @@ import type { EventFilter } from './engine/filter.js';
 import type { FormatName } from './event.js';
 import { replayInTui, replayToReport } from './commands/replay.js';
 import { liveCommandLine, runLive, runLiveTui, type Backend } from './commands/live.js';
+import { checkRecordBackend, runRecord } from './commands/record.js';
 import { kmallocCacheSize } from './engine/filter.js';
 import { renderJson } from './report/json.js';
 import { renderText } from './report/text.js';
@@ -24,6 +25,7 @@ EXAMPLES
 
 USAGE
   kleak replay FILE|- [--format auto|trace-cmd|trace-pipe|bpftrace|ndjson] [--speed X] [filter] [report options]
+  kleak record [--backend tracefs|trace-cmd] [filter] [--stacks] [--duration SEC] -o FILE
 
 FILTER (allocations)
   --bytes N            bytes_alloc equal to N (the kmalloc-N cache)
@@ -57,7 +59,7 @@ const OPTIONS = {
   pid: { type: 'string' },
   'min-age': { type: 'string' },
   top: { type: 'string' },
-  backend: { type: 'string', default: 'bpftrace' },
+  backend: { type: 'string' },
   stacks: { type: 'boolean', default: false },
   duration: { type: 'string' },
   interval: { type: 'string' },
@@ -66,6 +68,7 @@ const OPTIONS = {
   'max-pointers': { type: 'string' },
   'dry-run': { type: 'boolean', default: false },
   speed: { type: 'string' },
+  output: { type: 'string', short: 'o' },
   json: { type: 'boolean', default: false },
   text: { type: 'boolean', default: false },
   debug: { type: 'boolean', default: false },
@@ -120,9 +123,10 @@ function reportOptions(v: Values) {
 
 async function live(v: Values): Promise<number> {
   const backends: Backend[] = ['bpftrace', 'tracefs', 'trace-cmd'];
-  if (!backends.includes(v.backend as Backend)) throw new InputError(`--backend ${v.backend} is not one of ${backends.join(', ')}.`);
+  const backend = (v.backend ?? 'bpftrace') as Backend;
+  if (!backends.includes(backend)) throw new InputError(`--backend ${v.backend} is not one of ${backends.join(', ')}.`);
   const o = {
-      backend: v.backend as Backend,
+      backend,
       filter: filterFrom(v),
       stacks: v.stacks,
       events: v.events,
@@ -171,12 +175,23 @@ export async function main(argv: string[]): Promise<number> {
     case 'live':
       if (rest.length > 0) throw new InputError(`kleak live takes no file (got "${rest[0]}").`, 'To read a saved trace: kleak replay FILE.');
       return live(values);
+    case 'record': {
+      if (rest.length > 0) throw new InputError(`kleak record takes its file with -o (got "${rest[0]}").`);
+      if (!values.output) throw new InputError('kleak record needs -o FILE.', 'Example: sudo kleak record --backend tracefs --bytes 4096 --duration 60 -o kmalloc-4k.pipe');
+      return runRecord({
+        backend: checkRecordBackend(values.backend ?? 'tracefs'),
+        filter: filterFrom(values),
+        stacks: values.stacks,
+        durationSec: num('duration', values.duration, { min: 0.1 }),
+        output: values.output,
+      });
+    }
     case 'replay':
       if (rest.length !== 1) throw new InputError('kleak replay needs one FILE (or - for stdin).', 'Example: kleak replay trace.report');
       await replay(rest[0]!, values);
       return 0;
     default:
-      throw new InputError(`unknown command "${command}".`, 'Commands: live, replay. Run kleak --help.');
+      throw new InputError(`unknown command "${command}".`, 'Commands: live, record, replay. Run kleak --help.');
   }
 }
 

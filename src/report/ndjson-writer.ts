@@ -1,4 +1,4 @@
-// kleak's NDJSON recording: every ParseSink call as one JSON line (src/parse/ndjson.ts reads them back), so a
+// Recordings on disk. kleak's NDJSON recording: every ParseSink call as one JSON line (src/parse/ndjson.ts reads them back), so a
 // recording replays to the same answer as the live run. Written with synchronous appends in small batches: what
 // was recorded survives Ctrl-C, an exception or bpftrace dying; a SIGKILL loses at most the last batch.
 
@@ -9,28 +9,64 @@ import { InputError } from '../errors.js';
 const FLUSH_BYTES = 64 * 1024;
 const FLUSH_MS = 200;
 
-export class NdjsonRecorder implements ParseSink {
+/** Appends lines to a file in small synchronous batches; what was written survives a crash or Ctrl-C. */
+export class SyncLineWriter {
   private fd: number;
   private buf: string[] = [];
   private size = 0;
   private timer: NodeJS.Timeout;
   private readonly onExit = () => this.flush();
-  records = 0;
+  lines = 0;
+
+  constructor(readonly path: string) {
+    try {
+      this.fd = openSync(path, 'w');
+    } catch (err) {
+      throw new InputError(`cannot write ${path}: ${(err as Error).message}.`);
+    }
+    this.timer = setInterval(() => this.flush(), FLUSH_MS);
+    this.timer.unref();
+    process.on('exit', this.onExit);
+  }
+
+  line(text: string): void {
+    this.buf.push(text + '\n');
+    this.size += text.length + 1;
+    this.lines++;
+    if (this.size >= FLUSH_BYTES) this.flush();
+  }
+
+  flush(): void {
+    if (this.buf.length === 0 || this.fd < 0) return;
+    writeSync(this.fd, this.buf.join(''));
+    this.buf = [];
+    this.size = 0;
+  }
+
+  close(): void {
+    if (this.fd < 0) return;
+    this.flush();
+    clearInterval(this.timer);
+    process.off('exit', this.onExit);
+    closeSync(this.fd);
+    this.fd = -1;
+  }
+}
+
+export class NdjsonRecorder implements ParseSink {
+  private readonly out: SyncLineWriter;
 
   constructor(
     readonly path: string,
     header: Record<string, unknown>,
   ) {
-    try {
-      this.fd = openSync(path, 'w');
-    } catch (err) {
-      throw new InputError(`cannot write the recording ${path}: ${(err as Error).message}.`);
-    }
+    this.out = new SyncLineWriter(path);
     this.push({ kleak: 1, kind: 'header', ...header });
-    this.flush();
-    this.timer = setInterval(() => this.flush(), FLUSH_MS);
-    this.timer.unref();
-    process.on('exit', this.onExit);
+    this.out.flush();
+  }
+
+  get records(): number {
+    return this.out.lines;
   }
 
   event(e: KmemEvent): void {
@@ -50,28 +86,12 @@ export class NdjsonRecorder implements ParseSink {
   }
 
   private push(o: object): void {
-    const line = JSON.stringify(o) + '\n';
-    this.buf.push(line);
-    this.size += line.length;
-    this.records++;
-    if (this.size >= FLUSH_BYTES) this.flush();
-  }
-
-  flush(): void {
-    if (this.buf.length === 0 || this.fd < 0) return;
-    writeSync(this.fd, this.buf.join(''));
-    this.buf = [];
-    this.size = 0;
+    this.out.line(JSON.stringify(o));
   }
 
   close(trailer?: Record<string, unknown>): void {
-    if (this.fd < 0) return;
     if (trailer) this.push({ kind: 'end', ...trailer });
-    this.flush();
-    clearInterval(this.timer);
-    process.off('exit', this.onExit);
-    closeSync(this.fd);
-    this.fd = -1;
+    this.out.close();
   }
 }
 

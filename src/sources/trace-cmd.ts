@@ -20,13 +20,18 @@ import { onPath } from './which.js';
 export interface TraceCmdOptions {
   filter: EventFilter;
   stacks: boolean;
+  /** Record to this trace.dat instead of streaming (kleak record). */
+  output?: string;
 }
 
-/** The trace-cmd command line (without the program name) for a filter, in buffer instance `name`. */
-export function traceCmdArgs(o: TraceCmdOptions, name: string, probes: { allocs: string[]; frees: string[] }, selfPid: number): string[] {
+/**
+ * The trace-cmd command line (without the program name) for a filter, in buffer instance `name`: `stream` for live,
+ * `record -o FILE` for kleak record.
+ */
+export function traceCmdArgs(o: TraceCmdOptions, name: string, probes: { allocs: string[]; frees: string[] }, selfPid: number, output?: string): string[] {
   const namedCache = o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined;
   const filter = allocFilter(o.filter, namedCache, selfPid);
-  const args = ['stream', '-B', name];
+  const args = output !== undefined ? ['record', '-B', name, '-o', output] : ['stream', '-B', name];
   for (const t of probes.allocs) args.push('-e', `kmem:${t}`, '-f', filter);
   for (const t of probes.frees) args.push('-e', `kmem:${t}`);
   if (o.stacks) args.push('-T');
@@ -37,7 +42,7 @@ export function traceCmdArgs(o: TraceCmdOptions, name: string, probes: { allocs:
 export async function traceCmdCommandLine(o: TraceCmdOptions): Promise<string> {
   const tracefs = await ensureTracefs();
   const namedCache = o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined;
-  const args = traceCmdArgs(o, `kleak-tc-${process.pid}`, probesFor(kmemTracepoints(tracefs.root), namedCache), process.pid);
+  const args = traceCmdArgs(o, `kleak-tc-${process.pid}`, probesFor(kmemTracepoints(tracefs.root), namedCache), process.pid, o.output);
   return ['trace-cmd', ...args.map((a) => (/^[\w.:=/-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))].join(' ');
 }
 
@@ -52,7 +57,7 @@ export async function startTraceCmd(o: TraceCmdOptions, sink: ParseSink): Promis
   if (existsSync(instPath)) throw new EnvironmentError(`a tracefs instance named ${name} already exists and kleak did not create it in this run, so kleak leaves it alone.`, `If it is left over from a kleak that was killed, remove it with: rmdir ${instPath}`);
   // trace-cmd creates the instance for kleak; if trace-cmd dies without removing it, kleak does.
   const leftover = () => (existsSync(instPath) ? TracefsInstance.adopt(tracefs.root, name).remove() : undefined);
-  const child: ResultPromise = execa('trace-cmd', traceCmdArgs(o, name, probes, process.pid), {
+  const child: ResultPromise = execa('trace-cmd', traceCmdArgs(o, name, probes, process.pid, o.output), {
     stdout: 'pipe', stderr: 'pipe', stdin: 'ignore', buffer: { stdout: false, stderr: true }, reject: false, detached: true, cleanup: true,
   });
   const parser = new FtraceTextParser(sink);
@@ -93,7 +98,7 @@ export async function startTraceCmd(o: TraceCmdOptions, sink: ParseSink): Promis
     );
   }
   return {
-    info: { kind: 'live', backend: 'trace-cmd', mode: 'events' },
+    info: { kind: 'live', backend: 'trace-cmd', mode: o.output ? 'record' : 'events' },
     notes: tracefs.mounted ? [tracefs.mounted] : [],
     pids: child.pid !== undefined ? [child.pid] : [],
     lines: () => lines,

@@ -17,6 +17,8 @@ export interface TracefsOptions {
   stacks: boolean;
   /** Ring buffer per CPU, KiB. */
   bufferKb: number;
+  /** Every line of trace_pipe as read (kleak record keeps them as the file a kernel person can open). */
+  rawLine?: (line: string) => void;
 }
 
 const END_MARK = 'kleak-end-of-trace';
@@ -127,6 +129,7 @@ export async function startTracefs(o: TracefsOptions, sink: ParseSink): Promise<
   const reading = forEachLineSplit2(pipe, (line, n) => {
     lines = n;
     if (line.endsWith(END_MARK)) return sawEnd();
+    o.rawLine?.(line);
     parser.line(line, n);
   }).catch(() => 0);
 

@@ -1,7 +1,8 @@
 // kleak live --backend tracefs on the real kernel: the same answer as bpftrace on the same workload, and cleanup
 // that holds whenever and however kleak is stopped.
 import { execa } from 'execa';
-import { readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import type { JsonReport } from '../../src/report/json.js';
 import { CLI, ROOT } from '../helpers/cli.js';
@@ -68,6 +69,24 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend tracefs on this ker
     expect(r.stderr).toMatch(/injected crash/);
     expect(kleakInstances()).toEqual([]);
     expect(topLevelState()).toEqual(before);
+  });
+
+  it('kleak record --backend tracefs keeps raw trace_pipe text that replays to the held keys', async () => {
+    const file = `${mkdtempSync(`${tmpdir()}/kleak-rec-`)}/k.pipe`;
+    const p = execa(process.execPath, [CLI, 'record', '--backend', 'tracefs', '--bytes', '4096', '-o', file], { reject: false, cwd: ROOT, stderr: 'pipe', buffer: { stderr: false } });
+    await new Promise<void>((resolve) => p.stderr!.on('data', (d: Buffer) => /recording with tracefs/.test(String(d)) && resolve()));
+    const w = startWorkload(['--hold', '17']);
+    await w.until('holding');
+    await sleep(1000);
+    p.kill('SIGINT');
+    const r = await p;
+    await w.release();
+    expect(r.exitCode).toBe(0);
+    const text = readFileSync(file, 'utf8');
+    expect(text).toMatch(/^ +\S.*-\d+ +\[\d{3}\] \S+ +\d+\.\d+: k(?:malloc|free): call_site=/m);
+    const again = await execa(process.execPath, [CLI, 'replay', file, '--json'], { cwd: ROOT });
+    expect((JSON.parse(again.stdout) as JsonReport).sites.find((s) => s.function === 'user_preparse')?.outstanding).toBe(17);
+    expect(kleakInstances()).toEqual([]);
   });
 
   it('an instance kleak did not create is left alone', async () => {

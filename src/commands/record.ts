@@ -1,0 +1,57 @@
+// kleak record: a trace on disk in the kernel's own formats, for a kernel person's own tools and for kleak replay.
+//   --backend tracefs   → raw trace_pipe text (the instance's lines as the kernel printed them)
+//   --backend trace-cmd → a trace.dat from `trace-cmd record` (trace-cmd report reads it)
+
+import { Engine } from '../engine/engine.js';
+import type { EventFilter } from '../engine/filter.js';
+import { InputError } from '../errors.js';
+import { fmtCount } from '../report/format.js';
+import { SyncLineWriter } from '../report/ndjson-writer.js';
+import type { LiveSource } from '../sources/live.js';
+import { startTraceCmd } from '../sources/trace-cmd.js';
+import { startTracefs } from '../sources/tracefs.js';
+import { catchStopSignals } from './live.js';
+
+export interface RecordOptions {
+  backend: 'tracefs' | 'trace-cmd';
+  filter: EventFilter;
+  stacks: boolean;
+  durationSec: number | undefined;
+  output: string;
+}
+
+export async function runRecord(o: RecordOptions): Promise<number> {
+  const stopper = catchStopSignals();
+  const engine = new Engine({ filter: o.filter, filteredAtSource: true });
+  let writer: SyncLineWriter | undefined;
+  let source: LiveSource;
+  try {
+    if (o.backend === 'tracefs') {
+      writer = new SyncLineWriter(o.output);
+      const w = writer;
+      source = await startTracefs({ filter: o.filter, stacks: o.stacks, bufferKb: 8192, rawLine: (l) => w.line(l) }, engine);
+    } else {
+      source = await startTraceCmd({ filter: o.filter, stacks: o.stacks, output: o.output }, engine);
+    }
+  } catch (err) {
+    writer?.close();
+    stopper.release();
+    throw err;
+  }
+  stopper.attach(source);
+  process.stderr.write(`kleak: recording with ${o.backend} to ${o.output}; ${o.durationSec ? `for ${o.durationSec}s` : 'Ctrl-C to stop'}\n`);
+  const duration = o.durationSec ? setTimeout(() => void source.stop(), o.durationSec * 1000) : undefined;
+  const end = await source.ended;
+  if (duration) clearTimeout(duration);
+  writer?.close();
+  stopper.release();
+  const t = engine.totals;
+  const what = o.backend === 'tracefs' ? `${fmtCount(writer!.lines)} lines of trace_pipe text (${fmtCount(t.events)} kmem events, ${fmtCount(t.lostEvents)} lost)` : 'a trace.dat';
+  process.stderr.write(`kleak: ${end.how === 'died' ? `${end.why}; ` : ''}recorded ${what} in ${o.output}; read it with: kleak replay ${o.output}\n`);
+  return end.how === 'died' ? 2 : 0;
+}
+
+export function checkRecordBackend(b: string): 'tracefs' | 'trace-cmd' {
+  if (b === 'tracefs' || b === 'trace-cmd') return b;
+  throw new InputError(`kleak record --backend must be tracefs or trace-cmd (bpftrace runs record with: kleak live --record FILE.ndjson).`);
+}
