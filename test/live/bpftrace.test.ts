@@ -4,7 +4,8 @@
 import { execaSync } from 'execa';
 import { readFileSync, readdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ensureTracefs } from '../../src/kernel/tracefs.js';
 import type { JsonReport } from '../../src/report/json.js';
 import { isRoot, onPath } from '../helpers/env.js';
 import { sleep, startKleak, startWorkload } from '../helpers/live.js';
@@ -38,6 +39,11 @@ async function holdAndReport(kleakArgs: string[], hold: number): Promise<{ repor
 }
 
 describe.skipIf(skipWhy !== undefined)(`kleak live --backend bpftrace on this kernel${skipWhy ? ` (skipped: ${skipWhy})` : ''}`, () => {
+  // A fresh machine may not have tracefs mounted yet; kleak mounts it, and so do the tests before reading it.
+  beforeAll(async () => {
+    await ensureTracefs();
+  });
+
   it('pairs mode (default): exactly the 23 held keys at user_preparse; the churned pipes are not growing', async () => {
     const { report, workloadPid } = await holdAndReport([], 23);
     const site = report.sites.find((s) => s.function === 'user_preparse');

@@ -1,7 +1,8 @@
 // kleak live --backend trace-cmd: the command line kleak builds, and, on a host where trace-cmd cannot enable
 // tracing (this project's VM denies set_ftrace_filter), one clear sentence and nothing left behind.
 import { readdirSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ensureTracefs } from '../../src/kernel/tracefs.js';
 import { traceCmdArgs } from '../../src/sources/trace-cmd.js';
 import { kleak } from '../helpers/cli.js';
 import { isRoot, onPath } from '../helpers/env.js';
@@ -28,6 +29,11 @@ describe('the trace-cmd command line', () => {
 const skipWhy = !isRoot ? 'needs root' : !onPath('trace-cmd') ? 'trace-cmd is not installed; .ci/run installs it' : undefined;
 
 describe.skipIf(skipWhy !== undefined)(`kleak live --backend trace-cmd on this host${skipWhy ? ` (skipped: ${skipWhy})` : ''}`, () => {
+  // A fresh machine may not have tracefs mounted yet; kleak mounts it, and so do the tests before reading it.
+  beforeAll(async () => {
+    await ensureTracefs();
+  });
+
   it('either traces the held keys, or names why trace-cmd cannot and suggests another backend; no instance left', async () => {
     const k = startKleak(['--backend', 'trace-cmd', '--bytes', '4096', '--json']);
     const started = await Promise.race([k.ready.then(() => /tracing with/.test(k.stderr())), k.proc.then(() => false)]);

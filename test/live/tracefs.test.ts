@@ -3,7 +3,8 @@
 import { execa } from 'execa';
 import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ensureTracefs } from '../../src/kernel/tracefs.js';
 import type { JsonReport } from '../../src/report/json.js';
 import { CLI, ROOT } from '../helpers/cli.js';
 import { isRoot } from '../helpers/env.js';
@@ -21,6 +22,11 @@ function topLevelState(): Record<string, string> {
 const kleakInstances = () => readdirSync(`${T}/instances`).filter((n) => n.startsWith('kleak'));
 
 describe.skipIf(skipWhy !== undefined)(`kleak live --backend tracefs on this kernel${skipWhy ? ` (skipped: ${skipWhy})` : ''}`, () => {
+  // A fresh machine may not have tracefs mounted yet; kleak mounts it, and so do the tests before reading it.
+  beforeAll(async () => {
+    await ensureTracefs();
+  });
+
   it('exactly the 23 held keys at user_preparse, the churned pipes not growing; nothing left behind', async () => {
     const before = topLevelState();
     const k = startKleak(['--backend', 'tracefs', '--bytes', '4096', '--stacks', '--json']);
