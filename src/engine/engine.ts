@@ -139,8 +139,8 @@ export class Engine implements ParseSink {
 
   lost(count: number): void {
     this.totals.lostEvents += count;
+    // Allocations up to now may have lost their free; a loss before any event makes nothing a possible phantom.
     this.lastLossTs = Number.isNaN(this.lastTs) ? -Infinity : this.lastTs;
-    if (this.lastLossTs === -Infinity) this.lastLossTs = 0;
   }
 
   bad(lineNo: number, reason: string): void {

@@ -11,7 +11,7 @@ import { kmemTracepoints, probesFor, type ProbeSet, ensureTracefs } from '../ker
 import { BpftraceEventsParser } from '../parse/bpftrace-events.js';
 import { packagePath } from '../paths.js';
 import { forEachLineSplit2 } from './lines.js';
-import type { LiveEnd, LiveSource } from './live.js';
+import { interrupt, type LiveEnd, type LiveSource } from './live.js';
 import { onPath } from './which.js';
 
 export interface BpftraceOptions {
@@ -140,10 +140,7 @@ export async function startBpftrace(o: BpftraceOptions, sink: ParseSink): Promis
       if (!stopping) {
         stopping = true;
         // SIGINT runs the program's END probe: the final snapshot lists every outstanding pointer.
-        child.kill('SIGINT');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-        await ended;
-        clearTimeout(timer);
+        await interrupt(child, ended);
       }
       await ended;
     },

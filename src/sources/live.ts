@@ -22,3 +22,11 @@ export interface LiveSource {
   /** Lines of tracer output read so far. */
   lines(): number;
 }
+
+/** Stops a tracer process: SIGINT (it finishes and cleans up after itself), SIGKILL if it has not ended in time. */
+export async function interrupt(child: { kill(signal: NodeJS.Signals): boolean }, ended: Promise<unknown>, graceMs = 15_000): Promise<void> {
+  child.kill('SIGINT');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await ended;
+  clearTimeout(timer);
+}

@@ -13,7 +13,7 @@ import { TracefsInstance } from '../kernel/instance.js';
 import { ensureTracefs, kmemTracepoints, probesFor } from '../kernel/tracefs.js';
 import { FtraceTextParser } from '../parse/ftrace-text.js';
 import { forEachLineSplit2 } from './lines.js';
-import type { LiveEnd, LiveSource } from './live.js';
+import { interrupt, type LiveEnd, type LiveSource } from './live.js';
 import { allocFilter } from './tracefs.js';
 import { onPath } from './which.js';
 
@@ -106,10 +106,7 @@ export async function startTraceCmd(o: TraceCmdOptions, sink: ParseSink): Promis
     async stop() {
       if (!stopping) {
         stopping = true;
-        child.kill('SIGINT');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-        await ended;
-        clearTimeout(timer);
+        await interrupt(child, ended);
       }
       await ended;
     },
