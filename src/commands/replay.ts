@@ -82,8 +82,9 @@ function pace(stream: NodeJS.ReadableStream, engine: Engine, speed: number): voi
 
 /** Replays with the TUI on screen; the final report is printed on the normal screen after q. */
 export async function replayInTui(o: ReplayOptions): Promise<void> {
-  const { runTui } = await import('../tui/run.js');
+  // Reading starts first; Ink and React load while the first chunks are folded in.
   const run = await startReplay(o);
+  const tui = import('../tui/run.js');
   let finished = false;
   let problem: string | undefined;
   const done = run.done.then(
@@ -101,6 +102,7 @@ export async function replayInTui(o: ReplayOptions): Promise<void> {
   });
   await Promise.race([done, formatKnown]);
   done.catch(() => undefined);
+  const { runTui } = await tui;
   await runTui({ report: run.report, progress: run.progress, finished: () => finished, problem: () => problem }, () => run.stop());
   run.stop();
   process.stdout.write(renderText(run.report()));
