@@ -4,7 +4,7 @@
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { InputError } from '../errors.js';
 import { traceCmdReportStream } from './trace-dat.js';
 
@@ -47,13 +47,54 @@ export async function openReplayInput(path: string, chunk = 1 << 20): Promise<Re
   if (head.subarray(0, TRACE_DAT_MAGIC.length).equals(TRACE_DAT_MAGIC)) {
     return { ...traceCmdReportStream(path), size, gzip: false, traceDat: true };
   }
+  const gzip = head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1];
+  if (!gzip) return readAhead(path, size, chunk);
   const file = createReadStream(path, { highWaterMark: chunk });
   let bytes = 0;
   file.on('data', (c: Buffer | string) => (bytes += c.length));
-  const gzip = head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1];
   const stream = gzip ? file.pipe(createGunzip({ chunkSize: Math.min(chunk, 1 << 20) })) : file;
   if (gzip) file.on('error', (e) => stream.destroy(e));
   return { stream, size, bytesRead: () => bytes, traceDat: false, gzip, done: Promise.resolve(), close: () => file.destroy() };
+}
+
+/**
+ * A plain file as latin1 text chunks, the next read always in flight while the current chunk is parsed: a
+ * ReadStream issues its next read only after the 'data' handler returns, which left the parser idle a quarter of
+ * the time on page-cached files (measured with --cpu-prof on a 1M-line report).
+ */
+async function readAhead(path: string, size: number, chunk: number): Promise<ReplayInput> {
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    throw new InputError(`cannot read ${path}: ${(err as Error).message}.`);
+  }
+  let bytes = 0;
+  let closed = false;
+  const read = async (): Promise<string | undefined> => {
+    if (closed) return undefined;
+    const buf = Buffer.allocUnsafe(chunk);
+    const { bytesRead } = await fh.read(buf, 0, chunk, null);
+    if (bytesRead === 0) return undefined;
+    bytes += bytesRead;
+    return buf.toString('latin1', 0, bytesRead);
+  };
+  async function* chunks(): AsyncGenerator<string> {
+    try {
+      let next = read();
+      for (;;) {
+        const cur = await next;
+        if (cur === undefined) return;
+        next = read();
+        yield cur;
+      }
+    } finally {
+      closed = true;
+      await fh.close().catch(() => undefined);
+    }
+  }
+  const stream = Readable.from(chunks(), { objectMode: true, highWaterMark: 2 });
+  return { stream, size, bytesRead: () => bytes, traceDat: false, gzip: false, done: Promise.resolve(), close: () => stream.destroy() };
 }
 
 function openStdin(): ReplayInput {

@@ -18,7 +18,8 @@ export function forEachLine(stream: Readable, onLine: (line: string, lineNo: num
     let n = 0;
     let rest = '';
     let failed = false;
-    stream.setEncoding('latin1');
+    // Streams of text chunks (sources/input.ts readAhead) are already decoded.
+    if (!stream.readableObjectMode) stream.setEncoding('latin1');
     const fail = (err: unknown) => {
       if (failed) return;
       failed = true;
