@@ -163,16 +163,7 @@ export class Engine implements ParseSink {
         site.outstanding = 0;
         site.outstandingBytes = 0;
       }
-      for (const r of s.outstanding) {
-        const e: KmemEvent = { kind: 'alloc', ts: r.ts, ptr: r.ptr, callSite: r.callSite, tracepoint: 'kmalloc' };
-        if (r.bytesAlloc !== undefined) e.bytesAlloc = r.bytesAlloc;
-        if (r.bytesReq !== undefined) e.bytesReq = r.bytesReq;
-        if (r.cache !== undefined) e.cache = r.cache;
-        if (r.pid !== undefined) e.pid = r.pid;
-        if (r.comm !== undefined) e.comm = r.comm;
-        if (r.stack !== undefined) e.stack = r.stack;
-        this.store(e, ptrKey(r.ptr), this.siteOf(r.callSite));
-      }
+      for (const r of s.outstanding) this.store({ kind: 'alloc', tracepoint: 'kmalloc', ...r }, ptrKey(r.ptr), this.siteOf(r.callSite));
     }
     for (const site of this.sites) site.kernel = { allocs: 0, frees: 0, missedFrees: 0, outstanding: 0, outstandingBytes: 0 };
     this.siteOutstanding.fill(0);
