@@ -65,6 +65,14 @@ export interface ParseSink {
   lost(count: number, cpu?: number): void;
   bad(lineNo: number, reason: string): void;
   snapshot?(s: KernelSnapshot): void;
+  /** What a kleak recording says of the run that made it (its header line). */
+  recorded?(info: RecordedRun): void;
+}
+
+export interface RecordedRun {
+  source?: { kind?: string; backend?: string; mode?: string };
+  filter?: Record<string, unknown>;
+  started?: string;
 }
 
 export interface LineParser {

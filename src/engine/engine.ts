@@ -1,10 +1,10 @@
 // The pointer-matching engine: pure and synchronous. Folds events (or kernel snapshots) into a PointerTable and
 // per-site counters, keyed on the trace's own clock, and answers report() at whatever pace a view wants.
 
-import type { KernelSnapshot, KmemEvent, ParseSink } from '../event.js';
+import type { KernelSnapshot, KmemEvent, ParseSink, RecordedRun } from '../event.js';
 import { siteFunction } from '../parse/kmem-fields.js';
 import type { Notice, Report, SampleReport, SiteReport, SourceInfo, Totals } from '../report/model.js';
-import { compileFilter, type EventFilter } from './filter.js';
+import { compileFilter, isEmptyFilter, type EventFilter } from './filter.js';
 import { Interner } from './interner.js';
 import { PointerTable, ptrFromKey, ptrKey, type PtrKey } from './pointer-table.js';
 import { Series } from './series.js';
@@ -103,6 +103,7 @@ export class Engine implements ParseSink {
   private kernelUntracked = 0;
   private snapshotMode = false;
   readonly badSamples: { line: number; reason: string }[] = [];
+  private recordedRun: RecordedRun | undefined;
   readonly thresholds: VerdictThresholds;
   readonly filter: EventFilter;
 
@@ -141,6 +142,11 @@ export class Engine implements ParseSink {
     this.totals.lostEvents += count;
     // Allocations up to now may have lost their free; a loss before any event makes nothing a possible phantom.
     this.lastLossTs = Number.isNaN(this.lastTs) ? -Infinity : this.lastTs;
+  }
+
+  /** A recording's header: its filter was applied when it was made, so the report shows it. */
+  recorded(info: RecordedRun): void {
+    this.recordedRun = info;
   }
 
   bad(lineNo: number, reason: string): void {
@@ -394,10 +400,11 @@ export class Engine implements ParseSink {
     }
     sites.sort((a, b) => b.outstandingBytes - a.outstandingBytes || b.outstanding - a.outstanding || a.function.localeCompare(b.function));
     const siteCount = sites.length;
+    const rec = this.recordedRun;
     return {
       kleak: 1,
-      source,
-      filter: this.filter,
+      source: rec?.source?.backend ? { ...source, recordedWith: `${rec.source.backend}${rec.source.mode ? ` ${rec.source.mode}` : ''}` } : source,
+      filter: isEmptyFilter(this.filter) && rec?.filter ? (rec.filter as EventFilter) : this.filter,
       span: this.span,
       totals: { ...this.totals },
       sites: o.top !== undefined ? sites.slice(0, o.top) : sites,

@@ -3,7 +3,7 @@
 //   {"kleak":1,"kind":"header",...}   {"kind":"alloc"|"free",...KmemEvent}   {"kind":"stack","cpu":1,"frames":[…]}
 //   {"kind":"lost","count":12,"cpu":0}   {"kind":"snapshot",...KernelSnapshot}
 
-import type { KernelSnapshot, KmemEvent, LineParser, ParseSink, TraceFormat } from '../event.js';
+import type { KernelSnapshot, KmemEvent, LineParser, ParseSink, RecordedRun, TraceFormat } from '../event.js';
 
 type Rec = { kind?: unknown; [k: string]: unknown };
 
@@ -33,7 +33,9 @@ export class NdjsonParser implements LineParser {
       this.sink.lost(r.count, typeof r.cpu === 'number' ? r.cpu : undefined);
     } else if (r.kind === 'snapshot' && typeof r.ts === 'number' && Array.isArray(r.sites)) {
       this.sink.snapshot?.(r as unknown as KernelSnapshot);
-    } else if (r.kind !== 'header' && r.kind !== 'end') {
+    } else if (r.kind === 'header') {
+      this.sink.recorded?.(r as RecordedRun);
+    } else if (r.kind !== 'end') {
       this.sink.bad(lineNo, `unknown record kind ${JSON.stringify(r.kind)}`);
     }
   }

@@ -10,6 +10,8 @@ export interface SourceInfo {
   backend?: string;
   /** bpftrace: 'events' (every event streamed) or 'pairs' (pointer table kept in the kernel). */
   mode?: string;
+  /** Replay of a kleak recording: the backend (and mode) that made it. */
+  recordedWith?: string;
 }
 
 export interface Totals {

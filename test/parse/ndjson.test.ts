@@ -1,0 +1,45 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { Engine } from '../../src/engine/engine.js';
+import type { KmemEvent } from '../../src/event.js';
+import { ndjson } from '../../src/parse/ndjson.js';
+import { NdjsonRecorder } from '../../src/report/ndjson-writer.js';
+import { parseLines } from '../helpers/collect.js';
+
+const alloc: KmemEvent = { kind: 'alloc', ts: 1.5, ptr: 'ffff888102654000', callSite: 'user_preparse+0x2f', tracepoint: 'kmalloc', bytesAlloc: 4096, bytesReq: 4024, cache: 'kmalloc-4096', pid: 7, comm: 'python3', cpu: 1 };
+
+describe('kleak NDJSON recordings', () => {
+  it('replays exactly what the recorder wrote: events, stacks, losses, snapshots, the header', () => {
+    const path = `${mkdtempSync(`${tmpdir()}/kleak-nd-`)}/r.ndjson`;
+    const rec = new NdjsonRecorder(path, { source: { kind: 'live', backend: 'bpftrace', mode: 'events' }, filter: { bytes: 4096 } });
+    rec.event(alloc);
+    rec.stack(1, ['user_preparse', '__key_create_or_update']);
+    rec.lost(12, 0);
+    rec.event({ kind: 'free', ts: 2, ptr: 'ffff888102654000', callSite: '', tracepoint: 'kfree' });
+    rec.snapshot({ ts: 3, untracked: 0, sites: [{ callSite: 'user_preparse', allocs: 1, frees: 1, outstanding: 0, outstandingBytes: 0 }] });
+    rec.close({ how: 'stopped' });
+    const c = parseLines(ndjson, readFileSync(path, 'utf8').trimEnd());
+    expect(c.badLines).toEqual([]);
+    expect(c.events).toEqual([{ ...alloc }, { kind: 'free', ts: 2, ptr: 'ffff888102654000', callSite: '', tracepoint: 'kfree' }]);
+    expect(c.stacks).toEqual([{ cpu: 1, frames: ['user_preparse', '__key_create_or_update'] }]);
+    expect(c.lostEvents).toEqual([{ count: 12, cpu: 0 }]);
+    expect(c.snapshots[0]!.sites[0]!.allocs).toBe(1);
+  });
+
+  it('the report of a replayed recording names the backend that made it and its filter', () => {
+    const e = new Engine();
+    const p = ndjson.createParser(e);
+    p.line(JSON.stringify({ kleak: 1, kind: 'header', source: { kind: 'live', backend: 'tracefs', mode: 'events' }, filter: { bytes: 4096 } }), 1);
+    p.line(JSON.stringify(alloc), 2);
+    p.end();
+    const r = e.report({ kind: 'replay', format: 'ndjson', path: 'x' });
+    expect(r.source.recordedWith).toBe('tracefs events');
+    expect(r.filter).toEqual({ bytes: 4096 });
+    expect(r.sites[0]!.outstanding).toBe(1);
+  });
+
+  it.each([['{not json'], ['[1,2]'], ['{"kind":"mystery"}'], ['{"kind":"alloc","ts":"soon"}']])('reports %j as bad', (line) => {
+    expect(parseLines(ndjson, line).badLines).toHaveLength(1);
+  });
+});
