@@ -9,6 +9,7 @@ import type { FormatName } from './event.js';
 import { replayInTui, replayToReport } from './commands/replay.js';
 import { liveCommandLine, runLive, runLiveTui, type Backend } from './commands/live.js';
 import { checkRecordBackend, runRecord } from './commands/record.js';
+import { runWatch } from './commands/watch.js';
 import { kmallocCacheSize } from './engine/filter.js';
 import { renderJson } from './report/json.js';
 import { renderText } from './report/text.js';
@@ -19,6 +20,7 @@ const HELP = `kleak — find Linux kernel memory leaks: pairs kmalloc/kfree even
 
 EXAMPLES
   kleak                                   open the bundled demo recording
+  sudo kleak watch --duration 60          which slab cache grows? (and the live filter to use on it)
   kleak replay trace.report               a saved \`trace-cmd report\` (or trace.dat, trace_pipe text, .gz, -)
   kleak replay trace.dat --bytes 4096 --min-age 30 --text
   kleak replay run.ndjson --json | jq '.sites[0]'
@@ -26,6 +28,8 @@ EXAMPLES
 USAGE
   kleak replay FILE|- [--format auto|trace-cmd|trace-pipe|bpftrace|ndjson] [--speed X] [filter] [report options]
   kleak record [--backend tracefs|trace-cmd] [filter] [--stacks] [--duration SEC] -o FILE
+  kleak watch [--interval SEC] [--duration SEC] [--top N] [--record FILE.ndjson] [--json]   which slab cache grows?
+  kleak watch --replay FILE.ndjson
 
 FILTER (allocations)
   --bytes N            bytes_alloc equal to N (the kmalloc-N cache)
@@ -69,6 +73,7 @@ const OPTIONS = {
   'dry-run': { type: 'boolean', default: false },
   speed: { type: 'string' },
   output: { type: 'string', short: 'o' },
+  replay: { type: 'string' },
   json: { type: 'boolean', default: false },
   text: { type: 'boolean', default: false },
   debug: { type: 'boolean', default: false },
@@ -175,6 +180,16 @@ export async function main(argv: string[]): Promise<number> {
     case 'live':
       if (rest.length > 0) throw new InputError(`kleak live takes no file (got "${rest[0]}").`, 'To read a saved trace: kleak replay FILE.');
       return live(values);
+    case 'watch':
+      if (rest.length > 0) throw new InputError(`kleak watch takes no file (got "${rest[0]}"); to show a recording: kleak watch --replay FILE.`);
+      return runWatch({
+        intervalSec: num('interval', values.interval, { min: 0.1 }) ?? 2,
+        durationSec: num('duration', values.duration, { min: 0.1 }),
+        top: num('top', values.top, { integer: true, min: 1 }) ?? 15,
+        record: values.record,
+        replay: values.replay,
+        json: values.json,
+      });
     case 'record': {
       if (rest.length > 0) throw new InputError(`kleak record takes its file with -o (got "${rest[0]}").`);
       if (!values.output) throw new InputError('kleak record needs -o FILE.', 'Example: sudo kleak record --backend tracefs --bytes 4096 --duration 60 -o kmalloc-4k.pipe');
@@ -191,7 +206,7 @@ export async function main(argv: string[]): Promise<number> {
       await replay(rest[0]!, values);
       return 0;
     default:
-      throw new InputError(`unknown command "${command}".`, 'Commands: live, record, replay. Run kleak --help.');
+      throw new InputError(`unknown command "${command}".`, 'Commands: live, record, replay, watch. Run kleak --help.');
   }
 }
 

@@ -36,8 +36,11 @@ export function fit(text: string, width: number): string {
 
 const BARS = '▁▂▃▄▅▆▇█';
 
-/** A sparkline of the whole series in at most `width` cells (each cell the maximum of its part), scaled 0..max. */
-export function sparkline(values: readonly number[], width: number): string {
+/**
+ * A sparkline of the whole series in at most `width` cells (each cell the maximum of its part), scaled 0..max, or
+ * min..max with `fromMin` (a large, slowly changing count).
+ */
+export function sparkline(values: readonly number[], width: number, fromMin = false): string {
   let v: number[] = [...values];
   if (v.length > width) {
     const n = v.length;
@@ -48,5 +51,7 @@ export function sparkline(values: readonly number[], width: number): string {
     });
   }
   const max = Math.max(1, ...v);
-  return v.map((x) => BARS[Math.min(BARS.length - 1, Math.round((x / max) * (BARS.length - 1)))]).join('');
+  const min = fromMin ? Math.min(...v) : 0;
+  const range = Math.max(1, max - min);
+  return v.map((x) => BARS[Math.min(BARS.length - 1, Math.round(((x - min) / range) * (BARS.length - 1)))]).join('');
 }

@@ -1,0 +1,125 @@
+// kleak watch: samples /proc/slabinfo and /proc/meminfo every interval and says which caches grow, with the
+// `kleak live` filter for a growing kmalloc size class. --record keeps the samples; --replay shows them again.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { EnvironmentError, InputError } from '../errors.js';
+import { WatchModel, type WatchReport, type WatchSample } from '../engine/watch.js';
+import { parseMeminfo, parseSlabinfo } from '../kernel/slabinfo.js';
+import { fit, fmtBytes, fmtCount, fmtRate, sparkline } from '../report/format.js';
+import { SyncLineWriter } from '../report/ndjson-writer.js';
+import { catchStopSignals } from './live.js';
+
+export interface WatchOptions {
+  intervalSec: number;
+  durationSec: number | undefined;
+  top: number;
+  record: string | undefined;
+  replay: string | undefined;
+  json: boolean;
+}
+
+function sample(): WatchSample {
+  let slab: string;
+  try {
+    slab = readFileSync('/proc/slabinfo', 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new EnvironmentError(
+      code === 'EACCES' ? 'kleak watch needs root: /proc/slabinfo is readable by root only.' : `cannot read /proc/slabinfo: ${(err as Error).message}.`,
+      code === 'EACCES' ? 'Run it with sudo.' : 'This kernel may be built without CONFIG_SLUB_DEBUG/slabinfo support.',
+    );
+  }
+  return { ts: performance.timeOrigin / 1000 + performance.now() / 1000, meminfo: parseMeminfo(readFileSync('/proc/meminfo', 'utf8')), slabs: parseSlabinfo(slab) };
+}
+
+function aliasesOf(cache: string): number | undefined {
+  const f = `/sys/kernel/slab/${cache}/aliases`;
+  return existsSync(f) ? Number(readFileSync(f, 'utf8').trim()) || undefined : undefined;
+}
+
+function mergeable(): boolean | undefined {
+  try {
+    return !/\bslab_nomerge\b/.test(readFileSync('/proc/cmdline', 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+export function renderWatch(r: WatchReport): string {
+  const out: string[] = [];
+  const secs = r.span.lastTs - r.span.firstTs;
+  out.push(`kleak watch — ${r.span.samples} samples over ${secs.toFixed(1)} s`);
+  out.push('kernel memory: ' + r.meminfo.map((m) => `${m.name} ${fmtBytes(m.kb * 1024)} (${fmtRate(m.kbPerMin)} kB/min)`).join(' · '));
+  if (r.mergedCaches) out.push("caches may be merged (no slab_nomerge on the kernel command line): a growing kmalloc-N can hold other caches' objects");
+  out.push('');
+  out.push(['CACHE'.padEnd(22), 'OBJSIZE'.padStart(7), 'ACTIVE'.padStart(9), 'BYTES'.padStart(10), 'OBJS/min'.padStart(9), 'BYTES/min'.padStart(10), ' TREND'.padEnd(13), ' VERDICT ', 'NEXT'].join(' '));
+  for (const c of r.caches) {
+    out.push(
+      [
+        fit(c.name, 22).padEnd(22), String(c.objSize).padStart(7), fmtCount(c.activeObjs).padStart(9), fmtBytes(c.activeBytes).padStart(10), fmtRate(c.objsPerMin).padStart(9),
+        `${c.bytesPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(c.bytesPerMin))}`.padStart(10), ' ' + sparkline(c.series, 12, true).padEnd(12), ' ' + c.verdict.padEnd(8),
+        c.verdict === 'growing' && c.liveFilter ? `sudo kleak live ${c.liveFilter}` : c.verdict === 'growing' ? `sudo kleak live --cache ${c.name}` : '',
+      ].join(' ') + (c.aliases ? ` (${c.aliases} merged caches)` : ''),
+    );
+  }
+  return out.join('\n') + '\n';
+}
+
+export async function runWatch(o: WatchOptions): Promise<number> {
+  const model = new WatchModel();
+  const finish = () => {
+    const r = model.report({ top: o.top, aliases: o.replay ? undefined : aliasesOf, ...(o.replay ? {} : { merged: mergeable() }) });
+    process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : renderWatch(r));
+    return 0;
+  };
+  if (o.replay) {
+    let text: string;
+    try {
+      text = readFileSync(o.replay, 'utf8');
+    } catch (err) {
+      throw new InputError(`cannot read ${o.replay}: ${(err as Error).message}.`);
+    }
+    let n = 0;
+    text.split('\n').forEach((line, i) => {
+      if (line.trim() === '') return;
+      let rec: { kind?: string } & Partial<WatchSample>;
+      try {
+        rec = JSON.parse(line) as typeof rec;
+      } catch {
+        throw new InputError(`${o.replay} line ${i + 1} is not JSON: it is not a kleak watch recording.`);
+      }
+      if (rec.kind === 'watch-sample' && typeof rec.ts === 'number' && rec.meminfo && Array.isArray(rec.slabs)) {
+        model.add(rec as WatchSample);
+        n++;
+      }
+    });
+    if (n === 0) throw new InputError(`${o.replay} holds no watch samples (record them with kleak watch --record FILE).`);
+    return finish();
+  }
+  const writer = o.record ? new SyncLineWriter(o.record) : undefined;
+  writer?.line(JSON.stringify({ kleak: 1, kind: 'header', what: 'watch', intervalSec: o.intervalSec, started: new Date().toISOString() }));
+  const take = () => {
+    const s = sample();
+    model.add(s);
+    writer?.line(JSON.stringify({ kind: 'watch-sample', ...s }));
+  };
+  take();
+  const stopper = catchStopSignals();
+  process.stderr.write(`kleak: watching /proc/slabinfo and /proc/meminfo every ${o.intervalSec}s; ${o.durationSec ? `for ${o.durationSec}s` : 'Ctrl-C to stop'}${writer ? `; recording to ${writer.path}` : ''}\n`);
+  await new Promise<void>((resolve) => {
+    const started = Date.now();
+    const timer = setInterval(() => {
+      take();
+      if (!o.json) process.stdout.write(renderWatch(model.report({ top: o.top, aliases: aliasesOf, merged: mergeable() })) + '\n');
+      if (o.durationSec && Date.now() - started >= o.durationSec * 1000 - 1) stop();
+    }, o.intervalSec * 1000);
+    const stop = () => {
+      clearInterval(timer);
+      resolve();
+    };
+    stopper.attach({ stop: async () => stop() });
+  });
+  stopper.release();
+  writer?.close();
+  return finish();
+}

@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { parseMeminfo, parseSlabinfo, unaccountedKb } from '../../src/kernel/slabinfo.js';
+import { WatchModel } from '../../src/engine/watch.js';
+
+// Lines from this VM's /proc/slabinfo and /proc/meminfo (Linux 6.18).
+const SLABINFO = `slabinfo - version: 2.1
+# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>
+dentry             61965  62223    192   21    1 : tunables    0    0    0 : slabdata   2963   2963      0
+names_cache           16     16   4096    8    8 : tunables    0    0    0 : slabdata      2      2      0
+kmalloc-cg-4k         78     96   4096    8    8 : tunables    0    0    0 : slabdata     12     12      0
+kmalloc-4k           243    328   4096    8    8 : tunables    0    0    0 : slabdata     41     41      0
+broken line`;
+
+const MEMINFO = `MemTotal:       24684084 kB
+MemFree:        23957720 kB
+Buffers:            1252 kB
+Cached:           522836 kB
+SwapCached:            0 kB
+AnonPages:          5524 kB
+Slab:             109148 kB
+SReclaimable:      85528 kB
+SUnreclaim:        23620 kB
+KernelStack:        1392 kB
+PageTables:         1920 kB
+VmallocUsed:       16344 kB
+Percpu:             1344 kB
+HugePages_Total:       0`;
+
+describe('slabinfo and meminfo', () => {
+  it('parses slabinfo 2.1 rows and skips headers and broken lines', () => {
+    const s = parseSlabinfo(SLABINFO);
+    expect(s.map((x) => x.name)).toEqual(['dentry', 'names_cache', 'kmalloc-cg-4k', 'kmalloc-4k']);
+    expect(s[3]).toEqual({ name: 'kmalloc-4k', activeObjs: 243, numObjs: 328, objSize: 4096 });
+  });
+  it('parses meminfo in kB, and what no counter explains', () => {
+    const m = parseMeminfo(MEMINFO);
+    expect(m).toMatchObject({ Slab: 109148, SUnreclaim: 23620, HugePages_Total: 0 });
+    expect(unaccountedKb(m)).toBe(24684084 - (23957720 + 1252 + 522836 + 5524 + 109148 + 1392 + 1920 + 1344 + 16344));
+  });
+});
+
+describe('which cache grows (WatchModel)', () => {
+  const slab = (name: string, active: number, size = 4096) => ({ name, activeObjs: active, numObjs: active, objSize: size });
+  const run = (series: Record<string, number[]>) => {
+    const m = new WatchModel();
+    const n = Object.values(series)[0]!.length;
+    for (let i = 0; i < n; i++) m.add({ ts: i * 2, meminfo: parseMeminfo(MEMINFO), slabs: Object.entries(series).map(([k, v]) => slab(k, v[i]!)) });
+    return m.report();
+  };
+
+  it('a steady rise is growing, with the live filter for its size class; a cache that comes back down is not', () => {
+    const r = run({ 'kmalloc-4k': [243, 363, 483, 603, 723, 843], 'kmalloc-cg-4k': [78, 300, 500, 300, 100, 80], names_cache: [16, 16, 16, 16, 16, 16] });
+    const by = Object.fromEntries(r.caches.map((c) => [c.name, c]));
+    expect(by['kmalloc-4k']).toMatchObject({ verdict: 'growing', liveFilter: '--bytes 4096', objsPerMin: 3600, activeBytes: 843 * 4096 });
+    expect(by['kmalloc-cg-4k']!.verdict).not.toBe('growing');
+    expect(by['names_cache']!.verdict).toBe('steady');
+    expect(by['names_cache']!.liveFilter).toBeUndefined();
+    expect(r.caches[0]!.name).toBe('kmalloc-4k');
+  });
+
+  it('tens of objects of noise on a base of thousands is not growth', () => {
+    const r = run({ 'kmalloc-96': [4000, 4001, 4012, 4025, 4003, 4012, 4025, 4003, 4012] });
+    expect(r.caches[0]!.verdict).not.toBe('growing');
+  });
+
+  it('reports the kernel meminfo lines and their rate', () => {
+    const r = run({ 'kmalloc-4k': [1, 2, 3, 4] });
+    expect(r.meminfo.map((m) => m.name)).toEqual(['Slab', 'SReclaimable', 'SUnreclaim', 'KernelStack', 'PageTables', 'VmallocUsed', 'Percpu', 'Unaccounted']);
+    expect(r.span.samples).toBe(4);
+  });
+});

@@ -1,0 +1,54 @@
+// kleak watch and the live verdicts on the real kernel: a slow leak at one call site is `growing`; another call
+// site at the same size that holds objects briefly and frees them is not.
+import { execa } from 'execa';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { WatchReport } from '../../src/engine/watch.js';
+import { ensureTracefs } from '../../src/kernel/tracefs.js';
+import type { JsonReport } from '../../src/report/json.js';
+import { CLI, ROOT } from '../helpers/cli.js';
+import { isRoot, onPath } from '../helpers/env.js';
+import { startKleak, startWorkload } from '../helpers/live.js';
+
+const tmp = mkdtempSync(`${tmpdir()}/kleak-watch-`);
+
+describe.skipIf(!isRoot)(`kleak watch on this kernel${isRoot ? '' : ' (skipped: /proc/slabinfo needs root)'}`, () => {
+  it('names kmalloc-4k as growing while keys leak, with the live filter; the recording replays to the same', async () => {
+    const rec = `${tmp}/w.ndjson`;
+    const watch = execa(process.execPath, [CLI, 'watch', '--interval', '1', '--duration', '7', '--json', '--record', rec], { reject: false, cwd: ROOT });
+    const w = startWorkload(['--leak-rate', '60', '--seconds', '7']);
+    const r = await watch;
+    await w.release();
+    expect(r.exitCode, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as WatchReport;
+    const k4 = report.caches.find((c) => c.name === 'kmalloc-4k');
+    expect(k4).toMatchObject({ verdict: 'growing', liveFilter: '--bytes 4096' });
+    expect(k4!.objsPerMin).toBeGreaterThan(60 * 60 * 0.5);
+    const again = await execa(process.execPath, [CLI, 'watch', '--replay', rec, '--json'], { cwd: ROOT });
+    expect((JSON.parse(again.stdout) as WatchReport).caches.find((c) => c.name === 'kmalloc-4k')?.verdict).toBe('growing');
+  });
+});
+
+describe.skipIf(!isRoot || !onPath('bpftrace'))(`live verdicts${isRoot && onPath('bpftrace') ? '' : ' (skipped: needs root and bpftrace)'}`, () => {
+  beforeAll(async () => {
+    await ensureTracefs();
+  });
+
+  it('a slow leak (user_preparse, 3 keys/s) is growing; 60 resized pipes held 2 s then freed (pipe_resize_ring) are not', async () => {
+    const k = startKleak(['--bytes', '4096', '--json', '--duration', '14']);
+    await k.ready;
+    const w = startWorkload(['--leak-rate', '3', '--pipe-burst', '60', '--burst-every', '2', '--seconds', '16']);
+    const r = await k.proc;
+    await w.release();
+    expect(r.exitCode, k.stderr()).toBe(0);
+    const report = JSON.parse(String(r.stdout)) as JsonReport;
+    const leak = report.sites.find((s) => s.function === 'user_preparse');
+    const pipes = report.sites.find((s) => s.function === 'pipe_resize_ring');
+    expect(leak?.verdict).toBe('growing');
+    expect(leak!.growthPerMin).toBeGreaterThan(100);
+    expect(leak!.growthPerMin).toBeLessThan(260);
+    expect(pipes?.verdict ?? 'absent').not.toBe('growing');
+    expect(report.sites.filter((s) => s.verdict === 'growing').map((s) => s.function)).toEqual(['user_preparse']);
+  });
+});
