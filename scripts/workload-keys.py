@@ -9,6 +9,7 @@ are added and invalidated at once (the kernel's key GC frees them a moment later
   workload-keys.py --hold 23 --churn-rate 200 --seconds 5        churn 200/s for 5 s while holding 23
   workload-keys.py --leak-rate 2 --seconds 30                    add (and hold) 2 keys a second: a slow leak
   workload-keys.py --pipe-burst 100 --burst-every 3 --seconds 30  every 3 s close the last 100 pipes, open 100 more
+  workload-keys.py --hold-proc 7 --seconds 10                     hold /proc/version open 7 times (single_open)
 
 --pipe-burst uses another call site in the same size class: a pipe resized to 64 slots (F_SETPIPE_SZ 256 KiB)
 kcallocs its 64 x 40-byte pipe_buffer ring at pipe_resize_ring (bytes_req=2560, bytes_alloc=4096).
@@ -61,6 +62,7 @@ def main() -> None:
     ap.add_argument("--burst", type=int, default=0, help="with --burst-every: hold this many keys, then free them all")
     ap.add_argument("--pipe-burst", type=int, default=0, help="with --burst-every: hold this many resized pipes, then close them")
     ap.add_argument("--pipe-churn-rate", type=float, default=0, help="resized pipes a second to open and close at once (pipe_resize_ring churn)")
+    ap.add_argument("--hold-proc", type=int, default=0, help="hold this many open /proc/version files (single_open: a 32-byte seq_operations of function pointers each)")
     ap.add_argument("--burst-every", type=float, default=0, help="seconds between bursts")
     ap.add_argument("--size", type=int, default=4000, help="payload bytes (kmalloc of 24 + SIZE)")
     ap.add_argument("--seconds", type=float, default=0, help="run this long, then end (0: until stdin EOF or SIGTERM)")
@@ -81,6 +83,7 @@ def main() -> None:
         churned += 1
     for i in range(a.hold):
         held.append(add_key(f"kleak-hold-{os.getpid()}-{i}", payload("hold", a.size)))
+    proc_files = [open("/proc/version") for _ in range(a.hold_proc)]
     print(f"ready pid={os.getpid()} held={len(held)}", flush=True)
 
     start = time.monotonic()
@@ -123,6 +126,8 @@ def main() -> None:
             sys.stdin.read()  # EOF or a signal ends the hold
         except (KeyboardInterrupt, InterruptedError):
             pass
+    for f in proc_files:
+        f.close()
     for r, w in pipes:  # the last burst is held until the end, like the keys
         os.close(r); os.close(w)
     released = 0

@@ -10,6 +10,7 @@ import { replayInTui, replayToReport } from './commands/replay.js';
 import { liveCommandLine, runLive, runLiveTui, type Backend } from './commands/live.js';
 import { checkRecordBackend, runRecord } from './commands/record.js';
 import { runWatch } from './commands/watch.js';
+import { runInspect } from './commands/inspect.js';
 import { kmallocCacheSize } from './engine/filter.js';
 import { renderJson } from './report/json.js';
 import { renderText } from './report/text.js';
@@ -30,6 +31,7 @@ USAGE
   kleak record [--backend tracefs|trace-cmd] [filter] [--stacks] [--duration SEC] -o FILE
   kleak watch [--interval SEC] [--duration SEC] [--top N] [--record FILE.ndjson] [--json]   which slab cache grows?
   kleak watch --replay FILE.ndjson
+  kleak inspect PTR... [--length N] | --from REPORT.json [--site FUNC]     what the leaked objects are
 
 FILTER (allocations)
   --bytes N            bytes_alloc equal to N (the kmalloc-N cache)
@@ -74,6 +76,9 @@ const OPTIONS = {
   speed: { type: 'string' },
   output: { type: 'string', short: 'o' },
   replay: { type: 'string' },
+  from: { type: 'string' },
+  site: { type: 'string' },
+  length: { type: 'string' },
   json: { type: 'boolean', default: false },
   text: { type: 'boolean', default: false },
   debug: { type: 'boolean', default: false },
@@ -190,6 +195,8 @@ export async function main(argv: string[]): Promise<number> {
         replay: values.replay,
         json: values.json,
       });
+    case 'inspect':
+      return runInspect({ ptrs: rest, from: values.from, site: values.site, length: num('length', values.length, { integer: true, min: 8 }) });
     case 'record': {
       if (rest.length > 0) throw new InputError(`kleak record takes its file with -o (got "${rest[0]}").`);
       if (!values.output) throw new InputError('kleak record needs -o FILE.', 'Example: sudo kleak record --backend tracefs --bytes 4096 --duration 60 -o kmalloc-4k.pipe');
@@ -206,7 +213,7 @@ export async function main(argv: string[]): Promise<number> {
       await replay(rest[0]!, values);
       return 0;
     default:
-      throw new InputError(`unknown command "${command}".`, 'Commands: live, record, replay, watch. Run kleak --help.');
+      throw new InputError(`unknown command "${command}".`, 'Commands: live, record, replay, watch, inspect. Run kleak --help.');
   }
 }
 

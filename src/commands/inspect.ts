@@ -1,0 +1,78 @@
+// kleak inspect: what the outstanding objects are. Reads their bytes from the running kernel, names function
+// pointers through /proc/kallsyms, shows text as text, and groups objects that look alike.
+import { readFileSync } from 'node:fs';
+import { decodeWords, hexDump, signature } from '../engine/object-decode.js';
+import { InputError } from '../errors.js';
+import { Kallsyms } from '../kernel/kallsyms.js';
+import type { JsonReport } from '../report/json.js';
+import { MAX_LENGTH, MAX_OBJECTS, readKernelObjects } from '../sources/kernel-memory.js';
+
+export interface InspectOptions {
+  ptrs: string[];
+  from: string | undefined;
+  site: string | undefined;
+  length: number | undefined;
+}
+
+interface Target {
+  ptr: string;
+  what: string;
+  length: number;
+}
+
+function targets(o: InspectOptions): Target[] {
+  if (o.from === undefined) {
+    if (o.ptrs.length === 0) throw new InputError('kleak inspect needs pointers, or --from REPORT.json.', 'Example: sudo kleak inspect ffff888102654000 --length 128');
+    return o.ptrs.map((ptr) => ({ ptr, what: '', length: o.length ?? 128 }));
+  }
+  let report: JsonReport;
+  try {
+    report = JSON.parse(readFileSync(o.from, 'utf8')) as JsonReport;
+  } catch (err) {
+    throw new InputError(`cannot read the report ${o.from}: ${(err as Error).message}.`, 'Make one with kleak live --json > report.json (or s in the TUI).');
+  }
+  const sites = (report.sites ?? []).filter((s) => o.site === undefined || s.function === o.site);
+  if (sites.length === 0) throw new InputError(o.site ? `the report has no outstanding allocations at ${o.site}.` : 'the report has no outstanding allocations.');
+  return sites.flatMap((s) =>
+    s.samples.map((p) => ({ ptr: p.ptr, what: `${s.function}, ${s.cache}${p.bytesReq !== undefined ? `, ${p.bytesReq} bytes requested` : ''}, age ${p.ageSec}s`, length: o.length ?? Math.min(p.bytesReq ?? 128, 128) })),
+  );
+}
+
+export async function runInspect(o: InspectOptions): Promise<number> {
+  const all = targets(o);
+  const list = all.slice(0, MAX_OBJECTS);
+  const length = Math.min(MAX_LENGTH, Math.max(...list.map((t) => t.length)));
+  for (const t of list) t.length = Math.min(t.length, MAX_LENGTH);
+  // Reads come in 64-byte pieces; what lies past an object is its neighbour in the slab, not shown.
+  const bytes = (await readKernelObjects(list.map((t) => t.ptr), length)).map((b, i) => b.subarray(0, Math.min(b.length, Math.ceil(list[i]!.length / 8) * 8)));
+  const syms = Kallsyms.load();
+  const groups = new Map<string, { idx: number[] }>();
+  const decoded = bytes.map((b) => decodeWords(b, syms));
+  decoded.forEach((w, i) => {
+    const sig = signature(w);
+    const g = groups.get(sig) ?? { idx: [] };
+    g.idx.push(i);
+    groups.set(sig, g);
+  });
+  const out: string[] = [];
+  if (all.length > list.length) out.push(`kleak: inspecting the first ${list.length} of ${all.length} objects`);
+  if (syms.size === 0) out.push('kleak: /proc/kallsyms shows no addresses (kptr_restrict): function pointers cannot be named');
+  for (const g of [...groups.values()].sort((a, b) => b.idx.length - a.idx.length)) {
+    const first = g.idx[0]!;
+    const b = bytes[first]!;
+    out.push('');
+    out.push(g.idx.length > 1 ? `${g.idx.length} objects look alike: ${g.idx.map((i) => list[i]!.ptr).join(' ')}` : `${list[first]!.ptr}`);
+    if (list[first]!.what) out.push(`  (${list[first]!.what})`);
+    if (b.every((x) => x === 0)) {
+      out.push('  all zero: unreadable (freed, or not a kernel address) or zero-filled');
+      continue;
+    }
+    for (const l of hexDump(b, decoded[first]!)) out.push(`  ${l}`);
+    const fns = decoded[first]!.filter((w) => w.kind === 'function').map((w) => `+0x${w.offset.toString(16)} ${w.label}`);
+    if (fns.length) out.push(`  function pointers: ${fns.join(', ')}`);
+    const text = decoded[first]!.filter((w) => w.kind === 'text').map((w) => JSON.parse(w.label) as string).join('');
+    if (text.length >= 8) out.push(`  text: ${JSON.stringify(text)}`);
+  }
+  process.stdout.write(out.join('\n') + '\n');
+  return 0;
+}
