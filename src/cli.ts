@@ -12,6 +12,7 @@ import { checkRecordBackend, runRecord } from './commands/record.js';
 import { runWatch } from './commands/watch.js';
 import { runInspect } from './commands/inspect.js';
 import { kmallocCacheSize } from './engine/filter.js';
+import { parseThresholds, type VerdictThresholds } from './engine/verdict.js';
 import { renderJson } from './report/json.js';
 import { renderText } from './report/text.js';
 
@@ -48,6 +49,8 @@ REPLAY
 REPORT
   --min-age SEC        only allocations at least SEC old (like bcc memleak -o)
   --top N              the N call sites holding the most bytes
+  --verdict K=V,...    tune the growing/churn thresholds (minPoints, minSpanSec, minRise, keepFraction,
+                       risingStepFraction, minRisingSteps, churnMinAllocs, churnFreedFraction; README)
   --json               the JSON report (stable; see README)
   --text               the plain text report instead of the interactive view (the default when stdout is
                        not a terminal)
@@ -79,6 +82,7 @@ const OPTIONS = {
   from: { type: 'string' },
   site: { type: 'string' },
   length: { type: 'string' },
+  verdict: { type: 'string' },
   json: { type: 'boolean', default: false },
   text: { type: 'boolean', default: false },
   debug: { type: 'boolean', default: false },
@@ -125,6 +129,13 @@ function filterFrom(v: Values): EventFilter {
   return f;
 }
 
+function thresholdsFrom(v: Values): { thresholds?: VerdictThresholds } {
+  if (v.verdict === undefined) return {};
+  const t = parseThresholds(v.verdict);
+  if (typeof t === 'string') throw new InputError(`--verdict: ${t}.`);
+  return { thresholds: t };
+}
+
 function reportOptions(v: Values) {
   const top = num('top', v.top, { integer: true, min: 1 });
   const minAgeSec = num('min-age', v['min-age'], { min: 0 });
@@ -145,6 +156,7 @@ async function live(v: Values): Promise<number> {
       report: reportOptions(v),
       record: v.record,
       maxPointers: num('max-pointers', v['max-pointers'], { integer: true, min: 16 }) ?? 262_144,
+      ...thresholdsFrom(v),
   };
   if (v['dry-run']) {
     process.stdout.write(await liveCommandLine(o) + '\n');
@@ -161,7 +173,7 @@ function useTui(v: Values): boolean {
 async function replay(path: string, v: Values): Promise<void> {
   const format = v.format as FormatName | 'auto';
   const speed = num('speed', v.speed, { min: 0.01 });
-  const o = { path, format, filter: filterFrom(v), report: reportOptions(v), ...(speed !== undefined ? { speed } : {}) };
+  const o = { path, format, filter: filterFrom(v), report: reportOptions(v), ...(speed !== undefined ? { speed } : {}), ...thresholdsFrom(v) };
   if (useTui(v) && path !== '-') return replayInTui(o);
   const report = await replayToReport(o);
   process.stdout.write(v.json ? renderJson(report) : renderText(report));

@@ -2,6 +2,7 @@
 // optional NDJSON recording. Ctrl-C, SIGTERM, SIGHUP and --duration stop it cleanly; so does the tracer dying.
 
 import { Engine, type ReportOptions } from '../engine/engine.js';
+import type { VerdictThresholds } from '../engine/verdict.js';
 import type { EventFilter } from '../engine/filter.js';
 import { InputError } from '../errors.js';
 import { renderJson } from '../report/json.js';
@@ -25,6 +26,7 @@ export interface LiveOptions {
   report: ReportOptions;
   record: string | undefined;
   maxPointers: number;
+  thresholds?: VerdictThresholds;
 }
 
 export interface LiveRun {
@@ -39,7 +41,10 @@ export interface LiveRun {
 
 export async function startLive(o: LiveOptions): Promise<LiveRun> {
   const exclude = new Set<number>([process.pid]);
-  const engine = new Engine({ filter: o.filter, filteredAtSource: true, excludePids: exclude, reorderWindowSec: o.backend === 'bpftrace' && o.events ? 1 : 0 });
+  const engine = new Engine({
+    filter: o.filter, filteredAtSource: true, excludePids: exclude, reorderWindowSec: o.backend === 'bpftrace' && o.events ? 1 : 0,
+    ...(o.thresholds ? { thresholds: o.thresholds } : {}),
+  });
   const recorder = o.record
     ? new NdjsonRecorder(o.record, { source: { kind: 'live', backend: o.backend, mode: o.backend !== 'bpftrace' || o.events ? 'events' : 'pairs' }, filter: o.filter, started: new Date().toISOString() })
     : undefined;

@@ -1,6 +1,7 @@
 // kleak replay: a saved trace → parser → engine → report. No parsing or math here, only wiring.
 
 import { Engine, type ReportOptions } from '../engine/engine.js';
+import type { VerdictThresholds } from '../engine/verdict.js';
 import type { EventFilter } from '../engine/filter.js';
 import type { FormatName } from '../event.js';
 import { InputError } from '../errors.js';
@@ -18,6 +19,7 @@ export interface ReplayOptions {
   report: ReportOptions;
   /** Replay at this many trace seconds per second (the TUI shows the trace unfold); undefined: as fast as possible. */
   speed?: number;
+  thresholds?: VerdictThresholds;
 }
 
 export interface ReplayRun {
@@ -36,7 +38,7 @@ export async function startReplay(o: ReplayOptions): Promise<ReplayRun> {
   if (o.format !== 'auto' && !forced) throw new InputError(`--format ${o.format} is not a format kleak reads; it reads ${acceptedFormatsSentence()}.`);
   const input = await openReplayInput(o.path, o.speed ? 16 * 1024 : undefined);
   const source: SourceInfo = { kind: 'replay', path: o.path === '-' ? 'stdin' : o.path };
-  const engine = new Engine({ filter: o.filter });
+  const engine = new Engine({ filter: o.filter, ...(o.thresholds ? { thresholds: o.thresholds } : {}) });
   const what = o.path === '-' ? 'stdin' : o.path;
   const parser = new DetectingParser(engine, what, input.traceDat ? formatByName('trace-cmd') : forced, (name) => (source.format = name));
   if (o.speed) pace(input.stream, engine, o.speed);

@@ -36,6 +36,19 @@ export const DEFAULT_THRESHOLDS: VerdictThresholds = {
   churnFreedFraction: 0.9,
 };
 
+/** "minSpanSec=30,minRise=10" (the --verdict option) over the defaults; unknown names and bad numbers are refused. */
+export function parseThresholds(spec: string, base: VerdictThresholds = DEFAULT_THRESHOLDS): VerdictThresholds | string {
+  const out: VerdictThresholds = { ...base };
+  for (const part of spec.split(',').filter(Boolean)) {
+    const [k, v] = part.split('=');
+    if (k === undefined || !(k in base)) return `unknown threshold "${k}" (known: ${Object.keys(base).join(', ')})`;
+    const n = Number(v);
+    if (v === undefined || v.trim() === '' || !Number.isFinite(n) || n < 0) return `threshold ${k} needs a number, not "${v ?? ''}"`;
+    out[k as keyof VerdictThresholds] = n;
+  }
+  return out;
+}
+
 /** Least-squares slope of values over times, per minute. */
 export function growthPerMinute(times: readonly number[], values: readonly number[]): number {
   const n = Math.min(times.length, values.length);

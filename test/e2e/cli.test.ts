@@ -49,6 +49,13 @@ describe('kleak replay', () => {
     expect(small.totals.allocs).toBe(0);
   });
 
+  it('--verdict tunes the thresholds: a 31 s trace cannot show growth over 60 s', async () => {
+    const base = JSON.parse(String((await kleak(['replay', rec('demo.report.gz'), '--json'])).stdout));
+    expect(base.sites.find((s: { function: string }) => s.function === 'user_preparse').verdict).toBe('growing');
+    const strict = JSON.parse(String((await kleak(['replay', rec('demo.report.gz'), '--json', '--verdict', 'minSpanSec=60'])).stdout));
+    expect(strict.sites.find((s: { function: string }) => s.function === 'user_preparse').verdict).not.toBe('growing');
+  });
+
   it('text output counts malformed lines and names their line numbers', async () => {
     const lines = gunzipSync(readFileSync(rec('keys41-plain.pipe.gz'))).toString().split('\n');
     lines.splice(10, 0, '         python3-2385    [001] .....   268.0: kmalloc: call_site=user_preparse+0x2f/0x70 ptr=NOTAPTR bytes_req=1 bytes_alloc=8');

@@ -30,3 +30,12 @@ describe('verdicts', () => {
     expect(growthPerMinute([0], [3])).toBe(0);
   });
 });
+
+describe('--verdict thresholds', () => {
+  it('parses K=V pairs over the defaults and refuses unknown names and bad numbers', async () => {
+    const { parseThresholds } = await import('../../src/engine/verdict.js');
+    expect(parseThresholds('minSpanSec=60,minRise=10')).toEqual({ ...DEFAULT_THRESHOLDS, minSpanSec: 60, minRise: 10 });
+    expect(parseThresholds('bogus=1')).toMatch(/unknown threshold "bogus"/);
+    expect(parseThresholds('minRise=lots')).toMatch(/needs a number/);
+  });
+});
