@@ -5,6 +5,7 @@ import { decodeWords, hexDump, signature } from '../engine/object-decode.js';
 import { InputError } from '../errors.js';
 import { Kallsyms } from '../kernel/kallsyms.js';
 import type { JsonReport } from '../report/json.js';
+import type { SiteReport } from '../report/model.js';
 import { MAX_LENGTH, MAX_OBJECTS, readKernelObjects } from '../sources/kernel-memory.js';
 
 export interface InspectOptions {
@@ -14,7 +15,7 @@ export interface InspectOptions {
   length: number | undefined;
 }
 
-interface Target {
+export interface Target {
   ptr: string;
   what: string;
   length: number;
@@ -33,35 +34,28 @@ function targets(o: InspectOptions): Target[] {
   }
   const sites = (report.sites ?? []).filter((s) => o.site === undefined || s.function === o.site);
   if (sites.length === 0) throw new InputError(o.site ? `the report has no outstanding allocations at ${o.site}.` : 'the report has no outstanding allocations.');
-  return sites.flatMap((s) =>
-    s.samples.map((p) => ({ ptr: p.ptr, what: `${s.function}, ${s.cache}${p.bytesReq !== undefined ? `, ${p.bytesReq} bytes requested` : ''}, age ${p.ageSec}s`, length: o.length ?? Math.min(p.bytesReq ?? 128, 128) })),
-  );
+  return sites.flatMap((s) => siteTargets(s, o.length));
 }
 
-export async function runInspect(o: InspectOptions): Promise<number> {
-  const all = targets(o);
+/** Reads and describes up to MAX_OBJECTS targets: hex dump, named words, text, alike objects grouped. */
+export async function describeObjects(all: Target[]): Promise<string[]> {
   const list = all.slice(0, MAX_OBJECTS);
-  const length = Math.min(MAX_LENGTH, Math.max(...list.map((t) => t.length)));
   for (const t of list) t.length = Math.min(t.length, MAX_LENGTH);
+  const length = Math.max(...list.map((t) => t.length));
   // Reads come in 64-byte pieces; what lies past an object is its neighbour in the slab, not shown.
   const bytes = (await readKernelObjects(list.map((t) => t.ptr), length)).map((b, i) => b.subarray(0, Math.min(b.length, Math.ceil(list[i]!.length / 8) * 8)));
   const syms = Kallsyms.load();
-  const groups = new Map<string, { idx: number[] }>();
   const decoded = bytes.map((b) => decodeWords(b, syms));
-  decoded.forEach((w, i) => {
-    const sig = signature(w);
-    const g = groups.get(sig) ?? { idx: [] };
-    g.idx.push(i);
-    groups.set(sig, g);
-  });
+  const groups = new Map<string, number[]>();
+  decoded.forEach((w, i) => groups.set(signature(w), [...(groups.get(signature(w)) ?? []), i]));
   const out: string[] = [];
-  if (all.length > list.length) out.push(`kleak: inspecting the first ${list.length} of ${all.length} objects`);
-  if (syms.size === 0) out.push('kleak: /proc/kallsyms shows no addresses (kptr_restrict): function pointers cannot be named');
-  for (const g of [...groups.values()].sort((a, b) => b.idx.length - a.idx.length)) {
-    const first = g.idx[0]!;
+  if (all.length > list.length) out.push(`inspecting the first ${list.length} of ${all.length} objects`);
+  if (syms.size === 0) out.push('/proc/kallsyms shows no addresses (kptr_restrict): function pointers cannot be named');
+  for (const idx of [...groups.values()].sort((a, b) => b.length - a.length)) {
+    const first = idx[0]!;
     const b = bytes[first]!;
     out.push('');
-    out.push(g.idx.length > 1 ? `${g.idx.length} objects look alike: ${g.idx.map((i) => list[i]!.ptr).join(' ')}` : `${list[first]!.ptr}`);
+    out.push(idx.length > 1 ? `${idx.length} objects look alike: ${idx.map((i) => list[i]!.ptr).join(' ')}` : `${list[first]!.ptr}`);
     if (list[first]!.what) out.push(`  (${list[first]!.what})`);
     if (b.every((x) => x === 0)) {
       out.push('  all zero: unreadable (freed, or not a kernel address) or zero-filled');
@@ -73,6 +67,19 @@ export async function runInspect(o: InspectOptions): Promise<number> {
     const text = decoded[first]!.filter((w) => w.kind === 'text').map((w) => JSON.parse(w.label) as string).join('');
     if (text.length >= 8) out.push(`  text: ${JSON.stringify(text)}`);
   }
-  process.stdout.write(out.join('\n') + '\n');
+  return out;
+}
+
+/** The samples of one site of a report as inspect targets. */
+export function siteTargets(s: SiteReport, length?: number): Target[] {
+  return s.samples.map((p) => ({
+    ptr: p.ptr,
+    what: `${s.function}, ${s.cache}${p.bytesReq !== undefined ? `, ${p.bytesReq} bytes requested` : ''}, age ${p.ageSec}s`,
+    length: length ?? Math.min(p.bytesReq ?? 128, 128),
+  }));
+}
+
+export async function runInspect(o: InspectOptions): Promise<number> {
+  process.stdout.write((await describeObjects(targets(o))).join('\n') + '\n');
   return 0;
 }

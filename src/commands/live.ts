@@ -111,6 +111,10 @@ export async function runLiveTui(o: LiveOptions): Promise<number> {
         finished: () => end !== undefined,
         problem: () => (end?.how === 'died' ? `${end.why} — the tracer is gone; q to quit` : undefined),
         ...(run.recorder ? { recordingPath: run.recorder.path } : {}),
+        inspect: async (site) => {
+          const { describeObjects, siteTargets } = await import('./inspect.js');
+          return describeObjects(siteTargets(site));
+        },
       },
       () => void run.stop(),
       // A signal or --duration closes the screen; a tracer that died leaves it up, so the user can read why.

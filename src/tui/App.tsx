@@ -31,6 +31,7 @@ export function App({ source, refreshMs = 100, save, onQuit, size }: AppProps) {
   const [report, setReport] = useState<Report>(() => source.report());
   // Events a second over the last few seconds (live snapshots arrive once a second, so one tick says little).
   const rate = useRef({ samples: [{ events: report.totals.events, at: Date.now() }], perSec: 0 });
+  const [inspected, setInspected] = useState<{ site: string; lines: string[] } | undefined>(undefined);
   const paused = useRef(state.paused);
   paused.current = state.paused;
 
@@ -70,7 +71,10 @@ export function App({ source, refreshMs = 100, save, onQuit, size }: AppProps) {
     else if (key.pageDown) dispatch({ type: 'move', delta: 10, rows: tableRows });
     else if (key.pageUp) dispatch({ type: 'move', delta: -10, rows: tableRows });
     else if (key.return) dispatch({ type: 'open', rows: tableRows });
-    else if (key.escape || key.leftArrow || key.backspace || key.delete) dispatch({ type: 'back' });
+    else if (key.escape || key.leftArrow || key.backspace || key.delete) {
+      setInspected(undefined);
+      dispatch({ type: 'back' });
+    }
     else if (input === 'b') dispatch({ type: 'sort', key: 'bytes' });
     else if (input === 'c') dispatch({ type: 'sort', key: 'count' });
     else if (input === 'a') dispatch({ type: 'sort', key: 'age' });
@@ -79,6 +83,20 @@ export function App({ source, refreshMs = 100, save, onQuit, size }: AppProps) {
     else if (input === 'p') dispatch({ type: 'pause' });
     else if (input === '?') dispatch({ type: 'help' });
     else if (input === 's') dispatch({ type: 'message', text: save(source.report()) });
+    else if (input === 'i' && state.view === 'detail') {
+      const site = report.sites.find((x) => x.function === state.selected);
+      if (!source.inspect) dispatch({ type: 'message', text: 'i reads objects from the running kernel: in kleak live only (or kleak inspect --from REPORT)' });
+      else if (site) {
+        dispatch({ type: 'message', text: `reading ${site.samples.length} ${site.function} objects from the kernel…` });
+        source.inspect(site).then(
+          (lines) => {
+            setInspected({ site: site.function, lines });
+            dispatch({ type: 'message', text: `inspected ${site.function}` });
+          },
+          (err: unknown) => dispatch({ type: 'message', text: `inspect failed: ${(err as Error).message}` }),
+        );
+      }
+    }
   });
 
   const problem = source.problem();
@@ -92,7 +110,17 @@ export function App({ source, refreshMs = 100, save, onQuit, size }: AppProps) {
         {state.view === 'help' ? (
           <KeyHelp />
         ) : state.view === 'detail' ? (
-          <SiteDetail site={detailSite} name={state.selected} width={columns} height={bodyHeight} />
+          inspected && inspected.site === state.selected ? (
+            <Box flexDirection="column">
+              {inspected.lines.slice(0, bodyHeight).map((l, i) => (
+                <Text key={i} wrap="truncate-end">
+                  {l}
+                </Text>
+              ))}
+            </Box>
+          ) : (
+            <SiteDetail site={detailSite} name={state.selected} width={columns} height={bodyHeight} />
+          )
         ) : (
           <SiteTable rows={tableRows} selected={sel} width={columns} height={bodyHeight - 1} sort={state.sort} />
         )}
@@ -103,7 +131,7 @@ export function App({ source, refreshMs = 100, save, onQuit, size }: AppProps) {
         ) : state.view === 'table' ? (
           `↑↓ move · ⏎ detail · b/c/a/g sort · / filter${state.filter ? ` "${state.filter}"` : ''} · p pause · s save · ? keys · q quit`
         ) : (
-          'Esc back · s save · ? keys · q quit'
+          `Esc back${source.inspect ? ' · i inspect objects' : ''} · s save · ? keys · q quit`
         )}
       </Text>
       <Text wrap="truncate-end">{state.message ?? (source.recordingPath ? `recording to ${source.recordingPath}` : ' ')}</Text>

@@ -1,5 +1,5 @@
 // What the TUI watches: a replay or a live run, read through snapshots at the TUI's own pace.
-import type { Report } from '../report/model.js';
+import type { Report, SiteReport } from '../report/model.js';
 
 export interface TuiSource {
   /** A fresh snapshot of the engine (cost grows with the outstanding count; the TUI asks at most ~10 times a second). */
@@ -12,4 +12,6 @@ export interface TuiSource {
   problem(): string | undefined;
   /** The recording being written, if any. */
   recordingPath?: string;
+  /** Reads a site's sample objects from the running kernel (live runs only): lines to show. */
+  inspect?: (site: SiteReport) => Promise<string[]>;
 }

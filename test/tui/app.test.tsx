@@ -130,6 +130,28 @@ describe('TUI', () => {
     expect(readFileSync(`${dir}/${files[1]}`, 'utf8')).toMatch(/^kleak — replay/);
   });
 
+  it('i in a site reads its objects (live) and shows what was read; Esc goes back; a replay says it cannot', async () => {
+    const seen: string[] = [];
+    const live = show(source(() => demo, { inspect: async (site) => (seen.push(site.function), ['5 objects look alike: ffff888108b51000 …', '  text: "kleak-hold-payload"']) }));
+    await frameWhere(live.lastFrame, (x) => x.includes('user_preparse'), 'the table');
+    await press(live.stdin, 'j');
+    await press(live.stdin, '\r');
+    await frameWhere(live.lastFrame, (x) => x.includes('i inspect objects'), 'the detail key line');
+    await press(live.stdin, 'i');
+    const f = await frameWhere(live.lastFrame, (x) => x.includes('kleak-hold-payload'), 'the inspected objects');
+    expect(f).toMatch(/inspected user_preparse/);
+    expect(seen).toEqual(['user_preparse']);
+    await press(live.stdin, '\u001b');
+    await frameWhere(live.lastFrame, (x) => x.includes('FUNCTION'), 'back to the table');
+    live.unmount();
+    const replay = show(source(() => demo));
+    await frameWhere(replay.lastFrame, (x) => x.includes('user_preparse'), 'the table');
+    await press(replay.stdin, '\r');
+    await frameWhere(replay.lastFrame, (x) => x.includes('stack of'), 'the detail');
+    await press(replay.stdin, 'i');
+    await frameWhere(replay.lastFrame, (x) => x.includes('in kleak live only'), 'the explanation');
+  });
+
   it('? shows the keys; q quits', async () => {
     let quit = false;
     const { lastFrame, stdin } = show(source(() => demo), SIZE, () => (quit = true));

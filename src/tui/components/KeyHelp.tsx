@@ -5,6 +5,7 @@ export const KEYS: [string, string][] = [
   ['↑ ↓  j k', 'move'],
   ['Enter', 'open the site: stacks, sample pointers, growth'],
   ['Esc  ←  Backspace', 'back to the table'],
+  ['i', "in a site (live): read its sample objects from the kernel, named (kleak inspect)"],
   ['b  c  a  g', 'sort by bytes, count, age, growth'],
   ['/', 'filter by function name (Enter keeps, Esc clears)'],
   ['p', 'pause the display (tracing and reading go on)'],
