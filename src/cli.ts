@@ -197,16 +197,22 @@ export async function main(argv: string[]): Promise<number> {
     case 'live':
       if (rest.length > 0) throw new InputError(`kleak live takes no file (got "${rest[0]}").`, 'To read a saved trace: kleak replay FILE.');
       return live(values);
-    case 'watch':
+    case 'watch': {
       if (rest.length > 0) throw new InputError(`kleak watch takes no file (got "${rest[0]}"); to show a recording: kleak watch --replay FILE.`);
-      return runWatch({
+      const r = await runWatch({
         intervalSec: num('interval', values.interval, { min: 0.1 }) ?? 2,
         durationSec: num('duration', values.duration, { min: 0.1 }),
         top: num('top', values.top, { integer: true, min: 1 }) ?? 15,
         record: values.record,
         replay: values.replay,
         json: values.json,
+        tui: useTui(values) && values.replay === undefined,
       });
+      if (typeof r === 'number') return r;
+      // Enter on a cache in the watch view: trace it live, with its kmalloc size or its name as the filter.
+      const size = kmallocCacheSize(r.trace);
+      return live({ ...values, duration: undefined, interval: undefined, record: undefined, ...(size !== undefined ? { bytes: String(size) } : { cache: r.trace }) });
+    }
     case 'inspect':
       return runInspect({ ptrs: rest, from: values.from, site: values.site, length: num('length', values.length, { integer: true, min: 8 }) });
     case 'record': {

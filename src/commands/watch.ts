@@ -16,6 +16,8 @@ export interface WatchOptions {
   record: string | undefined;
   replay: string | undefined;
   json: boolean;
+  /** Interactive view (a terminal): Enter on a cache returns it, to trace live. */
+  tui: boolean;
 }
 
 function sample(): WatchSample {
@@ -45,6 +47,30 @@ function mergeable(): boolean | undefined {
   }
 }
 
+async function watchInTui(o: WatchOptions, model: WatchModel, take: () => void, writer: SyncLineWriter | undefined): Promise<number | { trace: string }> {
+  const { render } = await import('ink');
+  const { createElement } = await import('react');
+  const { WatchApp } = await import('../tui/WatchApp.js');
+  const timer = setInterval(take, o.intervalSec * 1000);
+  const stopTimer = o.durationSec ? setTimeout(() => app.unmount(), o.durationSec * 1000) : undefined;
+  let chosen: string | undefined;
+  const merged = mergeable();
+  const report = () => model.report({ top: 100, aliases: aliasesOf, ...(merged !== undefined ? { merged } : {}) });
+  process.stdout.write('\x1b[?1049h\x1b[H');
+  const app = render(createElement(WatchApp, { report, onTrace: (c: string) => (chosen = c), onQuit: () => undefined }), { exitOnCtrlC: false, patchConsole: false });
+  try {
+    await app.waitUntilExit();
+  } finally {
+    process.stdout.write('\x1b[?1049l');
+    clearInterval(timer);
+    if (stopTimer) clearTimeout(stopTimer);
+    writer?.close();
+  }
+  if (chosen !== undefined) return { trace: chosen };
+  process.stdout.write(renderWatch(model.report({ top: o.top, aliases: aliasesOf, ...(merged !== undefined ? { merged } : {}) })));
+  return 0;
+}
+
 export function renderWatch(r: WatchReport): string {
   const out: string[] = [];
   const secs = r.span.lastTs - r.span.firstTs;
@@ -65,7 +91,8 @@ export function renderWatch(r: WatchReport): string {
   return out.join('\n') + '\n';
 }
 
-export async function runWatch(o: WatchOptions): Promise<number> {
+/** Runs watch; in the interactive view, resolves with the cache the user chose to trace (or undefined). */
+export async function runWatch(o: WatchOptions): Promise<number | { trace: string }> {
   const model = new WatchModel();
   const finish = () => {
     const r = model.report({ top: o.top, aliases: o.replay ? undefined : aliasesOf, ...(o.replay ? {} : { merged: mergeable() }) });
@@ -104,6 +131,7 @@ export async function runWatch(o: WatchOptions): Promise<number> {
     writer?.line(JSON.stringify({ kind: 'watch-sample', ...s }));
   };
   take();
+  if (o.tui) return watchInTui(o, model, take, writer);
   const stopper = catchStopSignals();
   process.stderr.write(`kleak: watching /proc/slabinfo and /proc/meminfo every ${o.intervalSec}s; ${o.durationSec ? `for ${o.durationSec}s` : 'Ctrl-C to stop'}${writer ? `; recording to ${writer.path}` : ''}\n`);
   await new Promise<void>((resolve) => {
