@@ -23,22 +23,41 @@ const HELP = `kleak — find Linux kernel memory leaks: pairs kmalloc/kfree even
 EXAMPLES
   kleak                                   open the bundled demo recording
   sudo kleak watch --duration 60          which slab cache grows? (and the live filter to use on it)
+  sudo kleak live --bytes 4096            who holds kmalloc-4096 objects? (Ctrl-C for the final report)
+  sudo kleak live --bytes 128 --stacks --duration 60 --min-age 30 --record run.ndjson --text
+  sudo kleak live --backend tracefs --bytes 4096      no bpftrace on this host
+  sudo kleak inspect --from report.json --site user_preparse   what the leaked objects hold
+  sudo kleak record --bytes 4096 --stacks --duration 30 -o k4096.pipe   raw trace_pipe text to keep
+  kleak replay run.ndjson                 the same answer again, later, elsewhere
   kleak replay trace.report               a saved \`trace-cmd report\` (or trace.dat, trace_pipe text, .gz, -)
-  kleak replay trace.dat --bytes 4096 --min-age 30 --text
-  kleak replay run.ndjson --json | jq '.sites[0]'
+  kleak replay trace.dat --bytes 4096 --min-age 30 --json | jq '.sites[0]'
 
 USAGE
+  kleak live [--backend bpftrace|tracefs|trace-cmd] [filter] [--stacks] [--duration SEC] [--interval SEC]
+             [--events] [--record FILE.ndjson] [--max-pointers N] [--dry-run] [report options]
   kleak replay FILE|- [--format auto|trace-cmd|trace-pipe|bpftrace|ndjson] [--speed X] [filter] [report options]
   kleak record [--backend tracefs|trace-cmd] [filter] [--stacks] [--duration SEC] -o FILE
-  kleak watch [--interval SEC] [--duration SEC] [--top N] [--record FILE.ndjson] [--json]   which slab cache grows?
+  kleak watch [--interval SEC] [--duration SEC] [--top N] [--record FILE.ndjson] [--json]
   kleak watch --replay FILE.ndjson
-  kleak inspect PTR... [--length N] | --from REPORT.json [--site FUNC]     what the leaked objects are
+  kleak inspect PTR... [--length N] | --from REPORT.json [--site FUNC]
+
+LIVE AND RECORD
+  --backend NAME       bpftrace (default for live: the pointer table stays in the kernel), tracefs (needs only
+                       the kernel; every kfree crosses to userspace), trace-cmd (trace-cmd stream / record)
+  --stacks             record kernel stacks of outstanding allocations
+  --duration SEC       stop after SEC seconds (default: at Ctrl-C / SIGTERM)
+  --interval SEC       print a text report every SEC seconds (default 5; watch: sample every SEC, default 2)
+  --events             bpftrace: stream every allocation and free instead of pairing in the kernel (low rates)
+  --record FILE        keep an NDJSON recording that \`kleak replay\` (or \`kleak watch --replay\`) reads back
+  --max-pointers N     bpftrace: size of the kernel pointer table (default 262144); more count as untracked
+  --dry-run            print what the backend would run or write, and run nothing
+  -o FILE              kleak record: raw trace_pipe text (tracefs, the default) or a trace.dat (trace-cmd)
 
 FILTER (allocations)
   --bytes N            bytes_alloc equal to N (the kmalloc-N cache)
   --min-bytes N        bytes_alloc at least N
   --max-bytes N        bytes_alloc at most N
-  --cache NAME         kmem_cache name (or kmalloc-N)
+  --cache NAME         kmem_cache name (or kmalloc-N, kmalloc-4k)
   --comm NAME          task name
   --pid N              process id
 
@@ -56,7 +75,8 @@ REPORT
                        not a terminal)
   --debug              show a stack trace for internal errors
 
-Exit codes: 0 ok, 1 usage or input error, 2 environment error (no root, no bpftrace, no tracepoints).`;
+Exit codes: 0 ok, 1 usage or input error, 2 environment error (no root, no bpftrace, no tracepoints, the tracer
+died).`;
 
 const OPTIONS = {
   format: { type: 'string', default: 'auto' },

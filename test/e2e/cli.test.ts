@@ -120,6 +120,16 @@ describe('kleak replay', () => {
     expect(String(r.stderr)).toMatch(/^kleak: trace-cmd (?:could not read|report printed nothing for) .*damaged\.dat/);
   });
 
+  it('--help shows examples first and every command', async () => {
+    const r = await kleak(['--help']);
+    expect(r.exitCode).toBe(0);
+    expect(String(r.stdout)).toMatch(/^kleak — .*\n\nEXAMPLES\n/);
+    for (const c of ['live', 'replay', 'record', 'watch', 'inspect']) expect(String(r.stdout)).toMatch(new RegExp(`^  kleak ${c} `, 'm'));
+    const unknown = await kleak(['frobnicate']);
+    expect(unknown.exitCode).toBe(1);
+    expect(String(unknown.stderr)).toMatch(/unknown command "frobnicate".*\n.*Commands: live, record, replay, watch, inspect/);
+  });
+
   it('an empty file says so', async () => {
     const f = `${tmp}/empty.report`;
     writeFileSync(f, '');
