@@ -11,7 +11,7 @@ import { kmemTracepoints, probesFor, type ProbeSet, ensureTracefs } from '../ker
 import { BpftraceEventsParser } from '../parse/bpftrace-events.js';
 import { packagePath } from '../paths.js';
 import { forEachLineSplit2 } from './lines.js';
-import { interrupt, type LiveEnd, type LiveSource } from './live.js';
+import { interrupt, shellQuote, type LiveEnd, type LiveSource } from './live.js';
 import { onPath } from './which.js';
 
 export interface BpftraceOptions {
@@ -78,8 +78,6 @@ async function plan(o: BpftraceOptions): Promise<{ args: string[]; env: Record<s
   const args = ['-B', 'none', '-e', bpftraceProgram(o, probes, namedCache), ...bpftraceParams(o, namedCache)];
   return { args, env: { BPFTRACE_MAP_KEYS_MAX: String(o.maxPointers) }, ...(tracefs.mounted ? { mounted: tracefs.mounted } : {}) };
 }
-
-const shellQuote = (s: string) => (/^[\w.,:=@%+/-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
 /** What startBpftrace would run, as one shell command line. */
 export async function bpftraceCommandLine(o: BpftraceOptions): Promise<string> {

@@ -30,3 +30,6 @@ export async function interrupt(child: { kill(signal: NodeJS.Signals): boolean }
   await ended;
   clearTimeout(timer);
 }
+
+/** A word as a POSIX shell reads it back (for --dry-run command lines). */
+export const shellQuote = (s: string): string => (/^[\w.,:=@%+/-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);

@@ -13,7 +13,7 @@ import { TracefsInstance } from '../kernel/instance.js';
 import { ensureTracefs, kmemTracepoints, probesFor } from '../kernel/tracefs.js';
 import { FtraceTextParser } from '../parse/ftrace-text.js';
 import { forEachLineSplit2 } from './lines.js';
-import { interrupt, type LiveEnd, type LiveSource } from './live.js';
+import { interrupt, shellQuote, type LiveEnd, type LiveSource } from './live.js';
 import { allocFilter } from './tracefs.js';
 import { onPath } from './which.js';
 
@@ -43,7 +43,7 @@ export async function traceCmdCommandLine(o: TraceCmdOptions): Promise<string> {
   const tracefs = await ensureTracefs();
   const namedCache = o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined;
   const args = traceCmdArgs(o, `kleak-tc-${process.pid}`, probesFor(kmemTracepoints(tracefs.root), namedCache), process.pid, o.output);
-  return ['trace-cmd', ...args.map((a) => (/^[\w.:=/-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))].join(' ');
+  return ['trace-cmd', ...args.map(shellQuote)].join(' ');
 }
 
 export async function startTraceCmd(o: TraceCmdOptions, sink: ParseSink): Promise<LiveSource> {
