@@ -8,8 +8,6 @@ import { tracePipe } from './trace-pipe.js';
 
 export const FORMATS: readonly TraceFormat[] = [ndjson, bpftraceEvents, traceCmdReport, tracePipe];
 
-export const FORMAT_NAMES: readonly FormatName[] = FORMATS.map((f) => f.name);
-
 export function formatByName(name: string): TraceFormat | undefined {
   return FORMATS.find((f) => f.name === name);
 }

@@ -4,7 +4,8 @@
 // this runs once per line at millions of lines a second (scripts/bench-replay).
 
 export interface FtraceHeader {
-  instance: string | undefined;
+  /** End of a leading "instance: " prefix (trace-cmd -B / extract -B), or -1; sliced only on demand. */
+  instanceEnd: number;
   /** Where comm (with its padding) starts and ends in the line: sliced only when an event needs it (commText). */
   commStart: number;
   commEnd: number;
@@ -64,7 +65,7 @@ function knownEvent(line: string, i: number): string | undefined {
 /** Parses the header into `h` (reused across lines, so no object per line); false when the line has none. */
 export function readFtraceHeader(line: string, h: FtraceHeader): boolean {
   let start = 0;
-  h.instance = undefined;
+  h.instanceEnd = -1;
   // comm is printed right-aligned in 16 columns and is at most 15 characters, so an event line starts with a
   // space unless trace-cmd put a buffer-instance (or file) name in front of it.
   if (line.charCodeAt(0) !== SPACE) {
@@ -72,7 +73,7 @@ export function readFtraceHeader(line: string, h: FtraceHeader): boolean {
     if (colon > 0) {
       const bracket = findCpuColumn(line, 0);
       if (bracket > colon) {
-        h.instance = line.slice(0, colon);
+        h.instanceEnd = colon;
         start = colon + 2;
       }
     }
@@ -162,15 +163,17 @@ export function commText(line: string, h: FtraceHeader): string {
 }
 
 export function newFtraceHeader(): FtraceHeader {
-  return { instance: undefined, commStart: 0, commEnd: 0, pid: 0, cpu: 0, ts: 0, event: '', bodyStart: 0 };
+  return { instanceEnd: -1, commStart: 0, commEnd: 0, pid: 0, cpu: 0, ts: 0, event: '', bodyStart: 0 };
 }
 
 /** The header as a fresh object with comm sliced out (for tests and tools; parsers use readFtraceHeader). */
-export function parseFtraceHeader(line: string): (Omit<FtraceHeader, 'commStart' | 'commEnd'> & { comm: string }) | undefined {
+export function parseFtraceHeader(
+  line: string,
+): (Omit<FtraceHeader, 'commStart' | 'commEnd' | 'instanceEnd'> & { comm: string; instance: string | undefined }) | undefined {
   const h = newFtraceHeader();
   if (!readFtraceHeader(line, h)) return undefined;
-  const { commStart: _s, commEnd: _e, ...rest } = h;
-  return { ...rest, comm: commText(line, h) };
+  const { commStart: _s, commEnd: _e, instanceEnd, ...rest } = h;
+  return { ...rest, comm: commText(line, h), instance: instanceEnd >= 0 ? line.slice(0, instanceEnd) : undefined };
 }
 
 /** "CPU:1 [LOST 1234 EVENTS]" (trace_pipe), "CPU:1 [1234 EVENTS DROPPED]" / "CPU:1 [EVENTS DROPPED]" (trace-cmd). */
