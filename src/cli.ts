@@ -202,6 +202,12 @@ async function replay(path: string, v: Values): Promise<void> {
 export async function main(argv: string[]): Promise<number> {
   // React's development build checks far more on every render; the TUI (imported later, on demand) gets production.
   process.env.NODE_ENV ??= 'production';
+  // Ink reads CI when it is first imported and then paints only the last frame. A terminal on both ends is a
+  // person watching (a CI job's tmux, a shell with CI exported), so the TUI must stay live there.
+  if (process.stdout.isTTY === true && process.stdin.isTTY === true) {
+    delete process.env.CI;
+    delete process.env.CONTINUOUS_INTEGRATION;
+  }
   const { values, positionals } = parse(argv);
   if (values.help) {
     process.stdout.write(HELP + '\n');

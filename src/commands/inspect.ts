@@ -1,7 +1,7 @@
 // kleak inspect: what the outstanding objects are. Reads their bytes from the running kernel, names function
 // pointers through /proc/kallsyms, shows text as text, and groups objects that look alike.
 import { readFileSync } from 'node:fs';
-import { decodeWords, hexDump, signature } from '../engine/object-decode.js';
+import { decodeWords, groupAlike, hexDump } from '../engine/object-decode.js';
 import { InputError } from '../errors.js';
 import { Kallsyms } from '../kernel/kallsyms.js';
 import type { JsonReport } from '../report/json.js';
@@ -46,17 +46,16 @@ export async function describeObjects(all: Target[]): Promise<string[]> {
   const bytes = (await readKernelObjects(list.map((t) => t.ptr), length)).map((b, i) => b.subarray(0, Math.min(b.length, Math.ceil(list[i]!.length / 8) * 8)));
   const syms = Kallsyms.load();
   const decoded = bytes.map((b) => decodeWords(b, syms));
-  const groups = new Map<string, number[]>();
-  decoded.forEach((w, i) => groups.set(signature(w), [...(groups.get(signature(w)) ?? []), i]));
   const out: string[] = [];
   if (all.length > list.length) out.push(`inspecting the first ${list.length} of ${all.length} objects`);
   if (syms.size === 0) out.push('/proc/kallsyms shows no addresses (kptr_restrict): function pointers cannot be named');
-  for (const idx of [...groups.values()].sort((a, b) => b.length - a.length)) {
+  for (const { members: idx, differAt } of groupAlike(decoded)) {
     const first = idx[0]!;
     const b = bytes[first]!;
     out.push('');
     out.push(idx.length > 1 ? `${idx.length} objects look alike: ${idx.map((i) => list[i]!.ptr).join(' ')}` : `${list[first]!.ptr}`);
     if (list[first]!.what) out.push(`  (${list[first]!.what})`);
+    if (differAt.length) out.push(`  they differ at ${differAt.map((o) => `+0x${o.toString(16)}`).join(' ')} (per-object pointers, or bytes the kernel never wrote); the first is shown`);
     if (b.every((x) => x === 0)) {
       out.push('  all zero: unreadable (freed, or not a kernel address) or zero-filled');
       continue;

@@ -41,9 +41,48 @@ export function decodeWords(bytes: Buffer, syms: Kallsyms): Word[] {
   return words;
 }
 
-/** A shape that identical-looking objects share: each word's kind, and the function it names if any. */
-export function signature(words: readonly Word[]): string {
-  return words.map((w) => (w.kind === 'function' ? `f:${w.label}` : w.kind === 'text' ? `t:${w.label}` : w.kind)).join(' ');
+/** What a word says about an object's shape: its kind, and the function or text it holds if any. */
+function shapeToken(w: Word): string {
+  return w.kind === 'function' ? `f:${w.label}` : w.kind === 'text' ? `t:${w.label}` : w.kind;
+}
+
+/** Share of words that must agree for two objects to look alike. Not all: kmalloc does not zero, so an rcu_head
+ *  or padding a kernel struct never writes keeps whatever the slab's last user left there. */
+export const ALIKE_FRACTION = 0.75;
+
+export interface AlikeGroup {
+  /** Indices into the input, the first one shown for the group. */
+  members: number[];
+  /** Byte offsets of the words whose shape differs inside the group. */
+  differAt: number[];
+}
+
+/** Groups objects whose words have the same shape at ALIKE_FRACTION of their offsets, largest group first. */
+export function groupAlike(objects: readonly (readonly Word[])[]): AlikeGroup[] {
+  const tokens = objects.map((ws) => ws.map(shapeToken));
+  const groups: AlikeGroup[] = [];
+  for (let i = 0; i < objects.length; i++) {
+    const mine = tokens[i]!;
+    const home = groups.find((g) => {
+      const theirs = tokens[g.members[0]!]!;
+      if (theirs.length !== mine.length || mine.length === 0) return false;
+      let same = 0;
+      for (let k = 0; k < mine.length; k++) if (mine[k] === theirs[k]) same++;
+      return same >= ALIKE_FRACTION * mine.length;
+    });
+    if (!home) {
+      groups.push({ members: [i], differAt: [] });
+      continue;
+    }
+    home.members.push(i);
+    const first = tokens[home.members[0]!]!;
+    for (let k = 0; k < mine.length; k++) {
+      const off = objects[i]![k]!.offset;
+      if (mine[k] !== first[k] && !home.differAt.includes(off)) home.differAt.push(off);
+    }
+  }
+  for (const g of groups) g.differAt.sort((a, b) => a - b);
+  return groups.sort((a, b) => b.members.length - a.members.length);
 }
 
 /** hexdump -C lines with the two words of each line named when they are functions, objects or text. */
