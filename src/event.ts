@@ -20,6 +20,11 @@ export interface KmemEvent {
   cpu?: number;
   /** Innermost frame first. */
   stack?: string[];
+  /**
+   * The engine's key for ptr (engine/pointer-table.ts PtrKey), when the parser computed it from the bytes; the
+   * engine then neither needs nor makes the text.
+   */
+  readonly key?: number;
 }
 
 /**
@@ -77,6 +82,11 @@ export interface RecordedRun {
 
 export interface LineParser {
   line(text: string, lineNo: number): void;
+  /**
+   * The same for the line in bytes [start, end) of `buf` (no newline), from sources that read bytes (replay):
+   * parsers of the large formats read it without making a string (parse/ftrace-text.ts).
+   */
+  bytes?(buf: Buffer, start: number, end: number, lineNo: number): void;
   end(): void;
 }
 

@@ -43,9 +43,9 @@ export async function startReplay(o: ReplayOptions): Promise<ReplayRun> {
   const parser = new DetectingParser(engine, what, input.traceDat ? formatByName('trace-cmd') : forced, (name) => (source.format = name));
   if (o.speed) pace(input.stream, engine, o.speed);
   const done = (async () => {
-    const lines = await forEachLine(input.stream, (line, n) => {
+    const lines = await forEachLine(input.stream, (buf, start, end, n) => {
       engine.totals.lines = n;
-      parser.line(line, n);
+      parser.bytes(buf, start, end, n);
     }).catch((err: unknown) => {
       input.close();
       throw err;

@@ -169,7 +169,7 @@ export class Engine implements ParseSink {
         site.outstanding = 0;
         site.outstandingBytes = 0;
       }
-      for (const r of s.outstanding) this.store({ kind: 'alloc', tracepoint: 'kmalloc', ...r }, ptrKey(r.ptr), this.siteOf(r.callSite));
+      for (const r of s.outstanding) this.store({ kind: 'alloc', tracepoint: 'kmalloc', ...r }, ptrKey(r.ptr), this.siteOf(r.callSite), this.lastCallSite);
     }
     for (const site of this.sites) site.kernel = { allocs: 0, frees: 0, missedFrees: 0, outstanding: 0, outstandingBytes: 0 };
     this.siteOutstanding.fill(0);
@@ -206,8 +206,12 @@ export class Engine implements ParseSink {
 
   // ---- folding ----
 
+  /** The call-site id siteOf last looked up: callers hand it to store() rather than look it up again. */
+  private lastCallSite = -1;
+
   private siteOf(callSite: string): number {
     const cs = this.callSites.id(callSite);
+    this.lastCallSite = cs;
     const known = this.callSiteToSite[cs];
     if (known !== undefined) return known;
     const fn = siteFunction(this.callSites.values[cs]!);
@@ -234,8 +238,9 @@ export class Engine implements ParseSink {
     if (this.opts.excludePids !== undefined && e.pid !== undefined && this.opts.excludePids.has(e.pid)) return;
     const t = this.totals;
     t.allocs++;
-    const key = ptrKey(e.ptr);
+    const key = e.key ?? ptrKey(e.ptr);
     const siteId = this.siteOf(e.callSite);
+    const callSiteId = this.lastCallSite;
     const site = this.sites[siteId]!;
     site.allocs++;
 
@@ -260,15 +265,15 @@ export class Engine implements ParseSink {
       this.table.remove(key, old);
       this.replaced.set(key, oldSite, e.ts);
     }
-    this.store(e, key, siteId);
+    this.store(e, key, siteId, callSiteId);
   }
 
-  private store(e: KmemEvent, key: PtrKey, siteId: number): void {
+  private store(e: KmemEvent, key: PtrKey, siteId: number, callSiteId: number): void {
     const tb = this.table;
     const slot = tb.insert(key);
     const bytes = e.bytesAlloc ?? 0;
     tb.ts[slot] = e.ts;
-    tb.callSite[slot] = this.callSites.id(e.callSite);
+    tb.callSite[slot] = callSiteId;
     tb.cache[slot] = e.cache === undefined ? -1 : this.caches.id(e.cache);
     tb.bytesAlloc[slot] = bytes;
     tb.bytesReq[slot] = e.bytesReq ?? -1;
@@ -301,7 +306,7 @@ export class Engine implements ParseSink {
     const t = this.totals;
     t.frees++;
     if (e.cpu !== undefined) this.lastSlotByCpu[e.cpu] = -1;
-    const key = ptrKey(e.ptr);
+    const key = e.key ?? ptrKey(e.ptr);
     const slot = this.table.find(key);
     if (slot >= 0 && e.ts >= this.table.ts[slot]!) {
       const siteId = this.callSiteToSite[this.table.callSite[slot]!]!;

@@ -41,6 +41,61 @@ export function ptrKey(ptr: string): PtrKey {
   return ptr;
 }
 
+/** Byte → hex digit value, -1 for anything else (one load instead of three range tests). */
+const HEX_DIGIT = new Int8Array(256).fill(-1);
+for (let c = 0; c < 16; c++) {
+  HEX_DIGIT['0123456789abcdef'.charCodeAt(c)] = c;
+  HEX_DIGIT['0123456789ABCDEF'.charCodeAt(c)] = c;
+}
+
+/** Where the pointer text read by the last ptrKeyFromBytes call ended (a space or the line's end). */
+export let ptrKeyEnd = 0;
+
+/**
+ * ptrKey of the pointer printed from `start` up to the next space (or `end`) of a line ("0x" prefix allowed, either
+ * case), without making its text; ptrKeyEnd tells where it ended. NaN when it is not hex or has no numeric key
+ * (the parser then makes the text, and ptrKey decides). A null pointer (all zeros) is NULL_PTR_KEY.
+ */
+export function ptrKeyFromBytes(buf: Uint8Array, start: number, end: number): number {
+  let s = start;
+  if (buf[s] === 48 && (buf[s + 1] === 120 || buf[s + 1] === 88)) s += 2;
+  // The digits: 16 of them start "fff" (kernel half) or "000"; the first 3 are kept apart to tell which.
+  let v = 0;
+  let top = 0;
+  let i = s;
+  for (; i < end; i++) {
+    const c = buf[i]!;
+    const d = HEX_DIGIT[c]!;
+    if (d < 0) {
+      if (c === 32) break;
+      while (i < end && buf[i] !== 32) i++;
+      ptrKeyEnd = i;
+      return NaN;
+    }
+    if (i - s === 3) {
+      top = v; // digits 0-2, set aside
+      v = 0;
+    }
+    v = v * 16 + d;
+  }
+  ptrKeyEnd = i;
+  const n = i - s;
+  if (n === 0) return NaN;
+  if (n <= 3) return v === 0 ? NULL_PTR_KEY : -v - 1;
+  // More than 3 digits: top holds the first 3 (0 if they were zeros), v the rest.
+  if (n <= 13) {
+    const all = top * 16 ** (n - 3) + v;
+    return all === 0 ? NULL_PTR_KEY : -all - 1;
+  }
+  if (n !== 16) return NaN;
+  if (top === 0xfff) return v;
+  if (top === 0) return v === 0 ? NULL_PTR_KEY : -v - 1;
+  return NaN;
+}
+
+/** What ptrKeyFromBytes says of a null pointer; no pointer has this key. */
+export const NULL_PTR_KEY = -Infinity;
+
 export function ptrFromKey(k: PtrKey): string {
   if (typeof k === 'string') return k;
   return k >= 0 ? 'fff' + k.toString(16).padStart(13, '0') : (-k - 1).toString(16).padStart(16, '0');

@@ -29,6 +29,12 @@ export class DetectingParser implements LineParser {
     if (text.trim() !== '' && ++this.nonEmpty >= HEAD_LINES) this.decide();
   }
 
+  bytes(buf: Buffer, start: number, end: number, lineNo: number): void {
+    const p = this.parser;
+    if (p?.bytes) p.bytes(buf, start, end, lineNo);
+    else this.line(buf.toString('latin1', start, end), lineNo);
+  }
+
   end(): void {
     if (!this.parser) this.decide();
     this.parser!.end();

@@ -1,9 +1,9 @@
 // The machinery shared by the two ftrace text formats (trace-cmd report, raw trace_pipe): header tokenizer,
 // kmem fields, lost-event lines and stack blocks. Each format file configures it and adds its own sniffing.
 
-import type { LineParser, ParseSink } from '../event.js';
-import { commText, newFtraceHeader, parseLostLine, readFtraceHeader } from './ftrace-line.js';
-import { ALLOC_EVENTS, FREE_EVENTS, kmemEventFromLine } from './kmem-fields.js';
+import type { LineParser, ParseSink, Tracepoint } from '../event.js';
+import { latin1, newFtraceHeader, parseLostLine, readFtraceHeader } from './ftrace-line.js';
+import { KmemFieldReader } from './kmem-fields.js';
 
 /** Event names that open a stack block: trace-cmd's `kernel_stack` event, trace_pipe's `<stack trace>`. */
 const STACK_EVENTS: ReadonlySet<string> = new Set(['kernel_stack', '<stack trace>', '<stack trace >']);
@@ -47,31 +47,43 @@ export class FtraceTextParser implements LineParser {
   private frames: string[] = [];
   private inUserStack = false;
   private readonly header = newFtraceHeader();
+  private readonly fields = new KmemFieldReader();
 
   constructor(private readonly sink: ParseSink) {}
 
   line(text: string, lineNo: number): void {
-    if (text.length > 0 && text.charCodeAt(text.length - 1) === 13) text = text.slice(0, -1);
-    const frame = this.stackCpu >= 0 || this.inUserStack ? stackFrame(text) : undefined;
-    if (frame !== undefined) {
-      if (!this.inUserStack) this.frames.push(frame);
-      return;
+    const buf = Buffer.from(text, 'latin1');
+    this.bytes(buf, 0, buf.length, lineNo);
+  }
+
+  bytes(buf: Buffer, start: number, lineEnd: number, lineNo: number): void {
+    const end = lineEnd > start && buf[lineEnd - 1] === 13 ? lineEnd - 1 : lineEnd;
+    if (this.stackCpu >= 0 || this.inUserStack) {
+      // Frame lines ("   => func") are the only ones not worth the header tokenizer.
+      let i = start;
+      while (i < end && buf[i] === 32) i++;
+      if (buf[i] === 61 /* = */ && buf[i + 1] === 62 /* > */) {
+        const frame = stackFrame(latin1(buf, start, end));
+        if (frame !== undefined) {
+          if (!this.inUserStack) this.frames.push(frame);
+          return;
+        }
+      }
     }
     this.flushStack();
     this.inUserStack = false;
 
     const h = this.header;
-    if (!readFtraceHeader(text, h)) {
+    if (!readFtraceHeader(buf, start, end, h)) {
+      const text = latin1(buf, start, end);
       const lost = parseLostLine(text);
       if (lost) this.sink.lost(lost.count, lost.cpu);
       else if (!isHeaderLine(text)) this.sink.bad(lineNo, 'not an ftrace event line');
       return;
     }
     const ev = h.event;
-    if (ALLOC_EVENTS.has(ev) || FREE_EVENTS.has(ev)) {
-      // comm matters for allocations (samples, --comm); a free's comm is never used, so it is not sliced.
-      const comm = ev.charCodeAt(1) === 102 /* kfree */ || ev === 'kmem_cache_free' ? undefined : commText(text, h);
-      const r = kmemEventFromLine(ev, text, h.bodyStart, h.ts, h.pid, comm, h.cpu);
+    if (h.kmem) {
+      const r = this.fields.read(ev as Tracepoint, buf, h.bodyStart, end, h.ts, h.pid, h.commStart, h.commEnd, h.cpu);
       if (typeof r === 'string') {
         if (r !== 'null') this.sink.bad(lineNo, r);
       } else {

@@ -1,9 +1,11 @@
 // Field extraction for the kmem tracepoints' text ("call_site=… ptr=… bytes_req=… bytes_alloc=… name=…"), shared by
-// every ftrace-text format. Tolerant of kernel versions (FORMATS-VERSIONS.md §4.1-4.2): %pS or hex call sites,
+// every ftrace-text format, read from the line's bytes (no string per field: scripts/bench-replay). Tolerant of kernel versions (FORMATS-VERSIONS.md §4.1-4.2): %pS or hex call sites,
 // "/size" suffixes, " [module]" suffixes, hashed or real or 0x pointers, "(null)" padded with spaces, and the
 // "(value)" that options/fields appends.
 
-import type { KmemEvent } from '../event.js';
+import type { KmemEvent, Tracepoint } from '../event.js';
+import { NULL_PTR_KEY, ptrFromKey, ptrKeyEnd, ptrKeyFromBytes } from '../engine/pointer-table.js';
+import { RangeStrings } from './range-strings.js';
 
 export const ALLOC_EVENTS: ReadonlySet<string> = new Set(['kmalloc', 'kmem_cache_alloc', 'kmalloc_node', 'kmem_cache_alloc_node']);
 export const FREE_EVENTS: ReadonlySet<string> = new Set(['kfree', 'kmem_cache_free']);
@@ -12,11 +14,6 @@ export const FREE_EVENTS: ReadonlySet<string> = new Set(['kfree', 'kmem_cache_fr
 export const KMALLOC_MAX_CACHE_SIZE = 8192;
 
 const SPACE = 32;
-
-function valueEnd(body: string, from: number): number {
-  const e = body.indexOf(' ', from);
-  return e < 0 ? body.length : e;
-}
 
 function isHex(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
@@ -39,23 +36,6 @@ export function normalisePtr(raw: string): string | null | undefined {
   }
   for (let i = 0; i < p.length; i++) if (p.charCodeAt(i) !== 48) return p;
   return null;
-}
-
-/**
- * normalisePtr for the range [start, end) of a line, in one pass and one slice (the per-line hot path).
- */
-function ptrIn(line: string, start: number, end: number): string | null | undefined {
-  let s = start;
-  if (line.charCodeAt(s) === 48 && line.charCodeAt(s + 1) === 120) s += 2;
-  let nonZero = false;
-  for (let i = s; i < end; i++) {
-    const c = line.charCodeAt(i);
-    if (c === 48) continue;
-    if ((c >= 49 && c <= 57) || (c >= 97 && c <= 102)) nonZero = true;
-    else return normalisePtr(line.slice(start, end)); // "(nil)", "(null)", upper case, or not a pointer
-  }
-  if (s === end) return undefined;
-  return nonZero ? line.slice(s, end) : null;
 }
 
 /**
@@ -82,103 +62,203 @@ export function siteFunction(callSite: string): string {
   return mod < 0 ? callSite.slice(0, plus) : callSite.slice(0, plus) + callSite.slice(mod);
 }
 
-const kmallocNames = new Map<number, string>();
-const kmallocCgNames = new Map<number, string>();
+/** Cache names by size, for kmalloc sizes up to KMALLOC_MAX_CACHE_SIZE (an array index beats a Map lookup). */
+const kmallocNames: (string | undefined)[] = [];
+const kmallocCgNames: (string | undefined)[] = [];
 
 /** The slab cache a kmalloc of this size lives in (DESIGN.md: 'kmalloc-<n>'; accounted ones go to kmalloc-cg-<n>). */
 export function kmallocCache(bytesAlloc: number, accounted: boolean): string {
+  if (bytesAlloc > KMALLOC_MAX_CACHE_SIZE) return `pages-${bytesAlloc}`;
   const memo = accounted ? kmallocCgNames : kmallocNames;
-  let name = memo.get(bytesAlloc);
-  if (name === undefined) {
-    name = bytesAlloc > KMALLOC_MAX_CACHE_SIZE ? `pages-${bytesAlloc}` : accounted ? `kmalloc-cg-${bytesAlloc}` : `kmalloc-${bytesAlloc}`;
-    memo.set(bytesAlloc, name);
-  }
-  return name;
+  return (memo[bytesAlloc] ??= accounted ? `kmalloc-cg-${bytesAlloc}` : `kmalloc-${bytesAlloc}`);
 }
 
-/** A decimal field value at `at` ("4024 "), or NaN. */
-function decimalAt(text: string, at: number): number {
+/** The bytes of an ASCII text, for comparing in place. */
+const bytesOf = (t: string): Uint8Array => Buffer.from(t, 'latin1');
+const CALL_SITE = bytesOf('call_site=');
+const PTR = bytesOf('ptr=');
+const BYTES_REQ = bytesOf('bytes_req=');
+const BYTES_ALLOC = bytesOf('bytes_alloc=');
+const NAME = bytesOf(' name=');
+const ACCOUNTED_TRUE = bytesOf(' accounted=true');
+const ACCOUNTED_FALSE = bytesOf(' accounted=false');
+
+function matchAt(buf: Buffer, at: number, key: Uint8Array): boolean {
+  for (let k = 0; k < key.length; k++) if (buf[at + k] !== key[k]) return false;
+  return true;
+}
+
+/**
+ * Where `key` is in [from, end): tried first at `expect` (where the kernel's layout puts it, nearly always right),
+ * then searched. -1 when absent.
+ */
+function fieldAt(buf: Buffer, key: Uint8Array, expect: number, from: number, end: number): number {
+  if (expect + key.length <= end && matchAt(buf, expect, key)) return expect;
+  const first = key[0]!;
+  for (let i = from; i + key.length <= end; i++) if (buf[i] === first && matchAt(buf, i, key)) return i;
+  return -1;
+}
+
+/** End of the value starting at `from`: the next space, or the line's end. */
+function valueEnd(buf: Buffer, from: number, end: number): number {
+  let i = from;
+  while (i < end && buf[i] !== SPACE) i++;
+  return i;
+}
+
+/** Where the last decimal() or hexPtr() value ended. */
+let valueStop = 0;
+
+/** A decimal value spanning [from, valueEnd), or NaN; valueStop is set to its end. */
+function decimal(buf: Buffer, from: number, end: number): number {
   let n = 0;
-  let i = at;
-  for (;;) {
-    const c = text.charCodeAt(i);
+  let i = from;
+  for (; i < end; i++) {
+    const c = buf[i]!;
     if (c < 48 || c > 57) break;
     n = n * 10 + c - 48;
-    i++;
   }
-  const c = text.charCodeAt(i);
-  return i === at || (i < text.length && c !== SPACE) ? NaN : n;
+  valueStop = i;
+  return i === from || (i < end && buf[i] !== SPACE) ? NaN : n;
 }
 
-/** Where `key` (e.g. " ptr=") starts at or after `from`, or -1. */
-function keyAt(text: string, key: string, from: number): number {
-  return text.indexOf(key, from);
+/**
+ * A kmem event read from bytes: the pointer is kept as the engine's key (PtrKey), its text made only if someone
+ * asks (tests, recordings), as the replay of a large trace never does.
+ */
+class ReadKmemEvent implements KmemEvent {
+  stack: string[] | undefined = undefined;
+  constructor(
+    readonly kind: 'alloc' | 'free',
+    readonly ts: number,
+    /** ptrKey of the pointer, or undefined when it has none and `text` holds it. */
+    readonly key: number | undefined,
+    /** Hex digits as printed (leading zeros kept), or the pointer's text when it has no numeric key. */
+    private readonly printed: number | string,
+    readonly callSite: string,
+    readonly tracepoint: Tracepoint,
+    readonly pid: number,
+    readonly comm: string | undefined,
+    readonly cpu: number,
+    readonly bytesReq: number | undefined,
+    readonly bytesAlloc: number | undefined,
+    readonly cache: string | undefined,
+  ) {}
+
+  get ptr(): string {
+    if (typeof this.printed === 'string') return this.printed;
+    const k = this.key!;
+    return k >= 0 ? ptrFromKey(k) : (-k - 1).toString(16).padStart(this.printed, '0');
+  }
+
+  /** The event as DESIGN.md writes it (NDJSON recordings): ptr as text, no parser bookkeeping. */
+  toJSON(): KmemEvent {
+    const { kind, ts, ptr, callSite, bytesReq, bytesAlloc, cache, tracepoint, pid, comm, cpu, stack } = this;
+    return { kind, ts, ptr, callSite, bytesReq, bytesAlloc, cache, tracepoint, pid, comm, cpu, stack };
+  }
+}
+
+interface CallSiteText {
+  site: string;
+  /** An old kernel's raw address: resolved per line from trace-cmd's "(func+0x…)" prefix when there is one. */
+  hex: boolean;
 }
 
 export type FieldsResult = KmemEvent | 'null' | string;
 
 /**
- * Builds the event from a kmem tracepoint line whose fields start at `bodyStart`. Returns 'null' for a null pointer
- * (not an event, not an error), or a reason string when the fields are malformed. Fields are looked up in the
- * order the kernel prints them, each search starting where the previous one ended.
+ * Reads the kmem tracepoint fields of one trace's lines. Fields are looked for where the kernel prints them, in its
+ * order, and searched for when a kernel version or option moved them; call sites, comms and cache names come back
+ * as the same strings each time (RangeStrings).
  */
-export function kmemEventFromLine(
-  event: string,
-  line: string,
-  bodyStart: number,
-  ts: number,
-  pid: number,
-  comm: string | undefined,
-  cpu: number,
-): FieldsResult {
-  const isAlloc = ALLOC_EVENTS.has(event);
-  const csKey = keyAt(line, 'call_site=', bodyStart);
-  if (csKey < 0) return 'no call_site= field';
-  const csStart = csKey + 10;
-  const csEnd = valueEnd(line, csStart);
-  // "ptr=" rather than " ptr=": a pattern starting with a space is several times slower to find (measured).
-  const ptrKey = keyAt(line, 'ptr=', csEnd);
-  if (ptrKey < 0 || line.charCodeAt(ptrKey - 1) !== SPACE) return 'no ptr= field';
-  let ps = ptrKey + 4;
-  while (line.charCodeAt(ps) === SPACE) ps++; // "ptr=          (null)" on old kernels
-  const pe = valueEnd(line, ps);
-  const ptr = ptrIn(line, ps, pe);
-  if (ptr === null) return 'null';
-  if (ptr === undefined) return `ptr=${line.slice(ps, pe)} is not a pointer`;
-  let callSite = line.slice(csStart, csEnd);
-  // "/0x70" and " [module]" are rare enough to test for before paying for normalisation.
-  if (callSite.indexOf('/') >= 0 || callSite.charCodeAt(0) === 48 || line.charCodeAt(csEnd + 1) === 91) {
-    callSite = normaliseCallSite(callSite, line.slice(csEnd, csEnd + 64));
-  }
-  // Old kernels print call_site as hex; trace-cmd's kmem plugin still resolves it in the "(func+0x…)" prefix.
-  if (isHex(callSite)) {
-    let b = bodyStart;
-    while (line.charCodeAt(b) === SPACE) b++;
-    const close = line.charCodeAt(b) === 40 /* ( */ ? line.indexOf(') ', b) : -1;
-    if (close > 0) callSite = line.slice(b + 1, close);
-  }
-  const e: KmemEvent = {
-    kind: isAlloc ? 'alloc' : 'free', ts, ptr, callSite, tracepoint: event, pid, comm, cpu,
-    bytesReq: undefined, bytesAlloc: undefined, cache: undefined,
-  };
-  if (isAlloc) {
-    const reqKey = keyAt(line, 'bytes_req=', pe);
-    const allocKey = keyAt(line, 'bytes_alloc=', reqKey < 0 ? pe : reqKey);
-    if (allocKey < 0) return 'no bytes_alloc= field';
-    const bytesAlloc = decimalAt(line, allocKey + 12);
-    if (Number.isNaN(bytesAlloc)) return `bytes_alloc=${line.slice(allocKey + 12, valueEnd(line, allocKey + 12))} is not a number`;
-    e.bytesAlloc = bytesAlloc;
-    if (reqKey >= 0) e.bytesReq = decimalAt(line, reqKey + 10);
-    if (event.charCodeAt(4) === 95 /* kmem_cache_… */) {
-      const nameKey = keyAt(line, ' name=', pe);
-      if (nameKey >= 0) e.cache = line.slice(nameKey + 6, valueEnd(line, nameKey + 6));
-    } else {
-      const accounted = line.endsWith('accounted=true') || (!line.endsWith('accounted=false') && line.includes(' accounted=true'));
-      e.cache = kmallocCache(bytesAlloc, accounted);
+export class KmemFieldReader {
+  private readonly callSites = new RangeStrings<CallSiteText>((raw) => {
+    const site = normaliseCallSite(raw, '');
+    return { site, hex: isHex(site) };
+  });
+  private readonly texts = new RangeStrings<string>((t) => t);
+
+  /**
+   * The event of a kmem line whose fields are in [bodyStart, end) of `buf`: 'null' for a null pointer (not an
+   * event, not an error), or why the fields are malformed. `commStart`..`commEnd`: the comm column with padding.
+   */
+  read(event: Tracepoint, buf: Buffer, bodyStart: number, end: number, ts: number, pid: number, commStart: number, commEnd: number, cpu: number): FieldsResult {
+    const isAlloc = !(event === 'kfree' || event === 'kmem_cache_free');
+    let i = bodyStart;
+    while (i < end && buf[i] === SPACE) i++;
+    // trace-cmd's kmem plugin prints "(func+0x…) " before call_site=; an old kernel's hex call site needs it.
+    let prefixStart = -1;
+    let prefixEnd = -1;
+    if (buf[i] === 40 /* ( */) {
+      let c = i + 1;
+      while (c < end && buf[c] !== 41) c++;
+      if (c < end && buf[c + 1] === SPACE) {
+        prefixStart = i + 1;
+        prefixEnd = c;
+        i = c + 2;
+      }
     }
-  } else if (event === 'kmem_cache_free') {
-    const nameKey = keyAt(line, ' name=', pe);
-    if (nameKey >= 0) e.cache = line.slice(nameKey + 6, valueEnd(line, nameKey + 6));
+    const csKey = fieldAt(buf, CALL_SITE, i, bodyStart, end);
+    if (csKey < 0) return 'no call_site= field';
+    const csStart = csKey + 10;
+    const cs = this.callSites.getToSpace(buf, csStart, end);
+    const csEnd = this.callSites.lastEnd;
+    let callSite = cs.site;
+    if (buf[csEnd + 1] === 91 /* [ */ && csEnd + 1 < end) {
+      // " [module]" after the value
+      callSite = normaliseCallSite(this.texts.get(buf, csStart, csEnd), buf.toString('latin1', csEnd, Math.min(end, csEnd + 64)));
+    } else if (cs.hex && prefixStart >= 0) {
+      callSite = this.texts.get(buf, prefixStart, prefixEnd);
+    }
+    const ptrKey = fieldAt(buf, PTR, csEnd + 1, csEnd, end);
+    if (ptrKey < 0 || buf[ptrKey - 1] !== SPACE) return 'no ptr= field';
+    let ps = ptrKey + 4;
+    while (ps < end && buf[ps] === SPACE) ps++; // "ptr=          (null)" on old kernels
+    let key: number | undefined = ptrKeyFromBytes(buf, ps, end);
+    const pe = ptrKeyEnd;
+    let printed: number | string;
+    if (key === NULL_PTR_KEY) return 'null';
+    if (Number.isNaN(key)) {
+      const text = buf.toString('latin1', ps, pe);
+      const ptr = normalisePtr(text);
+      if (ptr === null) return 'null';
+      if (ptr === undefined) return `ptr=${text} is not a pointer`;
+      key = undefined;
+      printed = ptr;
+    } else {
+      printed = buf[ps + 1] === 120 || buf[ps + 1] === 88 ? pe - ps - 2 : pe - ps;
+    }
+    let bytesReq: number | undefined;
+    let bytesAlloc: number | undefined;
+    let cache: string | undefined;
+    let comm: string | undefined;
+    if (isAlloc) {
+      const reqKey = fieldAt(buf, BYTES_REQ, pe + 1, pe, end);
+      if (reqKey >= 0) bytesReq = decimal(buf, reqKey + 10, end);
+      const allocKey = fieldAt(buf, BYTES_ALLOC, reqKey < 0 ? pe + 1 : valueStop + 1, pe, end);
+      if (allocKey < 0) return 'no bytes_alloc= field';
+      bytesAlloc = decimal(buf, allocKey + 12, end);
+      if (Number.isNaN(bytesAlloc)) return `bytes_alloc=${buf.toString('latin1', allocKey + 12, valueEnd(buf, allocKey + 12, end))} is not a number`;
+      cache = this.cacheOf(event, buf, pe, end, bytesAlloc);
+      let c = commStart;
+      while (c < commEnd && buf[c] === SPACE) c++;
+      comm = this.texts.get(buf, c, commEnd);
+    } else if (event === 'kmem_cache_free') {
+      cache = this.cacheOf(event, buf, pe, end, 0);
+    }
+    return new ReadKmemEvent(isAlloc ? 'alloc' : 'free', ts, key, printed, callSite, event, pid, comm, cpu, bytesReq, bytesAlloc, cache);
   }
-  return e;
+
+  /** kmem_cache events name their cache (" name=…" after `from`); a kmalloc's is derived from its size. */
+  private cacheOf(event: Tracepoint, buf: Buffer, from: number, end: number, bytesAlloc: number): string | undefined {
+    if (event.charCodeAt(4) === 95 /* kmem_cache_… */) {
+      const at = fieldAt(buf, NAME, end, from, end);
+      return at < 0 ? undefined : this.texts.get(buf, at + 6, valueEnd(buf, at + 6, end));
+    }
+    // "accounted=true" ends the line on current kernels; options/fields may append "(value)"s, so search then.
+    const accounted =
+      matchAt(buf, end - ACCOUNTED_TRUE.length, ACCOUNTED_TRUE) ||
+      (!matchAt(buf, end - ACCOUNTED_FALSE.length, ACCOUNTED_FALSE) && fieldAt(buf, ACCOUNTED_TRUE, end, from, end) >= 0);
+    return kmallocCache(bytesAlloc, accounted);
+  }
 }

@@ -8,7 +8,8 @@ export class Collector implements ParseSink {
   badLines: { lineNo: number; reason: string }[] = [];
   snapshots: KernelSnapshot[] = [];
   event(e: KmemEvent): void {
-    this.events.push(e);
+    // As a recording would hold it: parsers may hand out objects with lazily made fields (parse/kmem-fields.ts).
+    this.events.push(JSON.parse(JSON.stringify(e)) as KmemEvent);
   }
   stack(cpu: number, frames: string[]): void {
     this.stacks.push({ cpu, frames: [...frames] });
