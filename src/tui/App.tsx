@@ -47,7 +47,11 @@ export function App({ source, refreshMs = 100, save, onQuit, size }: AppProps) {
       setReport(r);
     };
     const timer = setInterval(tick, refreshMs);
-    return () => clearInterval(timer);
+    const unsubscribe = source.subscribe?.(tick);
+    return () => {
+      clearInterval(timer);
+      unsubscribe?.();
+    };
   }, [source, refreshMs]);
 
   const tableRows = visibleRows(report.sites, state);

@@ -10,6 +10,8 @@ export interface TuiSource {
   finished(): boolean;
   /** A problem to show in red (the tracer died), or undefined. */
   problem(): string | undefined;
+  /** Calls `listener` whenever a new snapshot is ready (a replay on its worker), so the TUI draws it at once. */
+  subscribe?(listener: () => void): () => void;
   /** The recording being written, if any. */
   recordingPath?: string;
   /** Reads a site's sample objects from the running kernel (live runs only): lines to show. */

@@ -1,5 +1,7 @@
 // The real binary in a real terminal (tmux): replay a recording, sort, open a detail, quit; read the screen.
 import { execa } from 'execa';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLI, rec } from '../helpers/cli.js';
 import { onPath } from '../helpers/env.js';
@@ -24,9 +26,9 @@ async function keys(...k: string[]): Promise<void> {
   }
 }
 
-async function start(env = ''): Promise<void> {
+async function start(env = '', file = rec('demo.report.gz')): Promise<void> {
   await tmux('kill-session', '-t', session);
-  await tmux('new-session', '-d', '-s', session, '-x', '100', '-y', '30', `${env} ${process.execPath} ${CLI} replay ${rec('demo.report.gz')}; echo EXIT=$?; sleep 60`);
+  await tmux('new-session', '-d', '-s', session, '-x', '100', '-y', '30', `${env} ${process.execPath} ${CLI} replay ${file}; echo EXIT=$?; sleep 60`);
 }
 
 afterAll(async () => {
@@ -62,6 +64,16 @@ describe.skipIf(!onPath('tmux'))(`kleak in a terminal${onPath('tmux') ? '' : ' (
     expect(s).not.toMatch(/\u001b\[(?:3[0-7]|9[0-7]|38;)/);
     await keys('q');
     await waitFor('the exit', (x) => x.includes('EXIT=0'));
+  });
+
+  it('a file in no known format: the one-sentence error on the normal screen, no TUI', async () => {
+    const bad = `${mkdtempSync(`${tmpdir()}/kleak-e2e-`)}/notes.txt`;
+    writeFileSync(bad, 'shopping list\n'.repeat(50));
+    await start('', bad);
+    const s = await waitFor('the exit', (x) => x.includes('EXIT='));
+    expect(s).toMatch(/notes\.txt is in no format kleak knows; kleak reads /);
+    expect(s).toMatch(/EXIT=1/);
+    expect(s).not.toMatch(/OUTST/);
   });
 
   it('follows a resize to 80x24', async () => {
