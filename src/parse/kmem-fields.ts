@@ -1,14 +1,11 @@
 // Field extraction for the kmem tracepoints' text ("call_site=… ptr=… bytes_req=… bytes_alloc=… name=…"), shared by
-// every ftrace-text format, read from the line's bytes (no string per field: scripts/bench-replay). Tolerant of kernel versions (FORMATS-VERSIONS.md §4.1-4.2): %pS or hex call sites,
-// "/size" suffixes, " [module]" suffixes, hashed or real or 0x pointers, "(null)" padded with spaces, and the
-// "(value)" that options/fields appends.
+// every ftrace-text format and read from the line's bytes, with no string per field (scripts/bench-replay).
+// Tolerant of kernel versions (FORMATS-VERSIONS.md §4.1-4.2): %pS or hex call sites, "/size" suffixes, " [module]"
+// suffixes, hashed or real or 0x pointers, "(null)" padded with spaces, and the "(value)" that options/fields appends.
 
 import type { KmemEvent, Tracepoint } from '../event.js';
 import { NULL_PTR_KEY, ptrFromKey, ptrKeyEnd, ptrKeyFromBytes } from '../engine/pointer-table.js';
 import { RangeStrings } from './range-strings.js';
-
-export const ALLOC_EVENTS: ReadonlySet<string> = new Set(['kmalloc', 'kmem_cache_alloc', 'kmalloc_node', 'kmem_cache_alloc_node']);
-export const FREE_EVENTS: ReadonlySet<string> = new Set(['kfree', 'kmem_cache_free']);
 
 /** Largest object served from a kmalloc-<n> slab cache; bigger kmallocs come from the page allocator (SLUB, 4 KiB pages). */
 export const KMALLOC_MAX_CACHE_SIZE = 8192;
@@ -106,7 +103,7 @@ function valueEnd(buf: Buffer, from: number, end: number): number {
   return i;
 }
 
-/** Where the last decimal() or hexPtr() value ended. */
+/** Where the value the last decimal() call read ended. */
 let valueStop = 0;
 
 /** A decimal value spanning [from, valueEnd), or NaN; valueStop is set to its end. */
@@ -127,11 +124,10 @@ function decimal(buf: Buffer, from: number, end: number): number {
  * asks (tests, recordings), as the replay of a large trace never does.
  */
 class ReadKmemEvent implements KmemEvent {
-  stack: string[] | undefined = undefined;
   constructor(
     readonly kind: 'alloc' | 'free',
     readonly ts: number,
-    /** ptrKey of the pointer, or undefined when it has none and `text` holds it. */
+    /** ptrKey of the pointer, or undefined when it has none and `printed` holds its text. */
     readonly key: number | undefined,
     /** Hex digits as printed (leading zeros kept), or the pointer's text when it has no numeric key. */
     private readonly printed: number | string,
@@ -153,8 +149,8 @@ class ReadKmemEvent implements KmemEvent {
 
   /** The event as DESIGN.md writes it (NDJSON recordings): ptr as text, no parser bookkeeping. */
   toJSON(): KmemEvent {
-    const { kind, ts, ptr, callSite, bytesReq, bytesAlloc, cache, tracepoint, pid, comm, cpu, stack } = this;
-    return { kind, ts, ptr, callSite, bytesReq, bytesAlloc, cache, tracepoint, pid, comm, cpu, stack };
+    const { kind, ts, ptr, callSite, bytesReq, bytesAlloc, cache, tracepoint, pid, comm, cpu } = this;
+    return { kind, ts, ptr, callSite, bytesReq, bytesAlloc, cache, tracepoint, pid, comm, cpu };
   }
 }
 
