@@ -45,7 +45,7 @@ export async function openReplayInput(path: string, chunk = 1 << 20): Promise<Re
     throw new InputError(`cannot read ${path}: ${(err as Error).message}.`);
   }
   if (head.subarray(0, TRACE_DAT_MAGIC.length).equals(TRACE_DAT_MAGIC)) {
-    return { ...traceCmdReportStream(path), size, gzip: false, traceDat: true };
+    return { ...(await traceCmdReportStream(path)), size, gzip: false, traceDat: true };
   }
   const gzip = head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1];
   if (!gzip) return readAhead(path, size, chunk);

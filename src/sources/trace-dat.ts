@@ -7,17 +7,46 @@ import { EnvironmentError, InputError } from '../errors.js';
 import { onPath } from './which.js';
 
 /**
- * trace-cmd writes its report through stdio in 4 KiB pieces: into a pipe that costs it ~20% over writing to
- * /dev/null (scripts/bench-replay, 2.4M lines: 6.0-6.5 s against 5.2 s). stdbuf (coreutils) gives it a 4 MiB
- * buffer, which takes back about half of that.
+ * trace-cmd writes its report through stdio in 4 KiB pieces, which into a pipe costs it ~20% over writing to
+ * /dev/null. stdbuf (coreutils) sets its buffer to the pipe's size, 64 KiB: one write fills the pipe while kleak
+ * parses the previous one. Measured on a 2.4M-line trace.dat (scripts/bench-replay): kleak 6.3-7.2 s with 4 KiB
+ * writes, 6.7 s with 4 MiB (trace-cmd then waits while kleak drains 4 MiB through the pipe, and the two take
+ * turns), 5.4-5.8 s with 64 KiB, against 5.4-5.7 s for trace-cmd alone into /dev/null.
  */
-function reportCommand(path: string): [string, string[]] {
-  const args = ['report', '-i', path];
-  return onPath('stdbuf') && onPath('trace-cmd') ? ['stdbuf', ['-o', '4M', 'trace-cmd', ...args]] : ['trace-cmd', args];
+function reportCommand(path: string, kmemPlugin: boolean): [string, string[]] {
+  const args = ['report', ...(kmemPlugin ? [] : ['-n', 'kmem:*']), '-i', path];
+  return onPath('stdbuf') && onPath('trace-cmd') ? ['stdbuf', ['-o', '64K', 'trace-cmd', ...args]] : ['trace-cmd', args];
 }
 
-export function traceCmdReportStream(path: string): { stream: Readable; bytesRead: () => number; done: Promise<void>; close: () => void } {
-  const [cmd, args] = reportCommand(path);
+const KMEM_EVENTS = new Set(['kmalloc', 'kfree', 'kmem_cache_alloc', 'kmem_cache_free', 'kmalloc_node', 'kmem_cache_alloc_node']);
+
+/**
+ * Whether trace-cmd's kmem plugin is needed to read the file: only when the recording kernel printed call sites as
+ * raw addresses (call_site=%lx, before 5.x), which the plugin turns into "(func+0x…)". Otherwise kleak asks
+ * trace-cmd to skip it (-n 'kmem:*'): the kernel's own format already names the function, and the plugin's ksym
+ * lookups cost trace-cmd ~9% (2.4M lines: 5.0 s against 5.5 s). When the formats cannot be read, the plugin stays.
+ */
+export function kmemPluginNeeded(dumpEvents: string): boolean {
+  let name = '';
+  let kmemFormats = 0;
+  for (const line of dumpEvents.split('\n')) {
+    const n = /^name: (\S+)/.exec(line);
+    if (n) name = n[1]!;
+    else if (line.startsWith('print fmt:') && KMEM_EVENTS.has(name)) {
+      if (!/call_site=%p[sS]/.test(line)) return true;
+      kmemFormats++;
+    }
+  }
+  return kmemFormats === 0;
+}
+
+async function readKmemPluginNeeded(path: string): Promise<boolean> {
+  const r = await execa('trace-cmd', ['dump', '--events', '-i', path], { reject: false, timeout: 10_000 });
+  return r.exitCode !== 0 || kmemPluginNeeded(String(r.stdout));
+}
+
+export async function traceCmdReportStream(path: string): Promise<{ stream: Readable; bytesRead: () => number; done: Promise<void>; close: () => void }> {
+  const [cmd, args] = reportCommand(path, await readKmemPluginNeeded(path));
   const child: ResultPromise = execa(cmd, args, {
     stdout: 'pipe',
     stderr: 'pipe',
