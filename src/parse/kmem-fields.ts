@@ -183,12 +183,14 @@ export class KmemFieldReader {
     let i = bodyStart;
     while (i < end && buf[i] === SPACE) i++;
     // trace-cmd's kmem plugin prints "(func+0x…) " before call_site=; an old kernel's hex call site needs it.
+    let prefix: CallSiteText | undefined;
     let prefixStart = -1;
     let prefixEnd = -1;
     if (buf[i] === 40 /* ( */) {
-      let c = i + 1;
-      while (c < end && buf[c] !== 41) c++;
+      const p = this.callSites.getTo(buf, i + 1, end, 41 /* ) */);
+      const c = this.callSites.lastEnd;
       if (c < end && buf[c + 1] === SPACE) {
+        prefix = p;
         prefixStart = i + 1;
         prefixEnd = c;
         i = c + 2;
@@ -197,14 +199,21 @@ export class KmemFieldReader {
     const csKey = fieldAt(buf, CALL_SITE, i, bodyStart, end);
     if (csKey < 0) return 'no call_site= field';
     const csStart = csKey + 10;
-    const cs = this.callSites.getToSpace(buf, csStart, end);
-    const csEnd = this.callSites.lastEnd;
-    let callSite = cs.site;
-    if (buf[csEnd + 1] === 91 /* [ */ && csEnd + 1 < end) {
-      // " [module]" after the value
-      callSite = normaliseCallSite(this.texts.get(buf, csStart, csEnd), buf.toString('latin1', csEnd, Math.min(end, csEnd + 64)));
-    } else if (cs.hex && prefixStart >= 0) {
-      callSite = this.texts.get(buf, prefixStart, prefixEnd);
+    let callSite: string;
+    let csEnd = csStart + prefixEnd - prefixStart;
+    if (prefix !== undefined && !prefix.hex && csKey === i && (csEnd === end || buf[csEnd] === SPACE) && buf[csEnd + 1] !== 91) {
+      // The plugin's prefix names the call site as call_site= does, in as many characters: already looked up.
+      callSite = prefix.site;
+    } else {
+      const cs = this.callSites.getTo(buf, csStart, end, SPACE);
+      csEnd = this.callSites.lastEnd;
+      callSite = cs.site;
+      if (buf[csEnd + 1] === 91 /* [ */ && csEnd + 1 < end) {
+        // " [module]" after the value
+        callSite = normaliseCallSite(this.texts.get(buf, csStart, csEnd), buf.toString('latin1', csEnd, Math.min(end, csEnd + 64)));
+      } else if (cs.hex && prefixStart >= 0) {
+        callSite = this.texts.get(buf, prefixStart, prefixEnd);
+      }
     }
     const ptrKey = fieldAt(buf, PTR, csEnd + 1, csEnd, end);
     if (ptrKey < 0 || buf[ptrKey - 1] !== SPACE) return 'no ptr= field';

@@ -17,7 +17,7 @@ export class RangeStrings<V> {
   /** `derive` turns the text (the bytes as latin1) into what is handed out, once per distinct text. */
   constructor(private readonly derive: (text: string) => V) {}
 
-  /** Where the text of the last getToSpace call ended. */
+  /** Where the text of the last getTo call ended. */
   lastEnd = 0;
 
   get(buf: Buffer, start: number, end: number): V {
@@ -26,13 +26,13 @@ export class RangeStrings<V> {
     return this.lookup(buf, start, end, h);
   }
 
-  /** get() of the text from `start` up to the next space (or `end`), found and hashed in one pass; see lastEnd. */
-  getToSpace(buf: Buffer, start: number, end: number): V {
+  /** get() of the text from `start` up to the next `stop` byte (or `end`), found and hashed in one pass; see lastEnd. */
+  getTo(buf: Buffer, start: number, end: number, stop: number): V {
     let h = 0;
     let i = start;
     for (; i < end; i++) {
       const c = buf[i]!;
-      if (c === 32) break;
+      if (c === stop) break;
       h = (Math.imul(h, 31) + c) | 0;
     }
     this.lastEnd = i;
