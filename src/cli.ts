@@ -6,11 +6,7 @@ import { packagePath } from './paths.js';
 import { KleakError, InputError } from './errors.js';
 import type { EventFilter } from './engine/filter.js';
 import type { FormatName } from './event.js';
-import { replayInTui, replayToReport } from './commands/replay.js';
-import { liveCommandLine, runLive, runLiveTui, type Backend } from './commands/live.js';
-import { checkRecordBackend, runRecord } from './commands/record.js';
-import { runWatch } from './commands/watch.js';
-import { runInspect } from './commands/inspect.js';
+import type { Backend } from './commands/live.js';
 import { kmallocCacheSize } from './engine/filter.js';
 import { parseThresholds, type VerdictThresholds } from './engine/verdict.js';
 import { renderJson } from './report/json.js';
@@ -179,9 +175,11 @@ async function live(v: Values): Promise<number> {
       ...thresholdsFrom(v),
   };
   if (v['dry-run']) {
+    const { liveCommandLine } = await import('./commands/live.js');
     process.stdout.write(await liveCommandLine(o) + '\n');
     return 0;
   }
+  const { runLive, runLiveTui } = await import('./commands/live.js');
   return useTui(v) ? runLiveTui(o) : runLive(o, v.json);
 }
 
@@ -194,7 +192,9 @@ async function replay(path: string, v: Values): Promise<void> {
   const format = v.format as FormatName | 'auto';
   const speed = num('speed', v.speed, { min: 0.01 });
   const o = { path, format, filter: filterFrom(v), report: reportOptions(v), ...(speed !== undefined ? { speed } : {}), ...thresholdsFrom(v) };
-  if (useTui(v) && path !== '-') return replayInTui(o);
+  // Commands are loaded on demand: on a terminal the replay's worker starts before the parsers are loaded here.
+  if (useTui(v) && path !== '-') return (await import('./commands/replay-tui.js')).replayInTui(o);
+  const { replayToReport } = await import('./commands/replay.js');
   const report = await replayToReport(o);
   process.stdout.write(v.json ? renderJson(report) : renderText(report));
 }
@@ -225,6 +225,7 @@ export async function main(argv: string[]): Promise<number> {
       return live(values);
     case 'watch': {
       if (rest.length > 0) throw new InputError(`kleak watch takes no file (got "${rest[0]}"); to show a recording: kleak watch --replay FILE.`);
+      const { runWatch } = await import('./commands/watch.js');
       const r = await runWatch({
         intervalSec: num('interval', values.interval, { min: 0.1 }) ?? 2,
         durationSec: num('duration', values.duration, { min: 0.1 }),
@@ -240,10 +241,12 @@ export async function main(argv: string[]): Promise<number> {
       return live({ ...values, duration: undefined, interval: undefined, record: undefined, ...(size !== undefined ? { bytes: String(size) } : { cache: r.trace }) });
     }
     case 'inspect':
+      const { runInspect } = await import('./commands/inspect.js');
       return runInspect({ ptrs: rest, from: values.from, site: values.site, length: num('length', values.length, { integer: true, min: 8 }) });
     case 'record': {
       if (rest.length > 0) throw new InputError(`kleak record takes its file with -o (got "${rest[0]}").`);
       if (!values.output) throw new InputError('kleak record needs -o FILE.', 'Example: sudo kleak record --backend tracefs --bytes 4096 --duration 60 -o kmalloc-4k.pipe');
+      const { checkRecordBackend, runRecord } = await import('./commands/record.js');
       return runRecord({
         backend: checkRecordBackend(values.backend ?? 'tracefs'),
         filter: filterFrom(values),

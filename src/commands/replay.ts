@@ -4,15 +4,12 @@ import { Engine, type ReportOptions } from '../engine/engine.js';
 import type { VerdictThresholds } from '../engine/verdict.js';
 import type { EventFilter } from '../engine/filter.js';
 import type { FormatName } from '../event.js';
-import { Worker } from 'node:worker_threads';
-import { EnvironmentError, InputError } from '../errors.js';
+import { InputError } from '../errors.js';
 import { DetectingParser } from '../parse/detect.js';
 import { acceptedFormatsSentence, formatByName } from '../parse/formats.js';
 import type { Report, SourceInfo } from '../report/model.js';
 import { openReplayInput } from '../sources/input.js';
 import { forEachLine } from '../sources/lines.js';
-import { renderText } from '../report/text.js';
-import type { ReplayFromWorker } from './replay-messages.js';
 
 export interface ReplayOptions {
   path: string;
@@ -82,59 +79,6 @@ function pace(stream: NodeJS.ReadableStream, engine: Engine, speed: number): voi
       setTimeout(() => stream.resume(), ahead * 1000);
     }
   });
-}
-
-/** Replays with the TUI on screen; the final report is printed on the normal screen after q. */
-export async function replayInTui(o: ReplayOptions): Promise<void> {
-  // Reading starts first, on the worker; Ink and React load here meanwhile.
-  const worker = new Worker(new URL('./replay-worker.js', import.meta.url), { workerData: o });
-  const tui = import('../tui/run.js');
-  let latest: Extract<ReplayFromWorker, { type: 'report' | 'end' }> | undefined;
-  const listeners = new Set<() => void>();
-  let ended!: () => void;
-  const end = new Promise<void>((resolve) => (ended = resolve));
-  const first = new Promise<void>((resolve, reject) => {
-    worker.on('message', (m: ReplayFromWorker) => {
-      if (m.type === 'error') {
-        const err = m.exitCode === undefined ? Object.assign(new Error(m.message), { stack: m.stack }) : m.exitCode === 2 ? new EnvironmentError(m.message, m.hint) : new InputError(m.message, m.hint);
-        reject(err);
-        ended();
-        return;
-      }
-      latest = m;
-      resolve();
-      for (const l of listeners) l();
-      if (m.type === 'end') ended();
-    });
-    worker.on('error', (err) => {
-      reject(err);
-      ended();
-    });
-  });
-  try {
-    // Errors found in the first lines (unknown format, unreadable input) are reported as usual, without the TUI.
-    await first;
-    const { runTui } = await tui;
-    await runTui(
-      {
-        report: () => latest!.report,
-        progress: () => latest!.progress,
-        finished: () => latest!.type === 'end',
-        problem: () => latest!.problem,
-        subscribe: (l) => {
-          listeners.add(l);
-          return () => listeners.delete(l);
-        },
-      },
-      () => worker.postMessage('stop'),
-    );
-    // Quit before the end: the worker stops reading and sends what it had folded in by then.
-    worker.postMessage('stop');
-    await end;
-    process.stdout.write(renderText(latest!.report));
-  } finally {
-    await worker.terminate();
-  }
 }
 
 /** Replays the whole input and returns the final report. */

@@ -28,7 +28,7 @@ export async function runTui(source: TuiSource, onQuit: () => void, closeWhen?: 
   const restore = () => out.write('\x1b[?1049l');
   process.once('exit', restore);
   try {
-    const app = render(<App source={source} save={saveReport} onQuit={onQuit} />, { exitOnCtrlC: false, maxFps: 10, patchConsole: false });
+    const app = render(<App source={source} save={saveReport} onQuit={onQuit} />, { exitOnCtrlC: false, maxFps: 20, patchConsole: false });
     void closeWhen?.then(() => app.unmount());
     await app.waitUntilExit();
   } finally {
