@@ -32,6 +32,9 @@ export async function replayInTui(o: ReplayOptions): Promise<void> {
     });
     worker.on('error', (err) => {
       reject(err);
+      // Once the TUI is up, a dying worker (a bug, out of memory) is shown as the reason reading stopped.
+      if (latest !== undefined && latest.type !== 'end') latest = { ...latest, type: 'end', problem: `reading stopped: ${err.message}` };
+      for (const l of listeners) l();
       ended();
     });
   });
