@@ -7,7 +7,7 @@
 export interface FtraceHeader {
   /** End of a leading "instance: " prefix (trace-cmd -B / extract -B), or -1; sliced only on demand. */
   instanceEnd: number;
-  /** Where comm (with its padding) starts and ends in the line: sliced only when an event needs it (commText). */
+  /** Where comm (with its padding) starts and ends in the line: read only for allocations (KmemFieldReader). */
   commStart: number;
   commEnd: number;
   pid: number;
