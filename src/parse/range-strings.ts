@@ -5,6 +5,8 @@
 
 /** Entries kept at most: past that, values are derived per call (a trace with unbounded distinct comms). */
 const MAX_ENTRIES = 1 << 16;
+/** Longer texts are not kept: call sites and comms are short, and a malformed line's rest is not worth keeping. */
+const MAX_KEY = 256;
 
 export class RangeStrings<V> {
   private keys: Buffer[] = [];
@@ -54,7 +56,7 @@ export class RangeStrings<V> {
     }
     const key = Buffer.from(buf.subarray(start, end)); // a copy: the line's chunk is not kept alive
     const value = this.derive(key.toString('latin1'));
-    if (this.keys.length >= MAX_ENTRIES) return value;
+    if (this.keys.length >= MAX_ENTRIES || len > MAX_KEY) return value;
     this.keys.push(key);
     this.values.push(value);
     this.hashes.push(h);
