@@ -169,7 +169,10 @@ export class Engine implements ParseSink {
         site.outstanding = 0;
         site.outstandingBytes = 0;
       }
-      for (const r of s.outstanding) this.store({ kind: 'alloc', tracepoint: 'kmalloc', ...r }, ptrKey(r.ptr), this.siteOf(r.callSite), this.lastCallSite);
+      for (const r of s.outstanding) {
+        const cs = this.callSites.id(r.callSite);
+        this.store({ kind: 'alloc', tracepoint: 'kmalloc', ...r }, ptrKey(r.ptr), this.siteOf(cs), cs);
+      }
     }
     for (const site of this.sites) site.kernel = { allocs: 0, frees: 0, missedFrees: 0, outstanding: 0, outstandingBytes: 0 };
     this.siteOutstanding.fill(0);
@@ -179,7 +182,7 @@ export class Engine implements ParseSink {
     let outstanding = 0;
     let bytes = 0;
     for (const t of s.sites) {
-      const id = this.siteOf(t.callSite);
+      const id = this.siteOf(this.callSites.id(t.callSite));
       // The kernel counts per call site (cumulative since the start); several call sites of a function add up.
       const k = (this.sites[id]!.kernel ??= { allocs: 0, frees: 0, missedFrees: 0, outstanding: 0, outstandingBytes: 0 });
       k.allocs += t.allocs;
@@ -206,12 +209,8 @@ export class Engine implements ParseSink {
 
   // ---- folding ----
 
-  /** The call-site id siteOf last looked up: callers hand it to store() rather than look it up again. */
-  private lastCallSite = -1;
-
-  private siteOf(callSite: string): number {
-    const cs = this.callSites.id(callSite);
-    this.lastCallSite = cs;
+  /** The site (function) of an interned call site. */
+  private siteOf(cs: number): number {
     const known = this.callSiteToSite[cs];
     if (known !== undefined) return known;
     const fn = siteFunction(this.callSites.values[cs]!);
@@ -239,8 +238,8 @@ export class Engine implements ParseSink {
     const t = this.totals;
     t.allocs++;
     const key = e.key ?? ptrKey(e.ptr);
-    const siteId = this.siteOf(e.callSite);
-    const callSiteId = this.lastCallSite;
+    const callSiteId = this.callSites.id(e.callSite);
+    const siteId = this.siteOf(callSiteId);
     const site = this.sites[siteId]!;
     site.allocs++;
 
