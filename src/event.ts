@@ -1,6 +1,8 @@
 // The contract between parse/ and engine/ (DESIGN.md "The event"). Parsers push into a ParseSink; the engine is one.
 
-export type Tracepoint = 'kmalloc' | 'kfree' | 'kmem_cache_alloc' | 'kmem_cache_free' | 'kmalloc_node' | 'kmem_cache_alloc_node';
+/** The kmem tracepoints kleak reads. */
+export const TRACEPOINTS = ['kmalloc', 'kfree', 'kmem_cache_alloc', 'kmem_cache_free', 'kmalloc_node', 'kmem_cache_alloc_node'] as const;
+export type Tracepoint = (typeof TRACEPOINTS)[number];
 
 export interface KmemEvent {
   kind: 'alloc' | 'free';

@@ -3,6 +3,7 @@
 import { execa } from 'execa';
 import { existsSync, readdirSync } from 'node:fs';
 import { EnvironmentError } from '../errors.js';
+import type { Tracepoint } from '../event.js';
 
 const CANDIDATES = ['/sys/kernel/tracing', '/sys/kernel/debug/tracing'];
 
@@ -26,7 +27,7 @@ export async function ensureTracefs(): Promise<TracefsInfo> {
   return { root, mounted: `tracefs was not mounted; kleak mounted it at ${root} (it stays mounted).` };
 }
 
-export type KmemTracepoint = 'kmalloc' | 'kmalloc_node' | 'kfree' | 'kmem_cache_alloc' | 'kmem_cache_alloc_node' | 'kmem_cache_free';
+export type KmemTracepoint = Tracepoint;
 
 /** The kmem tracepoints this kernel has (6.1 removed the _node variants; older kernels have them). */
 export function kmemTracepoints(root: string): Set<KmemTracepoint> {

@@ -4,6 +4,7 @@
 import { execa, type ResultPromise } from 'execa';
 import type { Readable } from 'node:stream';
 import { EnvironmentError, InputError } from '../errors.js';
+import { TRACEPOINTS } from '../event.js';
 import { onPath } from './which.js';
 
 /**
@@ -18,7 +19,7 @@ function reportCommand(path: string, kmemPlugin: boolean): [string, string[]] {
   return onPath('stdbuf') && onPath('trace-cmd') ? ['stdbuf', ['-o', '64K', 'trace-cmd', ...args]] : ['trace-cmd', args];
 }
 
-const KMEM_EVENTS = new Set(['kmalloc', 'kfree', 'kmem_cache_alloc', 'kmem_cache_free', 'kmalloc_node', 'kmem_cache_alloc_node']);
+const KMEM_EVENTS: ReadonlySet<string> = new Set(TRACEPOINTS);
 
 /**
  * Whether trace-cmd's kmem plugin is needed to read the file: only when the recording kernel printed call sites as
