@@ -1,14 +1,15 @@
 // What kleak live costs the traced host, measured with a kmalloc-heavy workload (scripts/workload-pipes.c: pipe
 // create + close, a kmalloc-192 and a kmalloc-1k at alloc_pipe_info per operation). Configurations are alternated
 // round by round so machine noise hits all of them alike; each reports ops/s and its slowdown against no tracing.
-//   sudo node dist/scripts/bench-live-overhead.js [ROUNDS] [SECONDS]
-// Targets (ratios to no tracing): <= 1.25x filtered to a size the workload never allocates; <= 1.5x filtered to a
-// size it allocates on every operation; <= 2x the same with --stacks. The naive way (bpftrace printing every
-// kmalloc and kfree) is printed for contrast, and the tracefs backend (every kfree crosses to userspace) beside it,
-// and so is the floor: empty BPF programs on the same tracepoints.
+//   sudo node dist/scripts/bench-live-overhead.js [ROUNDS] [SECONDS] [--only kernel|bpftrace|all]
+// Targets (ratios to no tracing), kernel backend: <= 1.08x filtered to a size the workload never allocates;
+// <= 1.2x filtered to a size it allocates on every operation; <= 1.5x the same with --stacks. bpftrace and tracefs
+// are printed beside it, and so are two floors: empty tp_btf programs through libbpf (what any BPF tracer of these
+// tracepoints pays here) and empty bpftrace programs; the naive way (bpftrace printing every event) for contrast.
+// A traced run counts only if its tracer was still alive when the workload ended: a run whose tracer died is void.
 
 import { execa, type ResultPromise } from 'execa';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
@@ -17,13 +18,35 @@ const CLI = `${ROOT}dist/src/cli.js`;
 const DIR = `${tmpdir()}/kleak-bench`;
 const BIN = `${DIR}/workload-pipes`;
 
-interface Config {
-  name: string;
-  /** Starts the tracer; resolves once it is attached (wrapped: a subprocess is a promise and would be awaited). */
-  start?: () => Promise<{ proc: ResultPromise }>;
+interface Tracer {
+  /** Whether the tracer still runs (checked when the workload ends: a dead tracer voids the run). */
+  alive(): boolean;
+  stop(): Promise<void>;
 }
 
-function kleak(args: string[]): () => Promise<{ proc: ResultPromise }> {
+interface Config {
+  name: string;
+  /** Starts the tracer; resolves once it is attached. */
+  start?: () => Promise<Tracer>;
+  /** Why this configuration cannot run here (printed instead of figures). */
+  skip?: string;
+}
+
+/** A tracer process: alive while it has not exited; stopped with SIGINT, SIGKILL if it sits for 10 s. */
+function processTracer(proc: ResultPromise): Tracer {
+  return {
+    alive: () => proc.exitCode === null && proc.signalCode === null,
+    async stop() {
+      proc.kill('SIGINT');
+      // bpftrace has been seen to sit for minutes after SIGINT with nothing to print; its programs go with it.
+      const stuck = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      await proc;
+      clearTimeout(stuck);
+    },
+  };
+}
+
+function kleak(args: string[]): () => Promise<Tracer> {
   return async () => {
     const p = execa('node', [CLI, 'live', '--json', ...args], { reject: false, stdout: 'ignore', stderr: 'pipe', buffer: false });
     await new Promise<void>((resolve, reject) => {
@@ -34,7 +57,7 @@ function kleak(args: string[]): () => Promise<{ proc: ResultPromise }> {
       });
       void p.then((r) => reject(new Error(`kleak ended before tracing: ${err.trim()} (exit ${r.exitCode})`)));
     });
-    return { proc: p };
+    return processTracer(p);
   };
 }
 
@@ -45,7 +68,7 @@ const NAIVE =
 /** Lines the naive tracer printed and events it reported lost, over all its runs. */
 const naiveCount = { lines: 0, lost: 0 };
 
-async function naive(): Promise<{ proc: ResultPromise }> {
+async function naive(): Promise<Tracer> {
   const p = execa('bpftrace', ['-B', 'none', '-e', NAIVE], { reject: false, stdout: 'pipe', stderr: 'ignore', buffer: false });
   p.stdout!.setEncoding('utf8');
   p.stdout!.on('data', (d: string) => {
@@ -61,7 +84,7 @@ async function naive(): Promise<{ proc: ResultPromise }> {
     };
     p.stdout!.on('data', onData);
   });
-  return { proc: p };
+  return processTracer(p);
 }
 
 /**
@@ -71,23 +94,67 @@ async function naive(): Promise<{ proc: ResultPromise }> {
  */
 const EMPTY = 'tracepoint:kmem:kmalloc /args->bytes_alloc == 12345/ {} tracepoint:kmem:kfree /args->ptr == 0/ {} BEGIN { printf("R\\n"); }';
 
-async function empty(): Promise<{ proc: ResultPromise }> {
+async function empty(): Promise<Tracer> {
   const p = execa('bpftrace', ['-B', 'none', '-e', EMPTY], { reject: false, stdout: 'pipe', stderr: 'ignore', buffer: false });
   p.stdout!.setEncoding('utf8');
   await new Promise<void>((resolve) => p.stdout!.on('data', (d: string) => d.includes('R\n') && resolve()));
-  return { proc: p };
+  return processTracer(p);
 }
 
-const CONFIGS: Config[] = [
-  { name: 'no tracing' },
-  { name: 'floor: bpftrace, empty programs on kmalloc and kfree', start: empty },
-  { name: 'kleak live --bytes 8192 (never allocated by the workload)', start: kleak(['--bytes', '8192']) },
-  { name: 'kleak live --bytes 1024 (allocated every operation)', start: kleak(['--bytes', '1024']) },
-  { name: 'kleak live --bytes 1024 --stacks', start: kleak(['--bytes', '1024', '--stacks']) },
-  { name: 'kleak live --backend tracefs --bytes 8192', start: kleak(['--backend', 'tracefs', '--bytes', '8192']) },
-  { name: 'kleak live --backend tracefs --bytes 1024', start: kleak(['--backend', 'tracefs', '--bytes', '1024']) },
-  { name: 'naive: bpftrace printf of every kmalloc and kfree', start: naive },
-];
+/**
+ * The libbpf floor: empty tp_btf programs on kmalloc and kfree, loaded and attached by bpftool (links pinned in a
+ * private bpffs directory, removed afterwards). What any BPF tracer of these tracepoints pays on this kernel.
+ */
+const EMPTY_TP_BTF = `#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+char LICENSE[] SEC("license") = "GPL";
+SEC("tp_btf/kmalloc") int kmalloc_empty(void *ctx) { return 0; }
+SEC("tp_btf/kfree") int kfree_empty(void *ctx) { return 0; }
+`;
+const FLOOR_PIN = '/sys/fs/bpf/kleak-bench-floor';
+
+async function libbpfFloorObject(): Promise<string | undefined> {
+  try {
+    writeFileSync(`${DIR}/empty.bpf.c`, EMPTY_TP_BTF);
+    await execa('clang', ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`, '-c', `${DIR}/empty.bpf.c`, '-o', `${DIR}/empty.bpf.o`]);
+    await execa('bpftool', ['version']);
+    return `${DIR}/empty.bpf.o`;
+  } catch {
+    return undefined;
+  }
+}
+
+function libbpfFloor(obj: string): () => Promise<Tracer> {
+  return async () => {
+    rmSync(FLOOR_PIN, { recursive: true, force: true });
+    await execa('bpftool', ['prog', 'loadall', obj, FLOOR_PIN, 'autoattach']);
+    return {
+      alive: () => true,
+      async stop() {
+        rmSync(FLOOR_PIN, { recursive: true, force: true });
+      },
+    };
+  };
+}
+
+function configs(floorObj: string | undefined, only: string): Config[] {
+  const all: (Config & { group: string })[] = [
+    { group: '', name: 'no tracing' },
+    { group: 'kernel', name: 'floor: libbpf, empty tp_btf programs on kmalloc and kfree', ...(floorObj ? { start: libbpfFloor(floorObj) } : { skip: 'needs clang and bpftool to build and attach the empty programs' }) },
+    { group: 'kernel', name: 'kleak live --bytes 8192 (kernel backend; never allocated)', start: kleak(['--backend', 'kernel', '--bytes', '8192']) },
+    { group: 'kernel', name: 'kleak live --bytes 1024 (kernel backend; every operation)', start: kleak(['--backend', 'kernel', '--bytes', '1024']) },
+    { group: 'kernel', name: 'kleak live --bytes 1024 --stacks (kernel backend)', start: kleak(['--backend', 'kernel', '--bytes', '1024', '--stacks']) },
+    { group: 'bpftrace', name: 'floor: bpftrace, empty programs on kmalloc and kfree', start: empty },
+    { group: 'bpftrace', name: 'kleak live --backend bpftrace --bytes 8192', start: kleak(['--backend', 'bpftrace', '--bytes', '8192']) },
+    { group: 'bpftrace', name: 'kleak live --backend bpftrace --bytes 1024', start: kleak(['--backend', 'bpftrace', '--bytes', '1024']) },
+    { group: 'bpftrace', name: 'kleak live --backend bpftrace --bytes 1024 --stacks', start: kleak(['--backend', 'bpftrace', '--bytes', '1024', '--stacks']) },
+    { group: 'tracefs', name: 'kleak live --backend tracefs --bytes 8192', start: kleak(['--backend', 'tracefs', '--bytes', '8192']) },
+    { group: 'tracefs', name: 'kleak live --backend tracefs --bytes 1024', start: kleak(['--backend', 'tracefs', '--bytes', '1024']) },
+    { group: 'naive', name: 'naive: bpftrace printf of every kmalloc and kfree', start: naive },
+  ];
+  return all.filter((c) => c.group === '' || only === 'all' || c.group === only);
+}
 
 async function opsPerSec(seconds: number): Promise<number> {
   const r = await execa(BIN, [String(seconds)]);
@@ -101,31 +168,44 @@ async function main(): Promise<void> {
     console.error('bench-live-overhead needs root (it runs kleak live and bpftrace).');
     process.exit(2);
   }
-  const rounds = Number(process.argv[2] ?? 3);
-  const seconds = Number(process.argv[3] ?? 3);
+  const args = process.argv.slice(2);
+  const onlyAt = args.indexOf('--only');
+  const only = onlyAt >= 0 ? args.splice(onlyAt, 2)[1]! : 'all';
+  const rounds = Number(args[0] ?? 3);
+  const seconds = Number(args[1] ?? 3);
   mkdirSync(DIR, { recursive: true });
+  // Pinned links stay attached until unpinned: whatever ends the bench, the floor's programs go with it.
+  process.on('exit', () => rmSync(FLOOR_PIN, { recursive: true, force: true }));
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
   await execa('cc', ['-O2', '-o', BIN, `${ROOT}scripts/workload-pipes.c`]);
+  const CONFIGS = configs(await libbpfFloorObject(), only);
   const results = CONFIGS.map(() => [] as number[]);
+  const voided = CONFIGS.map(() => 0);
   for (let r = 0; r < rounds; r++) {
     for (const [i, c] of CONFIGS.entries()) {
+      if (c.skip) continue;
       const tracer = c.start ? await c.start() : undefined;
-      results[i]!.push(await opsPerSec(seconds));
-      if (tracer) {
-        tracer.proc.kill('SIGINT');
-        // bpftrace has been seen to sit for minutes after SIGINT with nothing to print; its programs go with it.
-        const stuck = setTimeout(() => tracer.proc.kill('SIGKILL'), 10_000);
-        await tracer.proc;
-        clearTimeout(stuck);
-      }
+      const ops = await opsPerSec(seconds);
+      if (tracer && !tracer.alive()) voided[i]!++;
+      else results[i]!.push(ops);
+      await tracer?.stop();
     }
   }
   const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
   const base = median(results[0]!);
-  console.log(`kleak bench-live-overhead — ${rounds} rounds x ${seconds}s, configurations alternated; median ops/s`);
+  console.log(`kleak bench-live-overhead — ${rounds} rounds x ${seconds}s, configurations alternated; median ops/s; ratio = untraced / traced`);
   for (const [i, c] of CONFIGS.entries()) {
+    if (c.skip) {
+      console.log(`${c.name.padEnd(62)} skipped: ${c.skip}`);
+      continue;
+    }
+    if (results[i]!.length === 0) {
+      console.log(`${c.name.padEnd(62)} void: its tracer died in all ${voided[i]} runs`);
+      continue;
+    }
     const ops = median(results[i]!);
-    const spread = `(runs ${results[i]!.map((x) => Math.round(x / 1000)).join(', ')}k)`;
-    console.log(`${c.name.padEnd(60)} ${String(Math.round(ops)).padStart(8)} ops/s   ${(base / ops).toFixed(2)}x  ${spread}`);
+    const spread = `(runs ${results[i]!.map((x) => Math.round(x / 1000)).join(', ')}k${voided[i] ? `; ${voided[i]} void: tracer died` : ''})`;
+    console.log(`${c.name.padEnd(62)} ${String(Math.round(ops)).padStart(8)} ops/s   ${(base / ops).toFixed(2)}x  ${spread}`);
   }
   const total = naiveCount.lines + naiveCount.lost;
   if (total > 0) console.log(`  (the naive tracer dropped ${naiveCount.lost.toLocaleString()} of ${total.toLocaleString()} events: ${((100 * naiveCount.lost) / total).toFixed(0)}% — its results are wrong, not just slow)`);

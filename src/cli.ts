@@ -6,7 +6,7 @@ import { packagePath } from './paths.js';
 import { KleakError, InputError } from './errors.js';
 import type { EventFilter } from './engine/filter.js';
 import type { FormatName } from './event.js';
-import type { Backend } from './commands/live.js';
+import type { BackendChoice } from './commands/live.js';
 import { kmallocCacheSize } from './engine/filter.js';
 import { parseThresholds, type VerdictThresholds } from './engine/verdict.js';
 import { renderJson } from './report/json.js';
@@ -159,8 +159,8 @@ function reportOptions(v: Values) {
 }
 
 async function live(v: Values): Promise<number> {
-  const backends: Backend[] = ['bpftrace', 'tracefs', 'trace-cmd'];
-  const backend = (v.backend ?? 'bpftrace') as Backend;
+  const backends: BackendChoice[] = ['auto', 'kernel', 'bpftrace', 'tracefs', 'trace-cmd'];
+  const backend = (v.backend ?? 'auto') as BackendChoice;
   if (!backends.includes(backend)) throw new InputError(`--backend ${v.backend} is not one of ${backends.join(', ')}.`);
   const o = {
       backend,

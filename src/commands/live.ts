@@ -4,20 +4,24 @@
 import { Engine, type ReportOptions } from '../engine/engine.js';
 import type { VerdictThresholds } from '../engine/verdict.js';
 import type { EventFilter } from '../engine/filter.js';
-import { InputError } from '../errors.js';
+import { EnvironmentError, InputError } from '../errors.js';
 import { renderJson } from '../report/json.js';
 import type { Report } from '../report/model.js';
 import { NdjsonRecorder, teeSink } from '../report/ndjson-writer.js';
 import { renderText } from '../report/text.js';
-import { bpftraceCommandLine, startBpftrace } from '../sources/bpftrace.js';
+import { bpftraceCommandLine, preflightBpftrace, startBpftrace } from '../sources/bpftrace.js';
+import { kernelBpfDescription, startKernelBpf } from '../sources/kernel-bpf.js';
 import { startTracefs, tracefsPlan } from '../sources/tracefs.js';
 import { startTraceCmd, traceCmdCommandLine } from '../sources/trace-cmd.js';
 import type { LiveEnd, LiveSource } from '../sources/live.js';
+import type { ParseSink } from '../event.js';
 
-export type Backend = 'bpftrace' | 'tracefs' | 'trace-cmd';
+export type Backend = 'kernel' | 'bpftrace' | 'tracefs' | 'trace-cmd';
+/** What users may ask for; `auto` (the default) is kernel, else bpftrace, else tracefs. */
+export type BackendChoice = Backend | 'auto';
 
 export interface LiveOptions {
-  backend: Backend;
+  backend: BackendChoice;
   filter: EventFilter;
   stacks: boolean;
   events: boolean;
@@ -42,16 +46,22 @@ export interface LiveRun {
 export async function startLive(o: LiveOptions): Promise<LiveRun> {
   const exclude = new Set<number>([process.pid]);
   const engine = new Engine({
-    filter: o.filter, filteredAtSource: true, excludePids: exclude, reorderWindowSec: o.backend === 'bpftrace' && o.events ? 1 : 0,
+    filter: o.filter, filteredAtSource: true, excludePids: exclude, reorderWindowSec: (o.backend === 'bpftrace' || o.backend === 'auto') && o.events ? 1 : 0,
     ...(o.thresholds ? { thresholds: o.thresholds } : {}),
   });
   const recorder = o.record
-    ? new NdjsonRecorder(o.record, { source: { kind: 'live', backend: o.backend, mode: o.backend !== 'bpftrace' || o.events ? 'events' : 'pairs' }, filter: o.filter, started: new Date().toISOString() })
+    ? new NdjsonRecorder(o.record, { source: { kind: 'live', backend: o.backend, mode: o.events || o.backend === 'tracefs' || o.backend === 'trace-cmd' ? 'events' : 'pairs' }, filter: o.filter, started: new Date().toISOString() })
     : undefined;
   const sink = recorder ? teeSink(engine, recorder) : engine;
   let source: LiveSource;
   try {
     switch (o.backend) {
+      case 'auto':
+        source = await startAuto(o, sink);
+        break;
+      case 'kernel':
+        source = await startKernelBpf(kernelOptions(o), sink);
+        break;
       case 'bpftrace':
         source = await startBpftrace(bpftraceOptions(o), sink);
         break;
@@ -66,6 +76,7 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
     recorder?.close();
     throw err;
   }
+  recorder?.source({ ...source.info });
   for (const p of source.pids) exclude.add(p);
   const ended = source.ended.then((end) => {
     recorder?.close({ how: end.how, ...(end.why ? { why: end.why } : {}) });
@@ -78,9 +89,47 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
   return { engine, source, recorder, report, stop: () => source.stop(), ended };
 }
 
+/**
+ * The default: kleak's own BPF program where the kernel takes it (root, BTF, libbpf), else bpftrace, else tracefs;
+ * each step down is said, with why. --events streams events, which only bpftrace and tracefs do.
+ */
+async function startAuto(o: LiveOptions, sink: ParseSink): Promise<LiveSource> {
+  const why: string[] = [];
+  if (!o.events) {
+    try {
+      const s = await startKernelBpf(kernelOptions(o), sink);
+      return s;
+    } catch (err) {
+      if (!(err instanceof EnvironmentError) || /needs root/.test(err.message)) throw err;
+      why.push(`kernel backend: ${err.message}`);
+    }
+  }
+  try {
+    await preflightBpftrace();
+    const s = await startBpftrace(bpftraceOptions(o), sink);
+    s.notes.unshift(`using bpftrace${o.events ? ' (--events)' : ''}${why.length ? `; ${why.join('; ')}` : ''}`);
+    return s;
+  } catch (err) {
+    if (!(err instanceof EnvironmentError) || /needs root/.test(err.message)) throw err;
+    why.push(`bpftrace: ${err.message}`);
+  }
+  const s = await startTracefs({ filter: o.filter, stacks: o.stacks, bufferKb: 8192 }, sink);
+  s.notes.unshift(`using tracefs; ${why.join('; ')}`);
+  return s;
+}
+
+function kernelOptions(o: LiveOptions) {
+  return { filter: o.filter, stacks: o.stacks, snapshotSec: 1, maxPointers: o.maxPointers, listMax: 10_000 };
+}
+
 /** The tracer command `o` would run, as a shell command line (--dry-run). */
 export async function liveCommandLine(o: LiveOptions): Promise<string> {
   switch (o.backend) {
+    case 'auto':
+      return o.events ? bpftraceCommandLine(bpftraceOptions(o)) : `${kernelBpfDescription(kernelOptions(o))}
+(where the kernel backend cannot run, kleak falls back to bpftrace, then tracefs)`;
+    case 'kernel':
+      return kernelBpfDescription(kernelOptions(o));
     case 'bpftrace':
       return bpftraceCommandLine(bpftraceOptions(o));
     case 'trace-cmd':
@@ -141,6 +190,7 @@ export async function runLive(o: LiveOptions, json: boolean): Promise<number> {
   injectFault();
   const run = await startLive(o);
   stopper.attach(run);
+  const shown = run.source.notes.length;
   for (const n of run.source.notes) process.stderr.write(`kleak: ${n}\n`);
   process.stderr.write(
     `kleak: tracing with ${run.source.info.backend} (${run.source.info.mode}); ${o.durationSec ? `for ${o.durationSec}s` : 'Ctrl-C to stop'}${run.recorder ? `; recording to ${run.recorder.path}` : ''}\n`,
@@ -149,6 +199,7 @@ export async function runLive(o: LiveOptions, json: boolean): Promise<number> {
   const periodic = json ? undefined : setInterval(() => process.stdout.write(renderText(run.report()) + '\n'), o.intervalSec * 1000);
   try {
     const end = await run.ended;
+    for (const n of run.source.notes.slice(shown)) process.stderr.write(`kleak: ${n}\n`);
     if (end.how === 'died') process.stderr.write(`kleak: ${end.why}; the report so far follows${run.recorder ? ` and the recording ${run.recorder.path} is kept` : ''}.\n`);
     const report = run.report();
     process.stdout.write(json ? renderJson(report) : renderText(report));

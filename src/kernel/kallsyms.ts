@@ -27,6 +27,19 @@ export class Kallsyms {
     return new Kallsyms(rows.map((r) => r[0]), rows.map((r) => r[1]), rows.map((r) => r[2]));
   }
 
+  /** The address of a text symbol by name (the first of several with one name), or undefined. */
+  address(name: string): bigint | undefined {
+    const i = this.names.indexOf(name);
+    return i < 0 ? undefined : this.addrs[i];
+  }
+
+  /** 'func+0xOFF' or 'func+0xOFF [module]', as the kernel's %pS prints it; raw hex when no symbol covers it. */
+  format(addr: bigint): string {
+    const s = this.lookup(addr);
+    if (!s) return addr.toString(16);
+    return `${s.name}+0x${s.offset.toString(16)}${s.module ? ` [${s.module}]` : ''}`;
+  }
+
   get size(): number {
     return this.addrs.length;
   }

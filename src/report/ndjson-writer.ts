@@ -55,13 +55,28 @@ export class SyncLineWriter {
 
 export class NdjsonRecorder implements ParseSink {
   private readonly out: SyncLineWriter;
+  private header: Record<string, unknown> | undefined;
 
+  /** The file is created at once (a bad path fails before tracing starts); the header goes with the first record. */
   constructor(
     readonly path: string,
     header: Record<string, unknown>,
   ) {
     this.out = new SyncLineWriter(path);
-    this.push({ kleak: 1, kind: 'header', ...header });
+    this.header = { kleak: 1, kind: 'header', ...header };
+  }
+
+  /** The backend that really runs (the default picks one while starting): said in the header. */
+  source(info: Record<string, unknown>): void {
+    if (this.header) this.header = { ...this.header, source: info };
+    this.writeHeader();
+  }
+
+  private writeHeader(): void {
+    if (!this.header) return;
+    const h = this.header;
+    this.header = undefined;
+    this.out.line(JSON.stringify(h));
     this.out.flush();
   }
 
@@ -86,11 +101,13 @@ export class NdjsonRecorder implements ParseSink {
   }
 
   private push(o: object): void {
+    this.writeHeader();
     this.out.line(JSON.stringify(o));
   }
 
   close(trailer?: Record<string, unknown>): void {
     if (trailer) this.push({ kind: 'end', ...trailer });
+    this.writeHeader();
     this.out.close();
   }
 }

@@ -24,7 +24,7 @@ describe('kleak live preflight', () => {
     // A PATH with node and nothing else.
     mkdirSync(`${tmp}/node-only`);
     symlinkSync(process.execPath, `${tmp}/node-only/node`);
-    const r = await kleak(['live', '--bytes', '4096'], { env: { PATH: `${tmp}/node-only` } });
+    const r = await kleak(['live', '--backend', 'bpftrace', '--bytes', '4096'], { env: { PATH: `${tmp}/node-only` } });
     expect(r.exitCode).toBe(2);
     expect(String(r.stderr)).toMatch(/^kleak: bpftrace is not installed\.\n  Install the bpftrace package \(apt-get install bpftrace\)/);
   });
@@ -34,7 +34,7 @@ describe('kleak live preflight', () => {
     // A stand-in that fails the way bpftrace does when the kernel refuses the program.
     writeFileSync(`${tmp}/bpftrace`, '#!/bin/sh\necho "ERROR: Error attaching probe: tracepoint:kmem:kmalloc" >&2\nexit 1\n');
     chmodSync(`${tmp}/bpftrace`, 0o755);
-    const r = await kleak(['live', '--bytes', '4096'], { env: { PATH: `${tmp}:${nodeDir}:/usr/bin:/bin` } });
+    const r = await kleak(['live', '--backend', 'bpftrace', '--bytes', '4096'], { env: { PATH: `${tmp}:${nodeDir}:/usr/bin:/bin` } });
     expect(r.exitCode).toBe(2);
     expect(String(r.stderr)).toMatch(/^kleak: bpftrace failed to start: ERROR: Error attaching probe: tracepoint:kmem:kmalloc\./);
   });
@@ -45,12 +45,12 @@ describe('kleak live preflight', () => {
     expect(String(r.stderr)).toMatch(/--bytes cannot be combined with --min-bytes/);
     const b = await kleak(['live', '--backend', 'dtrace']);
     expect(b.exitCode).toBe(1);
-    expect(String(b.stderr)).toMatch(/--backend dtrace is not one of bpftrace, tracefs, trace-cmd/);
+    expect(String(b.stderr)).toMatch(/--backend dtrace is not one of auto, kernel, bpftrace, tracefs, trace-cmd/);
   });
 
   it('--dry-run prints the bpftrace command with the filter as parameters', async (ctx) => {
     ctx.skip(!isRoot, 'reading the kernel tracepoints needs root');
-    const r = await kleak(['live', '--bytes', '128', '--comm', 'nginx', '--dry-run'], { env: { PATH: `${nodeDir}:/usr/bin:/bin` } });
+    const r = await kleak(['live', '--backend', 'bpftrace', '--bytes', '128', '--comm', 'nginx', '--dry-run'], { env: { PATH: `${nodeDir}:/usr/bin:/bin` } });
     expect(r.exitCode).toBe(0);
     expect(String(r.stdout)).toMatch(/^BPFTRACE_MAP_KEYS_MAX=262144 bpftrace -B none -e '\/\/ kleak-pairs\.bt/);
     expect(String(r.stdout)).toMatch(/' 128 128 0 \d+ 1 nginx 0 '' 262144 10 10000$/);

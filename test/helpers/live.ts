@@ -11,8 +11,9 @@ export interface Workload {
   proc: ResultPromise;
 }
 
-export function startWorkload(args: string[]): Workload {
-  const proc = execa('python3', [`${ROOT}scripts/workload-keys.py`, '--wait', ...args], { stdin: 'pipe', stdout: 'pipe', buffer: false, reject: false });
+/** A workload script of scripts/ (workload-keys.py by default) that holds what it makes until release(). */
+export function startWorkload(args: string[], script = 'workload-keys.py'): Workload {
+  const proc = execa('python3', [`${ROOT}scripts/${script}`, '--wait', ...args], { stdin: 'pipe', stdout: 'pipe', buffer: false, reject: false });
   const lines: string[] = [];
   const waiters: { prefix: string; resolve: (l: string) => void }[] = [];
   let rest = '';

@@ -26,7 +26,7 @@ function noTracerLeft(): void {
 }
 
 async function holdAndReport(kleakArgs: string[], hold: number): Promise<{ report: JsonReport; workloadPid: number; stderr: string }> {
-  const k = startKleak(['--bytes', '4096', '--json', ...kleakArgs]);
+  const k = startKleak(['--backend', 'bpftrace', '--bytes', '4096', '--json', ...kleakArgs]);
   await k.ready;
   const w = startWorkload(['--hold', String(hold), '--pipe-churn-rate', '150', '--seconds', '3']);
   await w.until('holding');
@@ -70,7 +70,7 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend bpftrace on this ke
 
   it('released keys are matched, and the recording replays to the same answer', async () => {
     const rec = `${tmp}/release.ndjson`;
-    const k = startKleak(['--bytes', '4096', '--json', '--record', rec]);
+    const k = startKleak(['--backend', 'bpftrace', '--bytes', '4096', '--json', '--record', rec]);
     await k.ready;
     const w = startWorkload(['--hold', '31']);
     await w.until('holding');
@@ -94,7 +94,7 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend bpftrace on this ke
   });
 
   it('--duration ends the run by itself and prints the final report', async () => {
-    const k = startKleak(['--bytes', '4096', '--duration', '2', '--text']);
+    const k = startKleak(['--backend', 'bpftrace', '--bytes', '4096', '--duration', '2', '--text']);
     const r = await k.proc;
     expect(r.exitCode).toBe(0);
     expect(String(r.stdout)).toMatch(/kleak — live, bpftrace pairs/);

@@ -1,0 +1,73 @@
+/* kleak.h: what kleak.bpf.c and its reader (src/sources/kernel-bpf.ts) share: the layouts of the config, the
+ * records in the maps and the counters. Every field is a fixed-size integer so the reader can decode by offset;
+ * a change here is a change in src/kernel/bpf-layout.ts too (test/bpf/layout.test.ts compares them). */
+#ifndef KLEAK_H
+#define KLEAK_H
+
+#define KLEAK_COMM_LEN 16
+#define KLEAK_CACHE_LEN 32
+#define KLEAK_BULK_MAX 8192
+#define KLEAK_RCU_NODES 64 /* kfree_rcu bulk pages walked per list and run */
+
+/* Set by kleak before load (read-only data): user values reach the program as data, never as program text. */
+struct kleak_config {
+	__u64 min_bytes;
+	__u64 max_bytes;
+	__u32 pid;        /* 0: any process */
+	__u32 self_tgid;  /* kleak's own pid: its allocations are not the user's */
+	__u32 comm_on;
+	__u32 cache_on;
+	__u32 stacks;
+	__u32 gfp_account; /* __GFP_ACCOUNT's value on this kernel (from BTF): kmalloc-cg-N */
+	__u64 rcu_monitor_fn; /* kfree_rcu_monitor's address (kallsyms), 0: do not walk kfree_rcu batches */
+	__u64 rcu_work_fn;    /* kfree_rcu_work's address */
+	char comm[KLEAK_COMM_LEN];
+	char cache[KLEAK_CACHE_LEN];
+};
+
+/* One outstanding allocation: the value of the pointer table, keyed by the pointer. */
+struct kleak_alloc {
+	__u64 ts_ns;      /* bpf_ktime_get_ns: the same clock as the snapshots */
+	__u64 call_site;
+	__u64 cache_id;   /* struct kmem_cache * of kmem_cache_alloc; 0 for kmalloc */
+	__u32 bytes_req;
+	__u32 bytes_alloc;
+	__u32 pid;
+	__s32 stack_id;   /* -1: no stack (not asked, or lost) */
+	__u32 flags;      /* KLEAK_F_* */
+	__u32 pad;
+	char comm[KLEAK_COMM_LEN];
+};
+
+#define KLEAK_F_ACCOUNTED 1
+
+/* Per call site, cache and size: cumulative since the start (a per-CPU hash: summed by the reader, never drifts). */
+struct kleak_site_key {
+	__u64 call_site;
+	__u64 cache_id;
+	__u32 bytes_alloc;
+	__u32 flags;
+};
+
+struct kleak_site_counts {
+	__u64 allocs;
+	__u64 frees;
+	__u64 missed;
+	__u64 alloc_bytes;
+	__u64 free_bytes;
+	__u64 missed_bytes;
+};
+
+/* Indexes into the per-CPU counters array. */
+enum kleak_counter {
+	KLEAK_UNTRACKED = 0,  /* allocations the full pointer table could not hold */
+	KLEAK_STACK_LOST,     /* allocations whose stack could not be stored (stack map full or a hash collision) */
+	KLEAK_RCU_FREES,      /* tracked pointers handed to kfree_rcu / kvfree_rcu */
+	KLEAK_BULK_FREES,     /* tracked pointers freed through kmem_cache_free_bulk / kfree_bulk */
+	KLEAK_BULK_CUT,       /* bulk frees longer than KLEAK_BULK_MAX: the rest was not looked at */
+	KLEAK_RCU_BATCHES,    /* kfree_rcu batches walked */
+	KLEAK_RCU_CUT,        /* kfree_rcu batch lists longer than kleak walks: the rest was not looked at */
+	KLEAK_COUNTERS,
+};
+
+#endif

@@ -1,0 +1,141 @@
+// kleak live --backend kernel (kleak's own BPF program through libbpf) on the real kernel. Each workload holds a
+// prime number of known objects among churn; kleak must report exactly those, call no churn growing, and leave
+// nothing attached — also when it is killed with SIGKILL.
+import { execa, execaSync } from 'execa';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ensureTracefs } from '../../src/kernel/tracefs.js';
+import type { JsonReport } from '../../src/report/json.js';
+import { isRoot, onPath } from '../helpers/env.js';
+import { sleep, startKleak, startWorkload } from '../helpers/live.js';
+
+const canLoad = (() => {
+  try {
+    execaSync('ldconfig', ['-p']).stdout.includes('libbpf.so.1') || (() => { throw new Error(); })();
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const skipWhy = !isRoot
+  ? 'needs root to load BPF programs'
+  : !onPath('bpftool')
+    ? 'bpftool is not installed (the tests check with it that nothing stays loaded); .ci/run installs it'
+  : !existsSync('/sys/kernel/btf/vmlinux')
+    ? 'this kernel has no BTF'
+    : !canLoad
+      ? 'libbpf.so.1 is not installed; .ci/run installs libbpf1'
+      : undefined;
+
+/** Ids of the BPF programs a process holds open (its fdinfo names them), read while it runs. */
+function programIdsOf(pid: number): number[] {
+  const ids: number[] = [];
+  for (const fd of readdirSync(`/proc/${pid}/fdinfo`)) {
+    try {
+      const m = /^prog_id:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+      if (m) ids.push(Number(m[1]));
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return ids;
+}
+
+/** Which of these program ids the kernel still has loaded (bpftool prog show). */
+function stillLoaded(ids: number[]): number[] {
+  const progs = JSON.parse(execaSync('bpftool', ['prog', 'show', '--json']).stdout) as { id: number }[];
+  return ids.filter((id) => progs.some((p) => p.id === id));
+}
+
+async function programsOnceReady(pid: number): Promise<number[]> {
+  for (let i = 0; i < 100; i++) {
+    const ids = (() => { try { return programIdsOf(pid); } catch { return []; } })();
+    if (ids.length >= 3) return ids;
+    await sleep(50);
+  }
+  return [];
+}
+
+async function holdAndReport(kleakArgs: string[], workload: string[], script: string, settleMs: number): Promise<{ report: JsonReport; stderr: string }> {
+  const k = startKleak(['--backend', 'kernel', '--json', ...kleakArgs]);
+  await k.ready;
+  const ids = await programsOnceReady(k.proc.pid!);
+  expect(ids.length, 'kleak has its programs loaded while it runs').toBeGreaterThanOrEqual(3);
+  const w = startWorkload(workload, script);
+  await w.until('holding');
+  // kfree_rcu hands objects to kfree_rcu_monitor within ~5 s (KFREE_DRAIN_JIFFIES); the key GC runs sooner.
+  await sleep(settleMs);
+  k.proc.kill('SIGINT');
+  const r = await k.proc;
+  await w.release();
+  expect(r.exitCode, k.stderr()).toBe(0);
+  expect(stillLoaded(ids), 'nothing of kleak stays loaded').toEqual([]);
+  return { report: JSON.parse(String(r.stdout)) as JsonReport, stderr: k.stderr() };
+}
+
+describe.skipIf(skipWhy !== undefined)(`kleak live --backend kernel on this kernel${skipWhy ? ` (skipped: ${skipWhy})` : ''}`, () => {
+  beforeAll(async () => {
+    await ensureTracefs();
+  });
+
+  it('exactly the 23 held keys at user_preparse among churned pipes of the same size; the pipes are not growing', async () => {
+    const { report } = await holdAndReport(['--bytes', '4096'], ['--hold', '23', '--pipe-churn-rate', '150', '--seconds', '3'], 'workload-keys.py', 1500);
+    const site = report.sites.find((s) => s.function === 'user_preparse')!;
+    expect(site.outstanding).toBe(23);
+    expect(site.outstandingBytes).toBe(23 * 4096);
+    expect(site.cache).toBe('kmalloc-4096');
+    expect(site.samples[0]).toMatchObject({ comm: 'python3', bytesReq: 4024 });
+    const pipes = report.sites.find((s) => s.function === 'pipe_resize_ring');
+    expect(pipes === undefined || (pipes.verdict !== 'growing' && pipes.outstanding <= 2)).toBe(true);
+    expect(report.source).toMatchObject({ kind: 'live', backend: 'kernel', mode: 'pairs' });
+    expect(report.totals.allocs).toBeGreaterThan(23 + 300);
+  });
+
+  it('exactly 23 timerfds among 200 created and closed (their contexts leave through kfree_rcu batches)', async () => {
+    const { report } = await holdAndReport(['--bytes', '256', '--comm', 'python3'], ['--hold-timerfd', '23', '--churn-timerfd', '200'], 'workload-rcu.py', 7000);
+    const site = report.sites.find((s) => s.function === '__do_sys_timerfd_create')!;
+    expect(site.outstanding).toBe(23);
+    expect(site.allocs).toBeGreaterThanOrEqual(223);
+    expect(site.verdict).not.toBe('growing');
+  });
+
+  it('exactly 57 epoll watches while TCP sockets are bound and closed (bind buckets share the cache)', async () => {
+    const { report } = await holdAndReport(['--cache', 'eventpoll_epi', '--comm', 'python3'], ['--hold-epoll', '57', '--bind-churn-rate', '200', '--seconds', '3'], 'workload-rcu.py', 7000);
+    const epoll = report.sites.find((s) => s.function === 'do_epoll_ctl')!;
+    expect(epoll.outstanding).toBe(57);
+    for (const s of report.sites.filter((x) => x.function.startsWith('inet_bind'))) {
+      expect(s.verdict, s.function).not.toBe('growing');
+      expect(s.outstanding, s.function).toBeLessThanOrEqual(2);
+    }
+  });
+
+  it('exactly 57 epoll watches with epoll ADD/DEL churn beside them: do_epoll_ctl is not growing', async () => {
+    const { report } = await holdAndReport(['--cache', 'eventpoll_epi', '--comm', 'python3', '--stacks'], ['--hold-epoll', '57', '--epoll-churn-rate', '200', '--bind-churn-rate', '100', '--seconds', '3'], 'workload-rcu.py', 7000);
+    const epoll = report.sites.find((s) => s.function === 'do_epoll_ctl')!;
+    expect(epoll.outstanding).toBe(57);
+    expect(epoll.allocs).toBeGreaterThan(57 + 300);
+    expect(epoll.verdict).not.toBe('growing');
+    expect(epoll.stacks[0]!.frames).toContain('do_epoll_ctl');
+  });
+
+  it('SIGKILL at any moment leaves no kleak program attached', async () => {
+    for (const ms of [0, 400, 1300, 2600]) {
+      const k = startKleak(['--backend', 'kernel', '--bytes', '64', '--stacks', '--json']);
+      const ids = await programsOnceReady(k.proc.pid!);
+      expect(ids.length).toBeGreaterThanOrEqual(3);
+      await sleep(ms);
+      k.proc.kill('SIGKILL');
+      await k.proc;
+      await sleep(200); // the kernel frees programs from a deferred work item
+      expect(stillLoaded(ids), `killed ${ms} ms after loading`).toEqual([]);
+    }
+  });
+
+  it('--dry-run names the object, the config values and the programs, and loads nothing', async () => {
+    const r = await execa(process.execPath, ['dist/src/cli.js', 'live', '--backend', 'kernel', '--bytes', '512', '--comm=-c/bin/touch', '--dry-run'], { cwd: `${import.meta.dirname}/../..`, reject: false });
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/min_bytes=512 max_bytes=512/);
+    expect(r.stdout).toContain('comm="-c/bin/touch"');
+    expect(r.stdout).toMatch(/tp_btf\/kmalloc/);
+  });
+});
