@@ -105,7 +105,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
 	__uint(max_entries, 1); /* kleak sets it: 1 without --stacks */
 	__uint(key_size, sizeof(__u32));
-	__uint(value_size, 32 * sizeof(__u64));
+	__uint(value_size, KLEAK_STACK_DEPTH * sizeof(__u64));
 } stacks SEC(".maps");
 
 static __always_inline void bump(__u32 idx)
@@ -169,31 +169,35 @@ static __always_inline int on_alloc(void *ctx, __u64 call_site, __u64 ptr, __u32
 	a.flags = flags;
 	a.stack_id = -1;
 	if (cfg.stacks) {
-		long id = bpf_get_stackid(ctx, &stacks, 0);
+		/* Hash-only compare: two stacks with one hash would share an id, which at 32 bits is rarer than the
+		 * collisions the full compare reports as lost. */
+		long id = bpf_get_stackid(ctx, &stacks, BPF_F_FAST_STACK_CMP);
 		if (id >= 0)
 			a.stack_id = id;
 		else
 			bump(KLEAK_STACK_LOST);
 	}
 
-	struct kleak_alloc *old = bpf_map_lookup_elem(&ptrs, &ptr);
-	if (old) {
+	/* Insert first: the common case (a new pointer) costs one map operation, not a lookup and an update. */
+	long err = bpf_map_update_elem(&ptrs, &ptr, &a, BPF_NOEXIST);
+	if (err == -17 /* EEXIST */) {
 		/* Allocated again while tracked: its free went by a path kleak does not see (or was lost). */
-		struct kleak_site_counts *oc = site_of(old);
-		if (oc) {
-			__sync_fetch_and_add(&oc->missed, 1);
-			__sync_fetch_and_add(&oc->missed_bytes, old->bytes_alloc);
+		struct kleak_alloc *old = bpf_map_lookup_elem(&ptrs, &ptr);
+		if (old) {
+			struct kleak_site_counts *oc = site_of(old);
+			if (oc) {
+				oc->missed += 1;
+				oc->missed_bytes += old->bytes_alloc;
+			}
 		}
 		if (bpf_map_update_elem(&ptrs, &ptr, &a, BPF_EXIST) != 0) {
 			bump(KLEAK_UNTRACKED);
 			return 0;
 		}
+	} else if (err) {
+		bump(KLEAK_UNTRACKED); /* the table is full */
+		return 0;
 	} else {
-		long err = bpf_map_update_elem(&ptrs, &ptr, &a, BPF_NOEXIST);
-		if (err) {
-			bump(KLEAK_UNTRACKED);
-			return 0;
-		}
 		__sync_fetch_and_add(&tracked, 1);
 	}
 	struct kleak_site_counts *c = site_of(&a);

@@ -7,6 +7,9 @@
 #define KLEAK_COMM_LEN 16
 #define KLEAK_CACHE_LEN 32
 #define KLEAK_BULK_MAX 8192
+/* Frames kept per stack: the tracing machinery takes ~4, the rest reach the syscall or irq entry. The walk stops
+ * here, and its depth is most of what --stacks costs. */
+#define KLEAK_STACK_DEPTH 20
 #define KLEAK_RCU_NODES 64 /* kfree_rcu bulk pages walked per list and run */
 
 /* Set by kleak before load (read-only data): user values reach the program as data, never as program text. */

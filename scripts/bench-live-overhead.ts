@@ -9,7 +9,7 @@
 // A traced run counts only if its tracer was still alive when the workload ended: a run whose tracer died is void.
 
 import { execa, type ResultPromise } from 'execa';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
@@ -102,8 +102,8 @@ async function empty(): Promise<Tracer> {
 }
 
 /**
- * The libbpf floor: empty tp_btf programs on kmalloc and kfree, loaded and attached by bpftool (links pinned in a
- * private bpffs directory, removed afterwards). What any BPF tracer of these tracepoints pays on this kernel.
+ * The libbpf floor: empty tp_btf programs on kmalloc and kfree, loaded and attached through libbpf by a small
+ * process of kleak's (scripts/bpf-floor.ts). What any BPF tracer of these tracepoints pays on this kernel.
  */
 const EMPTY_TP_BTF = `#include <linux/types.h>
 #include <linux/bpf.h>
@@ -112,13 +112,11 @@ char LICENSE[] SEC("license") = "GPL";
 SEC("tp_btf/kmalloc") int kmalloc_empty(void *ctx) { return 0; }
 SEC("tp_btf/kfree") int kfree_empty(void *ctx) { return 0; }
 `;
-const FLOOR_PIN = '/sys/fs/bpf/kleak-bench-floor';
 
 async function libbpfFloorObject(): Promise<string | undefined> {
   try {
     writeFileSync(`${DIR}/empty.bpf.c`, EMPTY_TP_BTF);
     await execa('clang', ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`, '-c', `${DIR}/empty.bpf.c`, '-o', `${DIR}/empty.bpf.o`]);
-    await execa('bpftool', ['version']);
     return `${DIR}/empty.bpf.o`;
   } catch {
     return undefined;
@@ -127,21 +125,20 @@ async function libbpfFloorObject(): Promise<string | undefined> {
 
 function libbpfFloor(obj: string): () => Promise<Tracer> {
   return async () => {
-    rmSync(FLOOR_PIN, { recursive: true, force: true });
-    await execa('bpftool', ['prog', 'loadall', obj, FLOOR_PIN, 'autoattach']);
-    return {
-      alive: () => true,
-      async stop() {
-        rmSync(FLOOR_PIN, { recursive: true, force: true });
-      },
-    };
+    const p = execa('node', [`${ROOT}dist/scripts/bpf-floor.js`, obj], { reject: false, stdin: 'pipe', stdout: 'pipe', stderr: 'inherit', buffer: false });
+    p.stdout!.setEncoding('utf8');
+    await new Promise<void>((resolve, reject) => {
+      p.stdout!.on('data', (d: string) => d.includes('R') && resolve());
+      void p.then((r) => reject(new Error(`bpf-floor ended before attaching (exit ${r.exitCode})`)));
+    });
+    return processTracer(p);
   };
 }
 
 function configs(floorObj: string | undefined, only: string): Config[] {
   const all: (Config & { group: string })[] = [
     { group: '', name: 'no tracing' },
-    { group: 'kernel', name: 'floor: libbpf, empty tp_btf programs on kmalloc and kfree', ...(floorObj ? { start: libbpfFloor(floorObj) } : { skip: 'needs clang and bpftool to build and attach the empty programs' }) },
+    { group: 'kernel', name: 'floor: libbpf, empty tp_btf programs on kmalloc and kfree', ...(floorObj ? { start: libbpfFloor(floorObj) } : { skip: 'needs clang and libbpf-dev to build the empty programs' }) },
     { group: 'kernel', name: 'kleak live --bytes 8192 (kernel backend; never allocated)', start: kleak(['--backend', 'kernel', '--bytes', '8192']) },
     { group: 'kernel', name: 'kleak live --bytes 1024 (kernel backend; every operation)', start: kleak(['--backend', 'kernel', '--bytes', '1024']) },
     { group: 'kernel', name: 'kleak live --bytes 1024 --stacks (kernel backend)', start: kleak(['--backend', 'kernel', '--bytes', '1024', '--stacks']) },
@@ -174,9 +171,6 @@ async function main(): Promise<void> {
   const rounds = Number(args[0] ?? 3);
   const seconds = Number(args[1] ?? 3);
   mkdirSync(DIR, { recursive: true });
-  // Pinned links stay attached until unpinned: whatever ends the bench, the floor's programs go with it.
-  process.on('exit', () => rmSync(FLOOR_PIN, { recursive: true, force: true }));
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
   await execa('cc', ['-O2', '-o', BIN, `${ROOT}scripts/workload-pipes.c`]);
   const CONFIGS = configs(await libbpfFloorObject(), only);
   const results = CONFIGS.map(() => [] as number[]);

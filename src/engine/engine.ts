@@ -42,6 +42,8 @@ interface Site {
   outstanding: number;
   outstandingBytes: number;
   missedFrees: number;
+  /** Its objects seen freed from the RCU machinery (kvfree_rcu_list, rcu_do_batch…): the rest of its kfree_rcu frees are batched and unseen. */
+  rcuFrees: number;
   /** Kernel-side totals (bpftrace pairs mode) override the counts above when present. */
   kernel?: { allocs: number; frees: number; missedFrees: number; outstanding: number; outstandingBytes: number };
 }
@@ -217,7 +219,7 @@ export class Engine implements ParseSink {
     let site = this.siteIds.get(fn);
     if (site === undefined) {
       site = this.sites.length;
-      this.sites.push({ fn, allocs: 0, frees: 0, outstanding: 0, outstandingBytes: 0, missedFrees: 0 });
+      this.sites.push({ fn, allocs: 0, frees: 0, outstanding: 0, outstandingBytes: 0, missedFrees: 0, rcuFrees: 0 });
       this.siteIds.set(fn, site);
       if (site >= this.siteOutstanding.length) {
         const grown = new Float64Array(this.siteOutstanding.length * 2);
@@ -311,6 +313,7 @@ export class Engine implements ParseSink {
       const siteId = this.callSiteToSite[this.table.callSite[slot]!]!;
       t.matchedFrees++;
       this.sites[siteId]!.frees++;
+      if (e.callSite !== '' && isRcuFreePath(e.callSite)) this.sites[siteId]!.rcuFrees++;
       this.release(slot, siteId);
       this.table.remove(key, slot);
       return;
@@ -383,6 +386,9 @@ export class Engine implements ParseSink {
       const times = [...this.series.times, now];
       const allocs = k ? k.allocs : site.allocs;
       const frees = k ? k.frees : site.frees;
+      const missedFrees = k ? k.missedFrees : site.missedFrees;
+      const unseenFrees = site.rcuFrees > 0 ? 'rcu' : missedFrees > 0 ? 'reused' : undefined;
+      const verdict = verdictOf(series, now - this.series.times[0]!, allocs, frees, this.thresholds);
       sites.push({
         function: site.fn,
         callSite: listed ? this.callSites.values[top(csCount[s]!)]! : site.fn,
@@ -394,11 +400,13 @@ export class Engine implements ParseSink {
         oldestAgeSec: oldest[s] === Infinity ? 0 : round3(now - oldest[s]!),
         // A slope through a handful of points is noise, not a rate.
         growthPerMin: series.length >= this.thresholds.minPoints && now - (this.series.times[0] ?? now) >= this.thresholds.minSpanSec ? Math.round(growthPerMinute(times, series) * 10) / 10 : 0,
-        verdict: verdictOf(series, now - this.series.times[0]!, allocs, frees, this.thresholds),
+        // Objects that leave unseen make any count rise: that alone is no leak (FORMATS.md, RCU frees).
+        verdict: unseenFrees !== undefined && verdict === 'growing' ? 'steady' : verdict,
         stacks: stackCount[s] ? topN(stackCount[s]!, nStacks).map(([id, c]) => ({ frames: this.stacks.values[id]!.split('\n'), outstanding: c })) : [],
         samples: (samples[s] ?? []).map((slot) => this.sample(slot, now)),
-        missedFrees: k ? k.missedFrees : site.missedFrees,
+        missedFrees,
         possiblePhantoms: phantoms[s]!,
+        ...(unseenFrees ? { unseenFrees } : {}),
         series,
       });
     }
@@ -447,7 +455,7 @@ export class Engine implements ParseSink {
     if (t.missedFrees > 0) {
       out.push({
         severity: 'warning',
-        text: `${t.missedFrees} pointers were allocated again while still outstanding: their free was lost or went through a path without a tracepoint (kfree_bulk, kmem_cache_free_bulk); sites with missed frees are not necessarily leaking.`,
+        text: `${t.missedFrees} pointers were allocated again while still outstanding: their free was not seen (lost, or through kfree_rcu batching or a bulk free, which no kmem tracepoint shows; --backend kernel sees kfree_rcu batches); such sites are not called growing from their count alone.`,
       });
     }
     if (t.badLines > 0) {
@@ -459,6 +467,22 @@ export class Engine implements ParseSink {
     }
     return out;
   }
+}
+
+/**
+ * Functions that free objects for the RCU machinery (6.x: kvfree_rcu_list frees one by one what could not be
+ * batched, rcu_do_batch runs call_rcu callbacks). A site with frees from here hands objects to kfree_rcu, and
+ * most of those leave through kfree_bulk with no tracepoint (FORMATS.md).
+ */
+const RCU_FREE_PATHS = /^(?:kvfree_rcu_list|kvfree_rcu_bulk|kfree_rcu_work|kvfree_rcu_drain_ready|kfree_rcu_monitor|rcu_do_batch|rcu_free_sheaf|rcu_core|kfree_rcu_shrink_scan)\b/;
+const rcuMemo = new Map<string, boolean>();
+function isRcuFreePath(callSite: string): boolean {
+  let v = rcuMemo.get(callSite);
+  if (v === undefined) {
+    v = RCU_FREE_PATHS.test(callSite);
+    if (rcuMemo.size < 4096) rcuMemo.set(callSite, v);
+  }
+  return v;
 }
 
 function bump(m: Map<number, number>, k: number): void {

@@ -3,7 +3,7 @@
 
 export const COMM_LEN = 16;
 export const CACHE_LEN = 32;
-export const STACK_DEPTH = 32;
+export const STACK_DEPTH = 20;
 
 export const CONFIG = {
   size: 104,

@@ -58,6 +58,12 @@ export interface SiteReport {
   missedFrees: number;
   /** Outstanding allocations older than the last lost event: their free may have been lost. */
   possiblePhantoms: number;
+  /**
+   * Set when this site's objects are known to leave by a path the trace does not show one by one: some were seen
+   * freed from the RCU machinery ('rcu'), or its pointers came back in new allocations while outstanding
+   * ('reused'). Its outstanding count is then "not seen freed", and its verdict is never `growing` from that alone.
+   */
+  unseenFrees?: 'rcu' | 'reused';
   /** Outstanding count at each of Report.series.times. */
   series: number[];
 }

@@ -58,7 +58,8 @@ export function renderText(r: Report): string {
   for (const s of r.sites.slice(0, 3)) {
     out.push('');
     out.push(`${s.function} (${s.callSite}): ${fmtCount(s.outstanding)} outstanding, ${fmtBytes(s.outstandingBytes)}; ${fmtCount(s.allocs)} allocated, ${fmtCount(s.frees)} freed; oldest ${fmtAge(s.oldestAgeSec)}; ${s.verdict}`);
-    if (s.missedFrees > 0) out.push(`  ${s.missedFrees} of its pointers were allocated again while outstanding: freed through an untraced path, probably not a leak`);
+    if (s.unseenFrees === 'rcu') out.push(`  not seen freed (freed by RCU batching): its objects are freed with kfree_rcu, whose batches no kmem tracepoint shows; --backend kernel sees them`);
+    else if (s.missedFrees > 0) out.push(`  not seen freed: ${s.missedFrees} of its pointers were allocated again while outstanding, so they were freed by a path the trace does not show (kfree_rcu batching, bulk frees); --backend kernel sees kfree_rcu batches`);
     if (s.possiblePhantoms > 0) out.push(`  ${s.possiblePhantoms} of them predate lost events and may be phantoms`);
     for (const st of s.stacks.slice(0, 3)) out.push(`  ${fmtCount(st.outstanding)} × ${st.frames.slice(0, 8).join(' ← ')}`);
     for (const p of s.samples.slice(0, 3)) {

@@ -75,7 +75,8 @@ async function plan(o: BpftraceOptions): Promise<{ args: string[]; env: Record<s
   const tracefs = await ensureTracefs();
   const namedCache = o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined;
   const probes = probesFor(kmemTracepoints(tracefs.root), namedCache);
-  const args = ['-B', 'none', '-e', bpftraceProgram(o, probes, namedCache), ...bpftraceParams(o, namedCache)];
+  // `--` ends bpftrace's options: a parameter such as a --comm value "-c/usr/bin/touch" stays a parameter.
+  const args = ['-B', 'none', '-e', bpftraceProgram(o, probes, namedCache), '--', ...bpftraceParams(o, namedCache)];
   return { args, env: { BPFTRACE_MAP_KEYS_MAX: String(o.maxPointers) }, ...(tracefs.mounted ? { mounted: tracefs.mounted } : {}) };
 }
 

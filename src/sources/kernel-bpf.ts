@@ -28,7 +28,7 @@ export interface KernelBpfOptions {
   listMax: number;
 }
 
-/** Stack ids the stack map can hold with --stacks (32 frames of 8 bytes each: 8 MiB, preallocated). */
+/** Stack ids the stack map can hold with --stacks (STACK_DEPTH frames of 8 bytes each: 5 MiB, preallocated). */
 const STACK_IDS = 32_768;
 
 type ProgramName = 'kmalloc' | 'kmem_cache_alloc' | 'kfree' | 'kmem_cache_free' | 'kvfree_call_rcu' | 'kmem_cache_free_bulk' | 'workqueue_execute_start';
@@ -56,8 +56,10 @@ export function kernelBpfPlan(o: KernelBpfOptions, btf: Btf, syms: Kallsyms | un
   const sized = f.bytes !== undefined || f.minBytes !== undefined || f.maxBytes !== undefined || kmallocSize !== undefined;
   const min = f.bytes ?? kmallocSize ?? f.minBytes ?? 0;
   const max = f.bytes ?? kmallocSize ?? f.maxBytes ?? 2 ** 40;
-  // Sizes and kmalloc-N name kmalloc's caches (as bpftrace and tracefs read them); a name, a kmem_cache; nothing, both.
-  const programs: ProgramName[] = [...(namedCache ? [] : ['kmalloc' as const]), ...(sized ? [] : ['kmem_cache_alloc' as const]), 'kfree', 'kmem_cache_free'];
+  // Sizes and kmalloc-N name kmalloc's caches (as bpftrace and tracefs read them); a name, a kmem_cache; nothing,
+  // both. kmalloc'ed objects leave through kfree only, so a size filter needs no kmem_cache_free program (every
+  // program attached costs each event it sees, tracked or not).
+  const programs: ProgramName[] = [...(namedCache ? [] : ['kmalloc' as const]), ...(sized ? [] : ['kmem_cache_alloc' as const]), 'kfree', ...(sized ? [] : ['kmem_cache_free' as const])];
   const notes: string[] = [];
   const monitor = syms?.address('kfree_rcu_monitor');
   const work = syms?.address('kfree_rcu_work');

@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { ALLOC, CONFIG, COUNTERS, SITE_COUNTS, SITE_KEY, encodeConfig } from '../../src/kernel/bpf-layout.js';
+import { ALLOC, CONFIG, COUNTERS, SITE_COUNTS, SITE_KEY, STACK_DEPTH, encodeConfig } from '../../src/kernel/bpf-layout.js';
 import { onPath } from '../helpers/env.js';
 import { ROOT } from '../helpers/cli.js';
 
@@ -23,12 +23,13 @@ describe('bpf/kleak.h and its reader', () => {
     const lines = Object.entries(FIELDS).flatMap(([struct, fields]) =>
       Object.entries(fields).map(([ts, c]) => `printf("${struct}.${ts}=%zu\\n", ${c === '' ? `sizeof(struct ${struct})` : `offsetof(struct ${struct}, ${c})`});`),
     );
-    writeFileSync(`${dir}/l.c`, `#include <stdio.h>\n#include <stddef.h>\n#include <linux/types.h>\n#include "kleak.h"\nint main(void){${lines.join('')} printf("counters=%d\\n", KLEAK_COUNTERS); return 0;}\n`);
+    writeFileSync(`${dir}/l.c`, `#include <stdio.h>\n#include <stddef.h>\n#include <linux/types.h>\n#include "kleak.h"\nint main(void){${lines.join('')} printf("counters=%d\\n", KLEAK_COUNTERS); printf("depth=%d\\n", KLEAK_STACK_DEPTH); return 0;}\n`);
     await execa('cc', ['-I', `${ROOT}bpf`, '-o', `${dir}/l`, `${dir}/l.c`]);
     const out = (await execa(`${dir}/l`)).stdout.trim().split('\n');
     const seen = Object.fromEntries(out.map((l) => l.split('=') as [string, string]));
     for (const [struct, fields] of Object.entries(FIELDS)) for (const f of Object.keys(fields)) expect(TS[struct]![f], `${struct}.${f}`).toBe(Number(seen[`${struct}.${f}`]));
     expect(COUNTERS).toBe(Number(seen.counters));
+    expect(STACK_DEPTH).toBe(Number(seen.depth));
   });
 
   it('the config puts user text in fixed fields, cut to what the kernel compares (comm: 15 bytes and a NUL)', () => {

@@ -1,8 +1,8 @@
 // kleak live with the bpftrace backend on the real kernel: a workload holds a prime number of "user" keys (one
 // 4024-byte kmalloc at user_preparse each, kmalloc-4096) while churning resized pipes at the same size
 // (pipe_resize_ring); kleak must report exactly the held keys, and not call the churn a leak.
-import { execaSync } from 'execa';
-import { readFileSync, readdirSync, mkdtempSync } from 'node:fs';
+import { execa, execaSync } from 'execa';
+import { existsSync, readFileSync, readdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureTracefs } from '../../src/kernel/tracefs.js';
@@ -98,6 +98,76 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend bpftrace on this ke
     const r = await k.proc;
     expect(r.exitCode).toBe(0);
     expect(String(r.stdout)).toMatch(/kleak — live, bpftrace pairs/);
+    noTracerLeft();
+  });
+
+  it('under load (a kmalloc-1k on every pipe, 8 s, --stacks) bpftrace stays alive to the end and the report comes', async () => {
+    const bin = `${tmp}/workload-pipes`;
+    execaSync('cc', ['-O2', '-o', bin, 'scripts/workload-pipes.c']);
+    const k = startKleak(['--backend', 'bpftrace', '--bytes', '1024', '--stacks', '--json']);
+    await k.ready;
+    await execa(bin, ['8']);
+    k.proc.kill('SIGINT');
+    const r = await k.proc;
+    expect(r.exitCode, k.stderr()).toBe(0);
+    expect(k.stderr()).not.toMatch(/Could not print map|bpftrace exited/);
+    const report = JSON.parse(String(r.stdout)) as JsonReport;
+    expect(report.totals.allocs).toBeGreaterThan(100_000);
+    noTracerLeft();
+  });
+
+  it('after two processes churn kmalloc-1k flat out, exactly the 23 pipes held next are reported (no count drift)', async () => {
+    // Before: the shared @n counter lost updates across CPUs, went below zero, read as 2^64-1, and every later
+    // allocation was "not tracked" (763,685 of them in one run; 0 sites).
+    const bin = `${tmp}/workload-pipes`;
+    execaSync('cc', ['-O2', '-o', bin, 'scripts/workload-pipes.c']);
+    const k = startKleak(['--backend', 'bpftrace', '--bytes', '1024', '--json']);
+    await k.ready;
+    await Promise.all([execa(bin, ['4']), execa(bin, ['4'])]);
+    // 23 pipes: a 16-slot pipe_buffer ring each (640 bytes, kmalloc-cg-1k at alloc_pipe_info), held until stdin ends.
+    const holder = execa('python3', ['-c', 'import os,sys\np=[os.pipe() for _ in range(23)]\nprint("held",flush=True)\nsys.stdin.read()'], { stdin: 'pipe', stdout: 'pipe', buffer: false });
+    await new Promise<void>((resolve) => holder.stdout!.once('data', () => resolve()));
+    await sleep(1200);
+    k.proc.kill('SIGINT');
+    const r = await k.proc;
+    holder.stdin!.end();
+    await holder;
+    expect(r.exitCode, k.stderr()).toBe(0);
+    const report = JSON.parse(String(r.stdout)) as JsonReport;
+    expect(report.notices.map((n) => n.text).join(' ')).not.toMatch(/not tracked/);
+    const pipes = report.sites.find((s) => s.function === 'alloc_pipe_info')!;
+    expect(pipes.outstanding).toBe(23);
+    expect(pipes.samples.every((x) => x.pid === holder.pid)).toBe(true);
+    noTracerLeft();
+  });
+
+  it('a full pointer table counts what it cannot hold and keeps tracking the rest', async () => {
+    const k = startKleak(['--backend', 'bpftrace', '--bytes', '4096', '--comm', 'python3', '--max-pointers', '16', '--json']);
+    await k.ready;
+    const w = startWorkload(['--hold', '23']);
+    await w.until('holding');
+    await sleep(1200);
+    k.proc.kill('SIGINT');
+    const r = await k.proc;
+    await w.release();
+    expect(r.exitCode, k.stderr()).toBe(0);
+    const report = JSON.parse(String(r.stdout)) as JsonReport;
+    const held = report.sites.find((s) => s.function === 'user_preparse')?.outstanding ?? 0;
+    const untracked = Number(/(\d+) allocations were not tracked/.exec(report.notices.map((n) => n.text).join(' '))?.[1] ?? 0);
+    expect(held).toBeGreaterThan(0);
+    expect(held + untracked).toBeGreaterThanOrEqual(23);
+    expect(held).toBeLessThanOrEqual(16);
+    noTracerLeft();
+  });
+
+  it('a --comm or --cache value that looks like a bpftrace option stays a value (nothing runs, no file appears)', async () => {
+    const marker = `${tmp}/touched-by-bpftrace`;
+    for (const value of [`-c/usr/bin/touch ${marker}`, `-o${marker}`, '--', '--unsafe']) {
+      const r = await execa(process.execPath, ['dist/src/cli.js', 'live', '--backend', 'bpftrace', `--comm=${value}`, '--duration', '1.5', '--json'], { reject: false });
+      expect(r.exitCode, `${value}: ${r.stderr}`).toBe(0);
+      expect(existsSync(marker), value).toBe(false);
+      expect((JSON.parse(r.stdout) as JsonReport).filter).toMatchObject({ comm: value });
+    }
     noTracerLeft();
   });
 });

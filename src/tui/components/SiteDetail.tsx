@@ -49,9 +49,11 @@ export function SiteDetail({ site, name, width, height }: SiteDetailProps) {
         {fmtCount(site.outstanding)} outstanding, {fmtBytes(site.outstandingBytes)} · {fmtRate(site.growthPerMin)}/min · oldest {fmtAge(site.oldestAgeSec)} · allocated{' '}
         {fmtCount(site.allocs)}, freed {fmtCount(site.frees)}
       </Text>
-      {site.missedFrees > 0 ? (
+      {site.unseenFrees !== undefined ? (
         <Text color={color('yellow')} wrap="truncate-end">
-          {site.missedFrees} pointers reallocated while outstanding: freed through an untraced path, probably not a leak
+          {site.unseenFrees === 'rcu'
+            ? 'not seen freed (freed by RCU batching, which kmem tracepoints do not show): --backend kernel sees it'
+            : `not seen freed: ${site.missedFrees} pointers came back while outstanding (RCU or bulk frees); --backend kernel sees RCU`}
         </Text>
       ) : null}
       {site.possiblePhantoms > 0 ? <Text color={color('red')}>{site.possiblePhantoms} predate lost events and may be phantoms</Text> : null}
