@@ -118,6 +118,24 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend kernel on this kern
     expect(epoll.stacks[0]!.frames).toContain('do_epoll_ctl');
   });
 
+  it('60 s of kfree_rcu churn (timerfds, epoll watches, TCP bind buckets) with nothing held: nothing growing, nothing left', async () => {
+    const k = startKleak(['--backend', 'kernel', '--comm', 'python3', '--json']);
+    await k.ready;
+    const w = startWorkload(['--timerfd-churn-rate', '100', '--epoll-churn-rate', '100', '--bind-churn-rate', '100', '--seconds', '60'], 'workload-rcu.py');
+    await w.until('holding');
+    await w.release();
+    await sleep(7000); // the last kfree_rcu batches reach kfree_rcu_monitor
+    k.proc.kill('SIGINT');
+    const r = await k.proc;
+    expect(r.exitCode, k.stderr()).toBe(0);
+    const report = JSON.parse(String(r.stdout)) as JsonReport;
+    expect(report.sites.filter((s) => s.verdict === 'growing').map((s) => s.function)).toEqual([]);
+    for (const fn of ['__do_sys_timerfd_create', 'do_epoll_ctl', 'inet_bind_bucket_create', 'inet_bind2_bucket_create']) {
+      expect(report.sites.find((s) => s.function === fn)?.outstanding ?? 0, fn).toBe(0);
+    }
+    expect(report.totals.allocs).toBeGreaterThan(20_000);
+  }, 120_000);
+
   it('SIGKILL at any moment leaves no kleak program attached', async () => {
     for (const ms of [0, 400, 1300, 2600]) {
       const k = startKleak(['--backend', 'kernel', '--bytes', '64', '--stacks', '--json']);
