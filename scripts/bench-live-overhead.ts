@@ -135,7 +135,25 @@ function libbpfFloor(obj: string): () => Promise<Tracer> {
   };
 }
 
+/**
+ * The peer: bcc's libbpf-tools memleak in kernel mode (the same pairing, per-stack, in C). Built from bcc's source
+ * by hand (not shipped, not fetched here): KLEAK_BENCH_MEMLEAK=/path/to/memleak puts it in the batch.
+ */
+function memleak(bin: string, args: string[]): () => Promise<Tracer> {
+  return async () => {
+    const p = execa(bin, args, { reject: false, stdout: 'pipe', stderr: 'ignore', buffer: false });
+    p.stdout!.setEncoding('utf8');
+    await new Promise<void>((resolve, reject) => {
+      p.stdout!.on('data', (d: string) => d.includes('Attaching to kernel allocators') && resolve());
+      void p.then((r) => reject(new Error(`memleak ended before attaching (exit ${r.exitCode})`)));
+    });
+    return processTracer(p);
+  };
+}
+
 function configs(floorObj: string | undefined, only: string): Config[] {
+  const peer = process.env.KLEAK_BENCH_MEMLEAK;
+  const noPeer = 'set KLEAK_BENCH_MEMLEAK to a memleak built from bcc libbpf-tools to compare';
   const all: (Config & { group: string })[] = [
     { group: '', name: 'no tracing' },
     { group: 'kernel', name: 'floor: libbpf, empty tp_btf programs on kmalloc and kfree', ...(floorObj ? { start: libbpfFloor(floorObj) } : { skip: 'needs clang and libbpf-dev to build the empty programs' }) },
@@ -148,6 +166,8 @@ function configs(floorObj: string | undefined, only: string): Config[] {
     { group: 'bpftrace', name: 'kleak live --backend bpftrace --bytes 1024 --stacks', start: kleak(['--backend', 'bpftrace', '--bytes', '1024', '--stacks']) },
     { group: 'tracefs', name: 'kleak live --backend tracefs --bytes 8192', start: kleak(['--backend', 'tracefs', '--bytes', '8192']) },
     { group: 'tracefs', name: 'kleak live --backend tracefs --bytes 1024', start: kleak(['--backend', 'tracefs', '--bytes', '1024']) },
+    { group: 'kernel', name: 'peer: bcc memleak -z 8192 -Z 8192 (never allocated)', ...(peer ? { start: memleak(peer, ['-z', '8192', '-Z', '8192', '3600']) } : { skip: noPeer }) },
+    { group: 'kernel', name: 'peer: bcc memleak -z 1024 -Z 1024 (every operation)', ...(peer ? { start: memleak(peer, ['-z', '1024', '-Z', '1024', '3600']) } : { skip: noPeer }) },
     { group: 'naive', name: 'naive: bpftrace printf of every kmalloc and kfree', start: naive },
   ];
   return all.filter((c) => c.group === '' || only === 'all' || c.group === only);

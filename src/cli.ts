@@ -70,6 +70,7 @@ REPORT
   --text               the plain text report instead of the interactive view (the default when stdout is
                        not a terminal)
   --debug              show a stack trace for internal errors
+  --version            print kleak's version
 
 Exit codes: 0 ok, 1 usage or input error, 2 environment error (no root, no bpftrace, no tracepoints, the tracer
 died).`;
@@ -103,6 +104,7 @@ const OPTIONS = {
   text: { type: 'boolean', default: false },
   debug: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
+  version: { type: 'boolean', short: 'V', default: false },
 } as const;
 
 function num(name: string, v: string | undefined, opts: { integer?: boolean; min?: number } = {}): number | undefined {
@@ -213,6 +215,11 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP + '\n');
     return 0;
   }
+  if (values.version) {
+    const { readFileSync } = await import('node:fs');
+    process.stdout.write(`kleak ${(JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version: string }).version}\n`);
+    return 0;
+  }
   if (values.json && values.text) throw new InputError('--json and --text cannot be used together.');
   const [command, ...rest] = positionals;
   switch (command) {
@@ -222,6 +229,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case 'live':
       if (rest.length > 0) throw new InputError(`kleak live takes no file (got "${rest[0]}").`, 'To read a saved trace: kleak replay FILE.');
+      if (!values['dry-run']) (await import('./kernel/parent-death.js')).stopWithParent();
       return live(values);
     case 'watch': {
       if (rest.length > 0) throw new InputError(`kleak watch takes no file (got "${rest[0]}"); to show a recording: kleak watch --replay FILE.`);
@@ -246,6 +254,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'record': {
       if (rest.length > 0) throw new InputError(`kleak record takes its file with -o (got "${rest[0]}").`);
       if (!values.output) throw new InputError('kleak record needs -o FILE.', 'Example: sudo kleak record --backend tracefs --bytes 4096 --duration 60 -o kmalloc-4k.pipe');
+      if (!values['dry-run']) (await import('./kernel/parent-death.js')).stopWithParent();
       const { checkRecordBackend, runRecord } = await import('./commands/record.js');
       return runRecord({
         backend: checkRecordBackend(values.backend ?? 'tracefs'),

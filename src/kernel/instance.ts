@@ -23,6 +23,29 @@ export class TracefsInstance {
     this.path = `${root}/instances/${name}`;
   }
 
+  /**
+   * Removes instances a killed kleak left tracing (instances/kleak-<pid> whose pid no longer runs kleak): SIGKILL
+   * runs no cleanup, and such an instance fills its buffers forever. Another live kleak's instance, and any
+   * instance not named kleak-<pid>, is left alone. Returns the names removed.
+   */
+  static removeStale(root: string): string[] {
+    const removed: string[] = [];
+    let names: string[];
+    try {
+      names = readdirSync(`${root}/instances`);
+    } catch {
+      return removed;
+    }
+    for (const name of names) {
+      const m = /^kleak-(\d+)$/.exec(name);
+      if (!m || Number(m[1]) === process.pid || kleakRuns(Number(m[1]))) continue;
+      const stale = new TracefsInstance(root, name);
+      stale.remove();
+      if (!existsSync(stale.path)) removed.push(name);
+    }
+    return removed;
+  }
+
   /** Creates instances/<name>; refuses a name that already exists (kleak did not create it in this run). */
   static create(root: string, name = `kleak-${process.pid}`): TracefsInstance {
     const inst = new TracefsInstance(root, name);
@@ -118,5 +141,14 @@ export class TracefsInstance {
       }
     }
     process.stderr.write(`kleak: could not remove the tracefs instance ${this.path}; remove it with: rmdir ${this.path}\n`);
+  }
+}
+
+/** Whether pid is a running kleak (a node process whose command line names kleak's cli). */
+function kleakRuns(pid: number): boolean {
+  try {
+    return /kleak|cli\.js/.test(readFileSync(`/proc/${pid}/cmdline`, 'latin1'));
+  } catch {
+    return false;
   }
 }

@@ -89,7 +89,10 @@ export async function bpftraceCommandLine(o: BpftraceOptions): Promise<string> {
 export async function startBpftrace(o: BpftraceOptions, sink: ParseSink): Promise<LiveSource> {
   await preflightBpftrace();
   const p = await plan(o);
-  const child: ResultPromise = execa('bpftrace', p.args, {
+  // setpriv --pdeathsig: the kernel kills bpftrace when kleak's process ends, even by SIGKILL (which runs no
+  // cleanup); otherwise a bpftrace whose filter rarely matches lives on until its next write.
+  const [cmd, args] = onPath('setpriv') ? ['setpriv', ['--pdeathsig', 'KILL', '--', 'bpftrace', ...p.args]] : ['bpftrace', p.args];
+  const child: ResultPromise = execa(cmd, args as string[], {
     env: p.env,
     stdout: 'pipe',
     stderr: 'pipe',

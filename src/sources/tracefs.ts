@@ -86,6 +86,8 @@ export async function startTracefs(o: TracefsOptions, sink: ParseSink): Promise<
   const namedCache = o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined;
   const probes = probesFor(kmemTracepoints(tracefs.root), namedCache);
   const notes: string[] = tracefs.mounted ? [tracefs.mounted] : [];
+  const stale = TracefsInstance.removeStale(tracefs.root);
+  if (stale.length > 0) notes.push(`removed ${stale.join(', ')}: tracefs instance${stale.length > 1 ? 's' : ''} a killed kleak left tracing.`);
   // The instance removes itself on process exit too: after an uncaught exception, a signal kleak caught, --duration.
   const inst = TracefsInstance.create(tracefs.root);
   try {

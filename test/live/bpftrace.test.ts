@@ -187,4 +187,19 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend bpftrace on this ke
     expect(site.verdict).not.toBe('growing');
     noTracerLeft();
   }, 60_000);
+
+  it('a SIGKILLed kleak takes its bpftrace with it, even one whose filter never matches', async () => {
+    const k = startKleak(['--backend', 'bpftrace', '--events', '--comm', 'nosuchproc', '--json']);
+    await k.ready;
+    const child = Number((await execa('pgrep', ['-P', String(k.proc.pid)])).stdout.trim().split('\n')[0]);
+    expect(readFileSync(`/proc/${child}/comm`, 'utf8').trim()).toBe('bpftrace');
+    k.proc.kill('SIGKILL');
+    await k.proc;
+    let alive = true;
+    for (let i = 0; i < 30 && alive; i++) {
+      await sleep(100);
+      alive = existsSync(`/proc/${child}`);
+    }
+    expect(alive, 'bpftrace outlived kleak').toBe(false);
+  });
 });

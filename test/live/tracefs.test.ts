@@ -107,4 +107,21 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend tracefs on this ker
       rmdirSync(`${T}/instances/${name}`);
     }
   });
+
+  it('an instance a SIGKILLed kleak left tracing is removed by the next kleak; a live kleak\'s instance is not', async () => {
+    const killed = startKleak(['--backend', 'tracefs', '--bytes', '4096', '--json']);
+    await killed.ready;
+    const neighbour = startKleak(['--backend', 'tracefs', '--bytes', '8192', '--json']);
+    await neighbour.ready;
+    killed.proc.kill('SIGKILL');
+    await killed.proc;
+    expect(kleakInstances()).toContain(`kleak-${killed.proc.pid}`); // SIGKILL runs no cleanup
+    const next = await execa(process.execPath, [CLI, 'live', '--backend', 'tracefs', '--bytes', '4096', '--duration', '1', '--json'], { reject: false, cwd: ROOT });
+    expect(next.exitCode, next.stderr).toBe(0);
+    expect(next.stderr).toContain(`removed kleak-${killed.proc.pid}`);
+    expect(kleakInstances()).toEqual([`kleak-${neighbour.proc.pid}`]);
+    neighbour.proc.kill('SIGINT');
+    expect((await neighbour.proc).exitCode).toBe(0);
+    expect(kleakInstances()).toEqual([]);
+  });
 });
