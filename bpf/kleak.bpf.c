@@ -168,7 +168,9 @@ static __always_inline int on_alloc(void *ctx, __u64 call_site, __u64 ptr, __u32
 	a.pid = tgid;
 	a.flags = flags;
 	a.stack_id = -1;
-	if (cfg.stacks) {
+	__u32 allocator = flags >> KLEAK_ALLOCATOR_SHIFT;
+	int by_stack = allocator == KLEAK_A_VMALLOC || allocator == KLEAK_A_PAGE;
+	if (cfg.stacks || by_stack) {
 		/* Hash-only compare: two stacks with one hash would share an id, which at 32 bits is rarer than the
 		 * collisions the full compare reports as lost. */
 		long id = bpf_get_stackid(ctx, &stacks, BPF_F_FAST_STACK_CMP);
@@ -177,6 +179,8 @@ static __always_inline int on_alloc(void *ctx, __u64 call_site, __u64 ptr, __u32
 		else
 			bump(KLEAK_STACK_LOST);
 	}
+	if (by_stack)
+		a.call_site = a.stack_id + 1;
 
 	/* Insert first: the common case (a new pointer) costs one map operation, not a lookup and an update. */
 	long err = bpf_map_update_elem(&ptrs, &ptr, &a, BPF_NOEXIST);
@@ -240,6 +244,62 @@ int BPF_PROG(kmem_cache_alloc, unsigned long call_site, const void *ptr, struct 
 	if (!s)
 		return 0;
 	return on_alloc(ctx, call_site, (__u64)ptr, BPF_CORE_READ(s, object_size), BPF_CORE_READ(s, size), s, 0);
+}
+
+/* vmalloc: areas are keyed by their start address; the size includes the guard page. */
+SEC("tp_btf/alloc_vmap_area")
+int BPF_PROG(alloc_vmap_area, unsigned long addr, unsigned long size, unsigned long align, unsigned long vstart,
+	     unsigned long vend, int failed)
+{
+	if (failed)
+		return 0;
+	return on_alloc(ctx, 0, addr, size, size, 0, KLEAK_A_VMALLOC << KLEAK_ALLOCATOR_SHIFT);
+}
+
+SEC("tp_btf/free_vmap_area_noflush")
+int BPF_PROG(free_vmap_area_noflush, unsigned long va_start)
+{
+	on_free(va_start);
+	return 0;
+}
+
+/* Pages: keyed by their struct page (the tracepoint's own argument; no pfn arithmetic needed). */
+SEC("tp_btf/mm_page_alloc")
+int BPF_PROG(mm_page_alloc, void *page, unsigned int order)
+{
+	if (!page)
+		return 0;
+	__u64 bytes = (__u64)cfg.page_size << order;
+	return on_alloc(ctx, 0, (__u64)page, bytes, bytes, 0, KLEAK_A_PAGE << KLEAK_ALLOCATOR_SHIFT);
+}
+
+SEC("tp_btf/mm_page_free")
+int BPF_PROG(mm_page_free, void *page)
+{
+	on_free((__u64)page);
+	return 0;
+}
+
+SEC("tp_btf/mm_page_free_batched")
+int BPF_PROG(mm_page_free_batched, void *page)
+{
+	on_free((__u64)page);
+	return 0;
+}
+
+/* percpu: keyed by the __percpu pointer; bytes_alloc is the size times the possible CPUs. */
+SEC("tp_btf/percpu_alloc_percpu")
+int BPF_PROG(percpu_alloc_percpu, unsigned long call_site, unsigned long reserved, unsigned long is_atomic, unsigned long size,
+	     unsigned long align, void *base_addr, int off, void *ptr, unsigned long bytes_alloc)
+{
+	return on_alloc(ctx, call_site, (__u64)ptr, size, bytes_alloc, 0, KLEAK_A_PERCPU << KLEAK_ALLOCATOR_SHIFT);
+}
+
+SEC("tp_btf/percpu_free_percpu")
+int BPF_PROG(percpu_free_percpu, void *base_addr, int off, void *ptr)
+{
+	on_free((__u64)ptr);
+	return 0;
 }
 
 SEC("tp_btf/kfree")

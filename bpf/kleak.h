@@ -26,6 +26,8 @@ struct kleak_config {
 	__u64 rcu_work_fn;    /* kfree_rcu_work's address */
 	char comm[KLEAK_COMM_LEN];
 	char cache[KLEAK_CACHE_LEN];
+	__u32 page_size;   /* the system's page size: a page allocation of order N is page_size << N bytes */
+	__u32 pad;
 };
 
 /* One outstanding allocation: the value of the pointer table, keyed by the pointer. */
@@ -43,8 +45,17 @@ struct kleak_alloc {
 };
 
 #define KLEAK_F_ACCOUNTED 1
+/* The allocator, in bits 8-15 of flags. vmalloc and page allocations have no call site: their call_site holds
+ * their stack id + 1 (0: no stack), and kleak names the first frame outside the allocator. */
+#define KLEAK_ALLOCATOR_SHIFT 8
+enum kleak_allocator {
+	KLEAK_A_SLAB = 0,
+	KLEAK_A_VMALLOC = 1,
+	KLEAK_A_PAGE = 2,
+	KLEAK_A_PERCPU = 3,
+};
 
-/* Per call site, cache and size: cumulative since the start (a per-CPU hash: summed by the reader, never drifts). */
+/* Per call site (or stack, for vmalloc and pages), cache, size and allocator: cumulative since the start (a per-CPU hash: summed by the reader, never drifts). */
 struct kleak_site_key {
 	__u64 call_site;
 	__u64 cache_id;

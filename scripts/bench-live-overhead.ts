@@ -141,10 +141,12 @@ function libbpfFloor(obj: string): () => Promise<Tracer> {
  */
 function memleak(bin: string, args: string[]): () => Promise<Tracer> {
   return async () => {
-    const p = execa(bin, args, { reject: false, stdout: 'pipe', stderr: 'ignore', buffer: false });
+    // memleak's stdout is a pipe here: line-buffer it (stdbuf), or its "Attaching" line never arrives.
+    const p = execa('stdbuf', ['-oL', bin, ...args], { reject: false, stdout: 'pipe', stderr: 'ignore', buffer: false });
     p.stdout!.setEncoding('utf8');
     await new Promise<void>((resolve, reject) => {
-      p.stdout!.on('data', (d: string) => d.includes('Attaching to kernel allocators') && resolve());
+      const timer = setTimeout(() => reject(new Error('memleak did not say it attached within 60 s')), 60_000);
+      p.stdout!.on('data', (d: string) => d.includes('Attaching to kernel allocators') && (clearTimeout(timer), resolve()));
       void p.then((r) => reject(new Error(`memleak ended before attaching (exit ${r.exitCode})`)));
     });
     return processTracer(p);
@@ -166,6 +168,8 @@ function configs(floorObj: string | undefined, only: string): Config[] {
     { group: 'bpftrace', name: 'kleak live --backend bpftrace --bytes 1024 --stacks', start: kleak(['--backend', 'bpftrace', '--bytes', '1024', '--stacks']) },
     { group: 'tracefs', name: 'kleak live --backend tracefs --bytes 8192', start: kleak(['--backend', 'tracefs', '--bytes', '8192']) },
     { group: 'tracefs', name: 'kleak live --backend tracefs --bytes 1024', start: kleak(['--backend', 'tracefs', '--bytes', '1024']) },
+    { group: 'kernel', name: 'kleak live --alloc page (kernel backend; every page, no filter)', start: kleak(['--backend', 'kernel', '--alloc', 'page']) },
+    { group: 'kernel', name: 'kleak live --alloc vmalloc,percpu (kernel backend)', start: kleak(['--backend', 'kernel', '--alloc', 'vmalloc,percpu']) },
     { group: 'kernel', name: 'peer: bcc memleak -z 8192 -Z 8192 (never allocated)', ...(peer ? { start: memleak(peer, ['-z', '8192', '-Z', '8192', '3600']) } : { skip: noPeer }) },
     { group: 'kernel', name: 'peer: bcc memleak -z 1024 -Z 1024 (every operation)', ...(peer ? { start: memleak(peer, ['-z', '1024', '-Z', '1024', '3600']) } : { skip: noPeer }) },
     { group: 'naive', name: 'naive: bpftrace printf of every kmalloc and kfree', start: naive },

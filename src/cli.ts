@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { packagePath } from './paths.js';
 import { KleakError, InputError } from './errors.js';
 import type { EventFilter } from './engine/filter.js';
-import type { FormatName } from './event.js';
+import type { AllocatorName, FormatName } from './event.js';
 import type { BackendChoice } from './commands/live.js';
 import { kmallocCacheSize } from './engine/filter.js';
 import { parseThresholds, type VerdictThresholds } from './engine/verdict.js';
@@ -21,7 +21,9 @@ EXAMPLES
   sudo kleak watch --duration 60          which slab cache grows? (and the live filter to use on it)
   sudo kleak live --bytes 4096            who holds kmalloc-4096 objects? (Ctrl-C for the final report)
   sudo kleak live --bytes 128 --stacks --duration 60 --min-age 30 --record run.ndjson --text
-  sudo kleak live --backend tracefs --bytes 4096      no bpftrace on this host
+  sudo kleak live --cache eventpoll_epi --comm nginx --stacks   one kmem_cache, one program
+  sudo kleak live --alloc vmalloc,percpu --duration 60   who holds VmallocUsed and Percpu
+  sudo kleak live --backend tracefs --bytes 4096      no BTF or libbpf on this host
   sudo kleak inspect --from report.json --site user_preparse   what the leaked objects hold
   sudo kleak record --bytes 4096 --stacks --duration 30 -o k4096.pipe   raw trace_pipe text to keep
   kleak replay run.ndjson                 the same answer again, later, elsewhere
@@ -29,7 +31,7 @@ EXAMPLES
   kleak replay trace.dat --bytes 4096 --min-age 30 --json | jq '.sites[0]'
 
 USAGE
-  kleak live [--backend bpftrace|tracefs|trace-cmd] [filter] [--stacks] [--duration SEC] [--interval SEC]
+  kleak live [--backend kernel|bpftrace|tracefs|trace-cmd] [--alloc slab,vmalloc,page,percpu|all] [filter] [--stacks] [--duration SEC] [--interval SEC]
              [--events] [--record FILE.ndjson] [--max-pointers N] [--dry-run] [report options]
   kleak replay FILE|- [--format auto|trace-cmd|trace-pipe|bpftrace|ndjson] [--speed X] [filter] [report options]
   kleak record [--backend tracefs|trace-cmd] [filter] [--stacks] [--duration SEC] -o FILE
@@ -38,14 +40,20 @@ USAGE
   kleak inspect PTR... [--length N] | --from REPORT.json [--site FUNC]
 
 LIVE AND RECORD
-  --backend NAME       bpftrace (default for live: the pointer table stays in the kernel), tracefs (needs only
-                       the kernel; every kfree crosses to userspace), trace-cmd (trace-cmd stream / record)
+  --backend NAME       kernel (default for live where it loads: kleak's own BPF program through libbpf, pairs in
+                       the kernel, sees kfree_rcu batches; needs BTF and libbpf.so.1), bpftrace (the same
+                       pairing in bpftrace), tracefs (needs only the kernel; every kfree crosses to userspace),
+                       trace-cmd (trace-cmd stream / record). Without it: kernel, else bpftrace, else tracefs
   --stacks             record kernel stacks of outstanding allocations
   --duration SEC       stop after SEC seconds (default: at Ctrl-C / SIGTERM)
   --interval SEC       print a text report every SEC seconds (default 5; watch: sample every SEC, default 2)
+  --alloc LIST         allocators to pair: slab (default), vmalloc, page, percpu, a comma list, or all (kernel
+                       backend). vmalloc areas and pages are named by the first frame of their stack outside
+                       the allocator
   --events             bpftrace: stream every allocation and free instead of pairing in the kernel (low rates)
   --record FILE        keep an NDJSON recording that \`kleak replay\` (or \`kleak watch --replay\`) reads back
-  --max-pointers N     bpftrace: size of the kernel pointer table (default 262144); more count as untracked
+  --max-pointers N     kernel, bpftrace: most pointers the kernel table holds (default 262144); more are
+                       counted as untracked
   --dry-run            print what the backend would run or write, and run nothing
   -o FILE              kleak record: raw trace_pipe text (tracefs, the default) or a trace.dat (trace-cmd)
 
@@ -86,6 +94,7 @@ const OPTIONS = {
   'min-age': { type: 'string' },
   top: { type: 'string' },
   backend: { type: 'string' },
+  alloc: { type: 'string' },
   stacks: { type: 'boolean', default: false },
   duration: { type: 'string' },
   interval: { type: 'string' },
@@ -107,11 +116,12 @@ const OPTIONS = {
   version: { type: 'boolean', short: 'V', default: false },
 } as const;
 
-function num(name: string, v: string | undefined, opts: { integer?: boolean; min?: number } = {}): number | undefined {
+function num(name: string, v: string | undefined, opts: { integer?: boolean; min?: number; max?: number } = {}): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || (opts.integer && !Number.isInteger(n)) || (opts.min !== undefined && n < opts.min)) {
-    throw new InputError(`--${name} needs ${opts.integer ? 'a whole number' : 'a number'}${opts.min !== undefined ? ` of at least ${opts.min}` : ''}, not "${v}".`);
+  if (v.trim() === '' || !Number.isFinite(n) || (opts.integer && !Number.isInteger(n)) || (opts.min !== undefined && n < opts.min) || (opts.max !== undefined && n > opts.max)) {
+    const range = opts.min !== undefined && opts.max !== undefined ? ` from ${opts.min} to ${opts.max.toLocaleString('en-US')}` : opts.min !== undefined ? ` of at least ${opts.min}` : '';
+    throw new InputError(`--${name} needs ${opts.integer ? 'a whole number' : 'a number'}${range}, not "${v}".`);
   }
   return n;
 }
@@ -147,6 +157,18 @@ function filterFrom(v: Values): EventFilter {
   return f;
 }
 
+const ALLOCATOR_NAMES: readonly AllocatorName[] = ['slab', 'vmalloc', 'page', 'percpu'];
+
+/** --alloc slab,vmalloc,page,percpu or all; slab when absent. */
+function allocatorsFrom(text: string | undefined): Set<AllocatorName> {
+  if (text === undefined) return new Set(['slab']);
+  const words = text.split(',').map((w) => w.trim());
+  if (words.length === 1 && words[0] === 'all') return new Set(ALLOCATOR_NAMES);
+  const bad = words.filter((w) => !(ALLOCATOR_NAMES as readonly string[]).includes(w));
+  if (bad.length > 0 || words.length === 0) throw new InputError(`--alloc takes a comma list of ${ALLOCATOR_NAMES.join(', ')} (or all), not "${bad[0] ?? text}".`);
+  return new Set(words as AllocatorName[]);
+}
+
 function thresholdsFrom(v: Values): { thresholds?: VerdictThresholds } {
   if (v.verdict === undefined) return {};
   const t = parseThresholds(v.verdict);
@@ -166,6 +188,7 @@ async function live(v: Values): Promise<number> {
   if (!backends.includes(backend)) throw new InputError(`--backend ${v.backend} is not one of ${backends.join(', ')}.`);
   const o = {
       backend,
+      allocators: allocatorsFrom(v.alloc),
       filter: filterFrom(v),
       stacks: v.stacks,
       events: v.events,
@@ -173,7 +196,8 @@ async function live(v: Values): Promise<number> {
       intervalSec: num('interval', v.interval, { min: 0.1 }) ?? 5,
       report: reportOptions(v),
       record: v.record,
-      maxPointers: num('max-pointers', v['max-pointers'], { integer: true, min: 16 }) ?? 262_144,
+      // Each tracked pointer costs ~100 bytes of kernel memory (bpftrace: preallocated in every map it sizes).
+      maxPointers: num('max-pointers', v['max-pointers'], { integer: true, min: 16, max: 4_194_304 }) ?? 262_144,
       ...thresholdsFrom(v),
   };
   if (v['dry-run']) {

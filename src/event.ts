@@ -1,5 +1,8 @@
 // The contract between parse/ and engine/ (DESIGN.md "The event"). Parsers push into a ParseSink; the engine is one.
 
+/** Kernel allocators kleak pairs (DESIGN.md "Allocators and evidence"). Slab unless said otherwise. */
+export type AllocatorName = 'slab' | 'vmalloc' | 'page' | 'percpu';
+
 /** The kmem tracepoints kleak reads. */
 export const TRACEPOINTS = ['kmalloc', 'kfree', 'kmem_cache_alloc', 'kmem_cache_free', 'kmalloc_node', 'kmem_cache_alloc_node'] as const;
 export type Tracepoint = (typeof TRACEPOINTS)[number];
@@ -43,11 +46,13 @@ export interface OutstandingRecord {
   pid?: number;
   comm?: string;
   stack?: string[];
+  allocator?: AllocatorName;
 }
 
 /** Per call site counters kept by a kernel-side pairing table. */
 export interface SiteTotalsRecord {
   callSite: string;
+  allocator?: AllocatorName;
   allocs: number;
   frees: number;
   /** Allocations replaced while tracked (their free was missed). */

@@ -14,7 +14,7 @@ import { kernelBpfDescription, startKernelBpf } from '../sources/kernel-bpf.js';
 import { startTracefs, tracefsPlan } from '../sources/tracefs.js';
 import { startTraceCmd, traceCmdCommandLine } from '../sources/trace-cmd.js';
 import type { LiveEnd, LiveSource } from '../sources/live.js';
-import type { ParseSink } from '../event.js';
+import type { AllocatorName, ParseSink } from '../event.js';
 
 export type Backend = 'kernel' | 'bpftrace' | 'tracefs' | 'trace-cmd';
 /** What users may ask for; `auto` (the default) is kernel, else bpftrace, else tracefs. */
@@ -22,6 +22,8 @@ export type BackendChoice = Backend | 'auto';
 
 export interface LiveOptions {
   backend: BackendChoice;
+  /** Allocators to pair; anything but slab needs the kernel backend. */
+  allocators: ReadonlySet<AllocatorName>;
   filter: EventFilter;
   stacks: boolean;
   events: boolean;
@@ -57,18 +59,21 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
   try {
     switch (o.backend) {
       case 'auto':
-        source = await startAuto(o, sink);
+        source = [...o.allocators].some((a) => a !== 'slab') ? await startKernelBpf(kernelOptions(o), sink) : await startAuto(o, sink);
         break;
       case 'kernel':
         source = await startKernelBpf(kernelOptions(o), sink);
         break;
       case 'bpftrace':
+        slabOnly(o, 'bpftrace');
         source = await startBpftrace(bpftraceOptions(o), sink);
         break;
       case 'tracefs':
+        slabOnly(o, 'tracefs');
         source = await startTracefs({ filter: o.filter, stacks: o.stacks, bufferKb: 8192 }, sink);
         break;
       case 'trace-cmd':
+        slabOnly(o, 'trace-cmd');
         source = await startTraceCmd({ filter: o.filter, stacks: o.stacks }, sink);
         break;
     }
@@ -119,7 +124,13 @@ async function startAuto(o: LiveOptions, sink: ParseSink): Promise<LiveSource> {
 }
 
 function kernelOptions(o: LiveOptions) {
-  return { filter: o.filter, stacks: o.stacks, snapshotSec: 1, maxPointers: o.maxPointers, listMax: 10_000 };
+  return { filter: o.filter, allocators: o.allocators, stacks: o.stacks, snapshotSec: 1, maxPointers: o.maxPointers, listMax: 10_000 };
+}
+
+/** bpftrace, tracefs and trace-cmd read the slab tracepoints only (for now): say so before starting them. */
+function slabOnly(o: LiveOptions, backend: string): void {
+  const other = [...o.allocators].filter((a) => a !== 'slab');
+  if (other.length > 0) throw new InputError(`--alloc ${other.join(',')} needs the kernel backend; --backend ${backend} pairs slab allocations only.`, 'Drop --backend (or use --backend kernel): it needs root, BTF and libbpf.so.1.');
 }
 
 /** The tracer command `o` would run, as a shell command line (--dry-run). */

@@ -1,7 +1,7 @@
 // The pointer-matching engine: pure and synchronous. Folds events (or kernel snapshots) into a PointerTable and
 // per-site counters, keyed on the trace's own clock, and answers report() at whatever pace a view wants.
 
-import type { KernelSnapshot, KmemEvent, ParseSink, RecordedRun } from '../event.js';
+import type { AllocatorName, KernelSnapshot, KmemEvent, ParseSink, RecordedRun } from '../event.js';
 import { siteFunction } from '../parse/kmem-fields.js';
 import type { Notice, Report, SampleReport, SiteReport, SourceInfo, Totals } from '../report/model.js';
 import { compileFilter, isEmptyFilter, type EventFilter } from './filter.js';
@@ -42,6 +42,8 @@ interface Site {
   outstanding: number;
   outstandingBytes: number;
   missedFrees: number;
+  /** The allocator, when not slab (from kernel snapshots). */
+  allocator?: AllocatorName;
   /** Its objects seen freed from the RCU machinery (kvfree_rcu_list, rcu_do_batch…): the rest of its kfree_rcu frees are batched and unseen. */
   rcuFrees: number;
   /** Kernel-side totals (bpftrace pairs mode) override the counts above when present. */
@@ -173,7 +175,9 @@ export class Engine implements ParseSink {
       }
       for (const r of s.outstanding) {
         const cs = this.callSites.id(r.callSite);
-        this.store({ kind: 'alloc', tracepoint: 'kmalloc', ...r }, ptrKey(r.ptr), this.siteOf(cs), cs);
+        const site = this.siteOf(cs);
+        if (r.allocator && r.allocator !== 'slab') this.sites[site]!.allocator = r.allocator;
+        this.store({ kind: 'alloc', tracepoint: 'kmalloc', ...r }, ptrKey(r.ptr), site, cs);
       }
     }
     for (const site of this.sites) site.kernel = { allocs: 0, frees: 0, missedFrees: 0, outstanding: 0, outstandingBytes: 0 };
@@ -185,6 +189,7 @@ export class Engine implements ParseSink {
     let bytes = 0;
     for (const t of s.sites) {
       const id = this.siteOf(this.callSites.id(t.callSite));
+      if (t.allocator && t.allocator !== 'slab') this.sites[id]!.allocator = t.allocator;
       // The kernel counts per call site (cumulative since the start); several call sites of a function add up.
       const k = (this.sites[id]!.kernel ??= { allocs: 0, frees: 0, missedFrees: 0, outstanding: 0, outstandingBytes: 0 });
       k.allocs += t.allocs;
@@ -391,6 +396,7 @@ export class Engine implements ParseSink {
       const verdict = verdictOf(series, now - this.series.times[0]!, allocs, frees, this.thresholds);
       sites.push({
         function: site.fn,
+        ...(site.allocator ? { allocator: site.allocator } : {}),
         callSite: listed ? this.callSites.values[top(csCount[s]!)]! : site.fn,
         cache: cacheCount[s] ? this.caches.values[top(cacheCount[s]!)]! : '',
         outstanding,

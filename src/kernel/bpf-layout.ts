@@ -6,9 +6,9 @@ export const CACHE_LEN = 32;
 export const STACK_DEPTH = 20;
 
 export const CONFIG = {
-  size: 104,
+  size: 112,
   minBytes: 0, maxBytes: 8, pid: 16, selfTgid: 20, commOn: 24, cacheOn: 28, stacks: 32, gfpAccount: 36,
-  rcuMonitorFn: 40, rcuWorkFn: 48, comm: 56, cache: 72,
+  rcuMonitorFn: 40, rcuWorkFn: 48, comm: 56, cache: 72, pageSize: 104,
 } as const;
 
 export const ALLOC = {
@@ -20,6 +20,10 @@ export const SITE_KEY = { size: 24, callSite: 0, cacheId: 8, bytesAlloc: 16, fla
 export const SITE_COUNTS = { size: 48, allocs: 0, frees: 8, missed: 16, allocBytes: 24, freeBytes: 32, missedBytes: 40 } as const;
 
 export const F_ACCOUNTED = 1;
+export const ALLOCATOR_SHIFT = 8;
+/** enum kleak_allocator, by value. */
+export const ALLOCATORS = ['slab', 'vmalloc', 'page', 'percpu'] as const;
+export type Allocator = (typeof ALLOCATORS)[number];
 
 /** Indexes of the per-CPU counters (enum kleak_counter). */
 export const COUNTER = { untracked: 0, stackLost: 1, rcuFrees: 2, bulkFrees: 3, bulkCut: 4, rcuBatches: 5, rcuCut: 6 } as const;
@@ -36,6 +40,7 @@ export interface BpfConfig {
   gfpAccount: number;
   rcuMonitorFn: bigint;
   rcuWorkFn: bigint;
+  pageSize: number;
 }
 
 /** A name as the kernel holds it: at most n-1 bytes and a NUL (a longer name could never match, so it is refused upstream). */
@@ -55,6 +60,7 @@ export function encodeConfig(c: BpfConfig): Buffer {
   b.writeUInt32LE(c.gfpAccount >>> 0, CONFIG.gfpAccount);
   b.writeBigUInt64LE(c.rcuMonitorFn, CONFIG.rcuMonitorFn);
   b.writeBigUInt64LE(c.rcuWorkFn, CONFIG.rcuWorkFn);
+  b.writeUInt32LE(c.pageSize, CONFIG.pageSize);
   putName(b, CONFIG.comm, COMM_LEN, c.comm);
   putName(b, CONFIG.cache, CACHE_LEN, c.cache);
   return b;

@@ -1,3 +1,4 @@
+import type { AllocatorName } from '../event.js';
 // What views read: a snapshot of the engine (DESIGN.md "JSON report", plus what the text and TUI views need).
 
 import type { EventFilter } from '../engine/filter.js';
@@ -43,6 +44,8 @@ export interface SampleReport {
 
 export interface SiteReport {
   function: string;
+  /** The allocator, when not slab (vmalloc, page, percpu). */
+  allocator?: AllocatorName;
   callSite: string;
   cache: string;
   outstanding: number;

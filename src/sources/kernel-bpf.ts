@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { kmallocCacheSize, type EventFilter } from '../engine/filter.js';
 import { EnvironmentError } from '../errors.js';
-import type { KernelSnapshot, OutstandingRecord, ParseSink, SiteTotalsRecord } from '../event.js';
-import { ALLOC, CACHE_LEN, COMM_LEN, COUNTER, COUNTERS, F_ACCOUNTED, SITE_COUNTS, SITE_KEY, STACK_DEPTH, cString, encodeConfig, type BpfConfig } from '../kernel/bpf-layout.js';
+import type { AllocatorName, KernelSnapshot, OutstandingRecord, ParseSink, SiteTotalsRecord } from '../event.js';
+import { ALLOC, ALLOCATOR_SHIFT, ALLOCATORS, CACHE_LEN, COMM_LEN, COUNTER, COUNTERS, F_ACCOUNTED, SITE_COUNTS, SITE_KEY, STACK_DEPTH, cString, encodeConfig, type BpfConfig } from '../kernel/bpf-layout.js';
 import { Btf } from '../kernel/btf.js';
 import { Kallsyms } from '../kernel/kallsyms.js';
 import { libbpf, type Libbpf } from '../kernel/libbpf.js';
@@ -20,6 +20,8 @@ export const BPF_OBJECT = packagePath('bpf', 'kleak.bpf.o');
 
 export interface KernelBpfOptions {
   filter: EventFilter;
+  /** Which allocators to pair (default: slab). */
+  allocators: ReadonlySet<AllocatorName>;
   stacks: boolean;
   snapshotSec: number;
   /** Most pointers the kernel table holds; allocations past it are counted as untracked. */
@@ -31,7 +33,28 @@ export interface KernelBpfOptions {
 /** Stack ids the stack map can hold with --stacks (STACK_DEPTH frames of 8 bytes each: 5 MiB, preallocated). */
 const STACK_IDS = 32_768;
 
-type ProgramName = 'kmalloc' | 'kmem_cache_alloc' | 'kfree' | 'kmem_cache_free' | 'kvfree_call_rcu' | 'kmem_cache_free_bulk' | 'workqueue_execute_start';
+type ProgramName =
+  | 'kmalloc' | 'kmem_cache_alloc' | 'kfree' | 'kmem_cache_free' | 'kvfree_call_rcu' | 'kmem_cache_free_bulk' | 'workqueue_execute_start'
+  | 'alloc_vmap_area' | 'free_vmap_area_noflush' | 'mm_page_alloc' | 'mm_page_free' | 'mm_page_free_batched'
+  | 'percpu_alloc_percpu' | 'percpu_free_percpu';
+
+/** The tracepoints (raw, BTF) each allocator other than slab needs, with their tracefs group for messages. */
+const ALLOCATOR_PROGRAMS: Record<Exclude<AllocatorName, 'slab'>, { group: string; programs: ProgramName[] }> = {
+  vmalloc: { group: 'vmalloc', programs: ['alloc_vmap_area', 'free_vmap_area_noflush'] },
+  page: { group: 'kmem', programs: ['mm_page_alloc', 'mm_page_free', 'mm_page_free_batched'] },
+  percpu: { group: 'percpu', programs: ['percpu_alloc_percpu', 'percpu_free_percpu'] },
+};
+
+/** The system's page size (a page allocation of order N is this << N bytes). */
+function pageSize(): number {
+  try {
+    const m = /^KernelPageSize:\s+(\d+) kB/m.exec(readFileSync('/proc/self/smaps', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch {
+    // no smaps: the common size
+  }
+  return 4096;
+}
 
 export interface KernelBpfPlan {
   config: BpfConfig;
@@ -59,13 +82,26 @@ export function kernelBpfPlan(o: KernelBpfOptions, btf: Btf, syms: Kallsyms | un
   // Sizes and kmalloc-N name kmalloc's caches (as bpftrace and tracefs read them); a name, a kmem_cache; nothing,
   // both. kmalloc'ed objects leave through kfree only, so a size filter needs no kmem_cache_free program (every
   // program attached costs each event it sees, tracked or not).
-  const programs: ProgramName[] = [...(namedCache ? [] : ['kmalloc' as const]), ...(sized ? [] : ['kmem_cache_alloc' as const]), 'kfree', ...(sized ? [] : ['kmem_cache_free' as const])];
+  const slab = o.allocators.has('slab');
+  const programs: ProgramName[] = slab ? [...(namedCache ? [] : ['kmalloc' as const]), ...(sized ? [] : ['kmem_cache_alloc' as const]), 'kfree', ...(sized ? [] : ['kmem_cache_free' as const])] : [];
+  for (const [allocator, { group, programs: progs }] of Object.entries(ALLOCATOR_PROGRAMS)) {
+    if (!o.allocators.has(allocator as AllocatorName)) continue;
+    const missing = progs.filter((p) => btf.tracepointArgs(p) === undefined);
+    if (missing.length > 0) {
+      throw new EnvironmentError(`this kernel has no ${missing.map((m) => `${group}:${m}`).join(' / ')} tracepoint, which --alloc ${allocator} needs.`, `ls /sys/kernel/tracing/events/${group} shows what it has; --alloc slab still works.`);
+    }
+    programs.push(...progs);
+  }
   const notes: string[] = [];
   const monitor = syms?.address('kfree_rcu_monitor');
   const work = syms?.address('kfree_rcu_work');
-  if (monitor && work && btf.tracepointArgs('workqueue_execute_start') === 1) programs.push('workqueue_execute_start');
+  if (!slab) {
+    // kfree_rcu frees slab objects only.
+  } else if (monitor && work && btf.tracepointArgs('workqueue_execute_start') === 1) programs.push('workqueue_execute_start');
   else notes.push('frees through kfree_rcu batches are not seen on this kernel (no kfree_rcu_monitor/kfree_rcu_work to watch): objects freed that way stay outstanding.');
-  const optional = (['kvfree_call_rcu', 'kmem_cache_free_bulk'] as const).filter((fn) => btf.hasFunction(fn));
+  const optional = slab ? (['kvfree_call_rcu', 'kmem_cache_free_bulk'] as const).filter((fn) => btf.hasFunction(fn)) : [];
+  // vmalloc areas and pages have no call site: their stack names who allocated them.
+  const byStack = o.allocators.has('vmalloc') || o.allocators.has('page');
   const account = btf.enumValue('___GFP_ACCOUNT_BIT');
   return {
     config: {
@@ -74,10 +110,11 @@ export function kernelBpfPlan(o: KernelBpfOptions, btf: Btf, syms: Kallsyms | un
       gfpAccount: account !== undefined ? 2 ** account : 0,
       rcuMonitorFn: programs.includes('workqueue_execute_start') ? monitor! : 0n,
       rcuWorkFn: programs.includes('workqueue_execute_start') ? work! : 0n,
+      pageSize: pageSize(),
     },
     programs,
     optional: [...optional],
-    maxEntries: { ptrs: o.maxPointers, stacks: o.stacks ? STACK_IDS : 1 },
+    maxEntries: { ptrs: o.maxPointers, stacks: o.stacks || byStack ? STACK_IDS : 1 },
     notes,
   };
 }
@@ -204,9 +241,20 @@ function readHash(lib: Libbpf, fd: number, keySize: number, valueSize: number, e
   }
 }
 
+/**
+ * Frames of an allocator's own machinery (and of the tracing that sees it): a vmalloc area or a page is
+ * attributed to the first frame of its stack that is not one of these.
+ */
+const MACHINERY: Record<'vmalloc' | 'page', RegExp> = {
+  vmalloc: /^(?:bpf_prog_\w+|bpf_trace_run\d+|__bpf_trace_\w+|__traceiter_\w+|trace_call_bpf|alloc_vmap_area|__get_vm_area\w*|get_vm_area\w*|__vmalloc\w*|vmalloc\w*|vzalloc\w*|vmap\w*|__kvmalloc\w*|kvmalloc\w*|kvzalloc\w*|execmem\w*|__execmem\w*)$/,
+  page: /^(?:bpf_prog_\w+|bpf_trace_run\d+|__bpf_trace_\w+|__traceiter_\w+|trace_call_bpf|__alloc_pages\w*|alloc_pages\w*|__alloc_frozen_pages\w*|alloc_frozen_pages\w*|get_page_from_freelist|post_alloc_hook|prep_new_page|__folio_alloc\w*|folio_alloc\w*|__get_free_pages\w*|get_zeroed_page\w*|rmqueue\w*|__rmqueue\w*|alloc_slab_page|allocate_slab|new_slab|___slab_alloc|__slab_alloc\w*|vma_alloc_folio\w*|alloc_anon_folio|__page_cache_alloc\w*|filemap_alloc_folio\w*)$/,
+};
+
 class Reader {
   private readonly cpus: number;
   private readonly cacheNames = new Map<bigint, string>();
+  /** Stack id → its frames' addresses (stacks do not change once stored). */
+  private readonly stackAddrs = new Map<number, bigint[]>();
 
   constructor(
     private readonly lib: Libbpf,
@@ -244,7 +292,43 @@ class Reader {
   }
 
   private label(cacheId: bigint, bytesAlloc: number, flags: number): string {
+    const allocator = allocatorOf(flags);
+    if (allocator !== 'slab') return allocator;
     return (cacheId !== 0n ? this.cacheName(cacheId) : undefined) ?? kmallocCache(bytesAlloc, (flags & F_ACCOUNTED) !== 0);
+  }
+
+  private stack(id: number): bigint[] {
+    let st = this.stackAddrs.get(id);
+    if (!st) {
+      st = [];
+      const key = Buffer.alloc(4);
+      key.writeInt32LE(id);
+      const frames = Buffer.alloc(STACK_DEPTH * 8);
+      if (this.lib.lookup(this.l.fds.stacks, key, frames) === 0) {
+        for (let f = 0; f < STACK_DEPTH; f++) {
+          const a = frames.readBigUInt64LE(f * 8);
+          if (a === 0n) break;
+          st.push(a);
+        }
+      }
+      this.stackAddrs.set(id, st);
+    }
+    return st;
+  }
+
+  /** A call site as text: the kernel's for slab and percpu; for vmalloc and pages, the first frame outside them. */
+  private callSite(raw: bigint, flags: number): string {
+    const allocator = allocatorOf(flags);
+    if (allocator !== 'vmalloc' && allocator !== 'page') return this.syms.format(raw);
+    if (raw === 0n) return `(${allocator}: no stack)`;
+    const addrs = this.stack(Number(raw) - 1);
+    const machinery = MACHINERY[allocator];
+    // Leading frames with no symbol are kleak's own programs and trampolines (JIT images load after kallsyms was read).
+    const first = addrs.find((a) => {
+      const sym = this.syms.lookup(a);
+      return sym !== undefined && !machinery.test(sym.name);
+    });
+    return first !== undefined ? this.syms.format(first) : `(${allocator}: no stack)`;
   }
 
   snapshot(list: boolean): KernelSnapshot {
@@ -260,8 +344,10 @@ class Reader {
       const allocs = sum(SITE_COUNTS.allocs);
       const frees = sum(SITE_COUNTS.frees);
       const missed = sum(SITE_COUNTS.missed);
+      const flags = k.readUInt32LE(ko + SITE_KEY.flags);
       sites.push({
-        callSite: this.syms.format(k.readBigUInt64LE(ko + SITE_KEY.callSite)),
+        callSite: this.callSite(k.readBigUInt64LE(ko + SITE_KEY.callSite), flags),
+        allocator: allocatorOf(flags),
         allocs, frees, missedFrees: missed,
         outstanding: allocs - frees - missed,
         outstandingBytes: sum(SITE_COUNTS.allocBytes) - sum(SITE_COUNTS.freeBytes) - sum(SITE_COUNTS.missedBytes),
@@ -274,43 +360,39 @@ class Reader {
       const stackIds: number[] = [];
       readHash(this.lib, this.l.fds.ptrs, 8, ALLOC.size, (k, ko, v, vo) => {
         const bytesAlloc = v.readUInt32LE(vo + ALLOC.bytesAlloc);
+        const flags = v.readUInt32LE(vo + ALLOC.flags);
         records.push({
           ptr: k.readBigUInt64LE(ko).toString(16).padStart(16, '0'),
           ts: Number(v.readBigUInt64LE(vo + ALLOC.tsNs)) / 1e9,
-          callSite: this.syms.format(v.readBigUInt64LE(vo + ALLOC.callSite)),
+          callSite: this.callSite(v.readBigUInt64LE(vo + ALLOC.callSite), flags),
+          allocator: allocatorOf(flags),
           bytesReq: v.readUInt32LE(vo + ALLOC.bytesReq),
           bytesAlloc,
-          cache: this.label(v.readBigUInt64LE(vo + ALLOC.cacheId), bytesAlloc, v.readUInt32LE(vo + ALLOC.flags)),
+          cache: this.label(v.readBigUInt64LE(vo + ALLOC.cacheId), bytesAlloc, flags),
           pid: v.readUInt32LE(vo + ALLOC.pid),
           comm: cString(v, vo + ALLOC.comm, COMM_LEN),
         });
         stackIds.push(v.readInt32LE(vo + ALLOC.stackId));
       });
-      const stacks = new Map<number, string[]>();
-      const key = Buffer.alloc(4);
-      const frames = Buffer.alloc(STACK_DEPTH * 8);
+      const named = new Map<number, string[]>();
       records.forEach((r, i) => {
         const id = stackIds[i]!;
         if (id < 0) return;
-        let st = stacks.get(id);
+        let st = named.get(id);
         if (!st) {
-          key.writeInt32LE(id);
-          st = [];
-          if (this.lib.lookup(this.l.fds.stacks, key, frames) === 0) {
-            for (let f = 0; f < STACK_DEPTH; f++) {
-              const a = frames.readBigUInt64LE(f * 8);
-              if (a === 0n) break;
-              const s = this.syms.lookup(a);
-              st.push(s ? s.name : a.toString(16));
-            }
-          }
-          stacks.set(id, st);
+          st = this.stack(id).map((a) => this.syms.lookup(a)?.name ?? a.toString(16));
+          named.set(id, st);
         }
         if (st.length > 0) r.stack = st;
       });
       snap.outstanding = records;
     }
     return snap;
+  }
+
+  /** Drops the stack cache: ids of stacks no longer referenced can be reused by the kernel. */
+  forgetStacks(): void {
+    this.stackAddrs.clear();
   }
 
   /** Kernel memory the maps hold now (memlock of each map's fdinfo), bytes. */
@@ -361,6 +443,7 @@ export async function startKernelBpf(o: KernelBpfOptions, sink: ParseSink): Prom
   const tick = () => {
     try {
       snapshots++;
+      reader.forgetStacks();
       sink.snapshot?.(reader.snapshot(reader.tracked() <= o.listMax));
     } catch (err) {
       clearInterval(timer);
@@ -398,4 +481,8 @@ export async function startKernelBpf(o: KernelBpfOptions, sink: ParseSink): Prom
       await ended;
     },
   };
+}
+
+function allocatorOf(flags: number): AllocatorName {
+  return ALLOCATORS[(flags >>> ALLOCATOR_SHIFT) & 0xff] ?? 'slab';
 }

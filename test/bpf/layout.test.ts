@@ -4,12 +4,12 @@ import { execa } from 'execa';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { ALLOC, CONFIG, COUNTERS, SITE_COUNTS, SITE_KEY, STACK_DEPTH, encodeConfig } from '../../src/kernel/bpf-layout.js';
+import { ALLOC, ALLOCATOR_SHIFT, ALLOCATORS, CONFIG, COUNTERS, SITE_COUNTS, SITE_KEY, STACK_DEPTH, encodeConfig } from '../../src/kernel/bpf-layout.js';
 import { onPath } from '../helpers/env.js';
 import { ROOT } from '../helpers/cli.js';
 
 const FIELDS: Record<string, Record<string, string>> = {
-  kleak_config: { size: '', minBytes: 'min_bytes', maxBytes: 'max_bytes', pid: 'pid', selfTgid: 'self_tgid', commOn: 'comm_on', cacheOn: 'cache_on', stacks: 'stacks', gfpAccount: 'gfp_account', rcuMonitorFn: 'rcu_monitor_fn', rcuWorkFn: 'rcu_work_fn', comm: 'comm', cache: 'cache' },
+  kleak_config: { size: '', minBytes: 'min_bytes', maxBytes: 'max_bytes', pid: 'pid', selfTgid: 'self_tgid', commOn: 'comm_on', cacheOn: 'cache_on', stacks: 'stacks', gfpAccount: 'gfp_account', rcuMonitorFn: 'rcu_monitor_fn', rcuWorkFn: 'rcu_work_fn', comm: 'comm', cache: 'cache', pageSize: 'page_size' },
   kleak_alloc: { size: '', tsNs: 'ts_ns', callSite: 'call_site', cacheId: 'cache_id', bytesReq: 'bytes_req', bytesAlloc: 'bytes_alloc', pid: 'pid', stackId: 'stack_id', flags: 'flags', comm: 'comm' },
   kleak_site_key: { size: '', callSite: 'call_site', cacheId: 'cache_id', bytesAlloc: 'bytes_alloc', flags: 'flags' },
   kleak_site_counts: { size: '', allocs: 'allocs', frees: 'frees', missed: 'missed', allocBytes: 'alloc_bytes', freeBytes: 'free_bytes', missedBytes: 'missed_bytes' },
@@ -23,17 +23,19 @@ describe('bpf/kleak.h and its reader', () => {
     const lines = Object.entries(FIELDS).flatMap(([struct, fields]) =>
       Object.entries(fields).map(([ts, c]) => `printf("${struct}.${ts}=%zu\\n", ${c === '' ? `sizeof(struct ${struct})` : `offsetof(struct ${struct}, ${c})`});`),
     );
-    writeFileSync(`${dir}/l.c`, `#include <stdio.h>\n#include <stddef.h>\n#include <linux/types.h>\n#include "kleak.h"\nint main(void){${lines.join('')} printf("counters=%d\\n", KLEAK_COUNTERS); printf("depth=%d\\n", KLEAK_STACK_DEPTH); return 0;}\n`);
+    writeFileSync(`${dir}/l.c`, `#include <stdio.h>\n#include <stddef.h>\n#include <linux/types.h>\n#include "kleak.h"\nint main(void){${lines.join('')} printf("counters=%d\\n", KLEAK_COUNTERS); printf("depth=%d\\n", KLEAK_STACK_DEPTH); printf("shift=%d\\n", KLEAK_ALLOCATOR_SHIFT); printf("page=%d\\n", KLEAK_A_PAGE); return 0;}\n`);
     await execa('cc', ['-I', `${ROOT}bpf`, '-o', `${dir}/l`, `${dir}/l.c`]);
     const out = (await execa(`${dir}/l`)).stdout.trim().split('\n');
     const seen = Object.fromEntries(out.map((l) => l.split('=') as [string, string]));
     for (const [struct, fields] of Object.entries(FIELDS)) for (const f of Object.keys(fields)) expect(TS[struct]![f], `${struct}.${f}`).toBe(Number(seen[`${struct}.${f}`]));
     expect(COUNTERS).toBe(Number(seen.counters));
     expect(STACK_DEPTH).toBe(Number(seen.depth));
+    expect(ALLOCATOR_SHIFT).toBe(Number(seen.shift));
+    expect(ALLOCATORS.indexOf('page')).toBe(Number(seen.page));
   });
 
   it('the config puts user text in fixed fields, cut to what the kernel compares (comm: 15 bytes and a NUL)', () => {
-    const b = encodeConfig({ minBytes: 1n, maxBytes: 2n, pid: 3, selfTgid: 4, comm: 'a-very-long-process-name', cache: undefined, stacks: true, gfpAccount: 1 << 22, rcuMonitorFn: 5n, rcuWorkFn: 6n });
+    const b = encodeConfig({ minBytes: 1n, maxBytes: 2n, pid: 3, selfTgid: 4, comm: 'a-very-long-process-name', cache: undefined, stacks: true, gfpAccount: 1 << 22, rcuMonitorFn: 5n, rcuWorkFn: 6n, pageSize: 4096 });
     expect(b.length).toBe(CONFIG.size);
     expect(b.toString('utf8', CONFIG.comm, CONFIG.comm + 16)).toBe('a-very-long-pro\0');
     expect(b.readUInt32LE(CONFIG.commOn)).toBe(1);

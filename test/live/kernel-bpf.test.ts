@@ -118,6 +118,36 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend kernel on this kern
     expect(epoll.stacks[0]!.frames).toContain('do_epoll_ctl');
   });
 
+  it('--alloc vmalloc: exactly 7 held 1 MiB areas at __bpf_map_area_alloc among 40 churned', async () => {
+    const { report } = await holdAndReport(['--alloc', 'vmalloc', '--comm', 'python3'], ['--hold-vmalloc', '7', '--churn-vmalloc', '40'], 'workload-alloc.py', 1500);
+    const site = report.sites.find((s) => s.function === '__bpf_map_area_alloc')!;
+    expect(site.allocator).toBe('vmalloc');
+    expect(site.cache).toBe('vmalloc');
+    expect(site.outstanding).toBe(7);
+    // 1 MiB of values after the map's header: 257 pages, and the area's size counts its guard page.
+    expect(site.outstandingBytes).toBe(7 * (1024 * 1024 + 2 * 4096));
+    expect(site.allocs).toBeGreaterThanOrEqual(47);
+    expect(site.verdict).not.toBe('growing');
+  });
+
+  it('--alloc page: exactly 29 held pages (pipes with unread data) among 500 churned, at the pipe writer', async () => {
+    const { report } = await holdAndReport(['--alloc', 'page', '--comm', 'python3', '--stacks'], ['--hold-pages', '29', '--churn-pages', '500'], 'workload-alloc.py', 1500);
+    const site = report.sites.find((s) => /pipe_write/.test(s.function))!;
+    expect(site, report.sites.map((s) => s.function).join(', ')).toBeDefined();
+    expect(site.allocator).toBe('page');
+    expect(site.outstanding).toBe(29);
+    expect(site.outstandingBytes).toBe(29 * 4096);
+    expect(site.allocs).toBeGreaterThanOrEqual(529);
+  });
+
+  it('--alloc percpu: exactly 11 held per-CPU maps at bpf_map_alloc_percpu among 60 churned', async () => {
+    const { report } = await holdAndReport(['--alloc', 'percpu', '--comm', 'python3'], ['--hold-percpu', '11', '--churn-percpu', '60'], 'workload-alloc.py', 1500);
+    const site = report.sites.find((s) => s.function === 'bpf_map_alloc_percpu')!;
+    expect(site.allocator).toBe('percpu');
+    expect(site.outstanding).toBe(11);
+    expect(site.allocs).toBeGreaterThanOrEqual(71);
+  });
+
   it('60 s of kfree_rcu churn (timerfds, epoll watches, TCP bind buckets) with nothing held: nothing growing, nothing left', async () => {
     const k = startKleak(['--backend', 'kernel', '--comm', 'python3', '--json']);
     await k.ready;

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Hold a known number of vmalloc areas, pages and percpu allocations, and churn others (needs root).
+
+  workload-alloc.py --hold-vmalloc 7 --churn-vmalloc 40        hold 7 BPF array maps of 1 MiB (vmalloc'ed), make
+                                                               and close 40 more
+  workload-alloc.py --hold-pages 29 --churn-pages 500          hold 29 pipes with one unread page each, fill and
+                                                               drain 500 more
+  workload-alloc.py --hold-percpu 11 --churn-percpu 60         hold 11 per-CPU BPF array maps, make and close 60
+
+What each holds, on Linux 6.18 (found with one-off probes):
+- a BPF_MAP_TYPE_ARRAY of 256 x 4 KiB values: its 1 MiB of values is one vmalloc area (vmalloc:alloc_vmap_area,
+  1 MiB + a guard page) at __bpf_map_area_alloc; closing the map's last fd frees it from a kworker.
+- a pipe with one unread byte: one page (kmem:mm_page_alloc, order 0) from anon_pipe_write, freed when the pipe's
+  last end closes or the byte is read.
+- a BPF_MAP_TYPE_PERCPU_ARRAY of one 8-byte value: one percpu allocation (percpu:percpu_alloc_percpu) at
+  bpf_map_alloc_percpu.
+
+Prints "ready pid=P" once the held objects exist, "holding ..." after the churn (with --wait it then holds until
+stdin EOF or SIGTERM), and "done ..." at the end.
+"""
+import argparse, ctypes, os, platform, signal, sys
+
+NR_BPF = {"x86_64": 321, "aarch64": 280}
+BPF_MAP_CREATE = 0
+BPF_MAP_TYPE_ARRAY = 2
+BPF_MAP_TYPE_PERCPU_ARRAY = 6
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+def bpf_map(map_type: int, value_size: int, entries: int) -> int:
+    attr = (ctypes.c_uint32 * 32)()  # union bpf_attr, zero-padded
+    attr[0], attr[1], attr[2], attr[3] = map_type, 4, value_size, entries
+    fd = libc.syscall(NR_BPF[platform.machine()], BPF_MAP_CREATE, ctypes.byref(attr), ctypes.sizeof(attr))
+    if fd < 0:
+        sys.exit(f"workload-alloc: creating a BPF map failed: {os.strerror(ctypes.get_errno())} (needs root)")
+    return fd
+
+def vmalloc_area() -> int:
+    return bpf_map(BPF_MAP_TYPE_ARRAY, 4096, 256)
+
+def percpu() -> int:
+    return bpf_map(BPF_MAP_TYPE_PERCPU_ARRAY, 8, 1)
+
+def page() -> tuple[int, int]:
+    r, w = os.pipe()
+    os.write(w, b"x")
+    return r, w
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for kind in ("vmalloc", "pages", "percpu"):
+        ap.add_argument(f"--hold-{kind}", type=int, default=0)
+        ap.add_argument(f"--churn-{kind}", type=int, default=0)
+    ap.add_argument("--wait", action="store_true", help="after the churn, print 'holding' and wait for stdin EOF")
+    a = ap.parse_args()
+    if platform.machine() not in NR_BPF:
+        sys.exit(f"workload-alloc: unsupported architecture {platform.machine()}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+    maps = [vmalloc_area() for _ in range(a.hold_vmalloc)] + [percpu() for _ in range(a.hold_percpu)]
+    pipes = [page() for _ in range(a.hold_pages)]
+    print(f"ready pid={os.getpid()}", flush=True)
+    for _ in range(a.churn_vmalloc):
+        os.close(vmalloc_area())
+    for _ in range(a.churn_percpu):
+        os.close(percpu())
+    for _ in range(a.churn_pages):
+        r, w = page()
+        os.read(r, 1)
+        os.close(r); os.close(w)
+    print(f"holding vmalloc={a.hold_vmalloc} pages={a.hold_pages} percpu={a.hold_percpu}", flush=True)
+    if a.wait:
+        try:
+            sys.stdin.read()
+        except (KeyboardInterrupt, InterruptedError):
+            pass
+    for fd in maps:
+        os.close(fd)
+    for r, w in pipes:
+        os.close(r); os.close(w)
+    print(f"done released={len(maps) + len(pipes)}", flush=True)
+
+if __name__ == "__main__":
+    main()
