@@ -55,6 +55,8 @@ LIVE AND RECORD
   --max-pointers N     kernel, bpftrace: most pointers the kernel table holds (default 262144); more are
                        counted as untracked
   --dry-run            print what the backend would run or write, and run nothing
+  --force              replace an existing --record / -o file (files kleak writes are new, 0600, never
+                       written through a symbolic link: they hold kernel addresses)
   -o FILE              kleak record: raw trace_pipe text (tracefs, the default) or a trace.dat (trace-cmd)
 
 FILTER (allocations)
@@ -102,6 +104,7 @@ const OPTIONS = {
   record: { type: 'string' },
   'max-pointers': { type: 'string' },
   'dry-run': { type: 'boolean', default: false },
+  force: { type: 'boolean', default: false },
   speed: { type: 'string' },
   output: { type: 'string', short: 'o' },
   replay: { type: 'string' },
@@ -196,6 +199,7 @@ async function live(v: Values): Promise<number> {
       intervalSec: num('interval', v.interval, { min: 0.1 }) ?? 5,
       report: reportOptions(v),
       record: v.record,
+      force: v.force,
       // Each tracked pointer costs ~100 bytes of kernel memory (bpftrace: preallocated in every map it sizes).
       maxPointers: num('max-pointers', v['max-pointers'], { integer: true, min: 16, max: 4_194_304 }) ?? 262_144,
       ...thresholdsFrom(v),
@@ -263,6 +267,7 @@ export async function main(argv: string[]): Promise<number> {
         durationSec: num('duration', values.duration, { min: 0.1 }),
         top: num('top', values.top, { integer: true, min: 1 }) ?? 15,
         record: values.record,
+        force: values.force,
         replay: values.replay,
         json: values.json,
         tui: useTui(values) && values.replay === undefined,
@@ -286,6 +291,7 @@ export async function main(argv: string[]): Promise<number> {
         stacks: values.stacks,
         durationSec: num('duration', values.duration, { min: 0.1 }),
         output: values.output,
+        force: values.force,
       });
     }
     case 'replay':

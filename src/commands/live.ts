@@ -31,6 +31,8 @@ export interface LiveOptions {
   intervalSec: number;
   report: ReportOptions;
   record: string | undefined;
+  /** Replace an existing --record file. */
+  force?: boolean;
   maxPointers: number;
   thresholds?: VerdictThresholds;
 }
@@ -52,7 +54,7 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
     ...(o.thresholds ? { thresholds: o.thresholds } : {}),
   });
   const recorder = o.record
-    ? new NdjsonRecorder(o.record, { source: { kind: 'live', backend: o.backend, mode: o.events || o.backend === 'tracefs' || o.backend === 'trace-cmd' ? 'events' : 'pairs' }, filter: o.filter, started: new Date().toISOString() })
+    ? new NdjsonRecorder(o.record, { source: { kind: 'live', backend: o.backend, mode: o.events || o.backend === 'tracefs' || o.backend === 'trace-cmd' ? 'events' : 'pairs' }, filter: o.filter, started: new Date().toISOString() }, o.force)
     : undefined;
   const sink = recorder ? teeSink(engine, recorder) : engine;
   let source: LiveSource;

@@ -18,6 +18,7 @@ export interface RecordOptions {
   stacks: boolean;
   durationSec: number | undefined;
   output: string;
+  force?: boolean;
 }
 
 export async function runRecord(o: RecordOptions): Promise<number> {
@@ -27,7 +28,7 @@ export async function runRecord(o: RecordOptions): Promise<number> {
   let source: LiveSource;
   try {
     if (o.backend === 'tracefs') {
-      writer = new SyncLineWriter(o.output);
+      writer = new SyncLineWriter(o.output, o.force);
       const w = writer;
       source = await startTracefs({ filter: o.filter, stacks: o.stacks, bufferKb: 8192, rawLine: (l) => w.line(l) }, engine);
     } else {

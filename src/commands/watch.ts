@@ -14,6 +14,8 @@ export interface WatchOptions {
   durationSec: number | undefined;
   top: number;
   record: string | undefined;
+  /** Replace an existing --record file. */
+  force?: boolean;
   replay: string | undefined;
   json: boolean;
   /** Interactive view (a terminal): Enter on a cache returns it, to trace live. */
@@ -123,7 +125,7 @@ export async function runWatch(o: WatchOptions): Promise<number | { trace: strin
     if (n === 0) throw new InputError(`${o.replay} holds no watch samples (record them with kleak watch --record FILE).`);
     return finish();
   }
-  const writer = o.record ? new SyncLineWriter(o.record) : undefined;
+  const writer = o.record ? new SyncLineWriter(o.record, o.force) : undefined;
   writer?.line(JSON.stringify({ kleak: 1, kind: 'header', what: 'watch', intervalSec: o.intervalSec, started: new Date().toISOString() }));
   const take = () => {
     const s = sample();

@@ -2,9 +2,9 @@
 // recording replays to the same answer as the live run. Written with synchronous appends in small batches: what
 // was recorded survives Ctrl-C, an exception or bpftrace dying; a SIGKILL loses at most the last batch.
 
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, writeSync } from 'node:fs';
+import { createPrivateFile } from './private-file.js';
 import type { KernelSnapshot, KmemEvent, ParseSink } from '../event.js';
-import { InputError } from '../errors.js';
 
 const FLUSH_BYTES = 64 * 1024;
 const FLUSH_MS = 200;
@@ -15,15 +15,16 @@ export class SyncLineWriter {
   private buf: string[] = [];
   private size = 0;
   private timer: NodeJS.Timeout;
+  /** Why writing stopped, once it has. */
+  failed: string | undefined;
   private readonly onExit = () => this.flush();
   lines = 0;
 
-  constructor(readonly path: string) {
-    try {
-      this.fd = openSync(path, 'w');
-    } catch (err) {
-      throw new InputError(`cannot write ${path}: ${(err as Error).message}.`);
-    }
+  constructor(
+    readonly path: string,
+    force = false,
+  ) {
+    this.fd = createPrivateFile(path, force);
     this.timer = setInterval(() => this.flush(), FLUSH_MS);
     this.timer.unref();
     process.on('exit', this.onExit);
@@ -38,7 +39,16 @@ export class SyncLineWriter {
 
   flush(): void {
     if (this.buf.length === 0 || this.fd < 0) return;
-    writeSync(this.fd, this.buf.join(''));
+    try {
+      writeSync(this.fd, this.buf.join(''));
+    } catch (err) {
+      // A full disk (or /dev/full) is the user's to fix, said once; tracing and the report go on, and what was
+      // written stays written. (This runs from a timer and at exit: throwing would lose the report.)
+      if (this.failed === undefined) {
+        this.failed = `writing ${this.path} failed: ${(err as Error).message}; the part already written is kept`;
+        process.stderr.write(`kleak: ${this.failed}.\n`);
+      }
+    }
     this.buf = [];
     this.size = 0;
   }
@@ -61,8 +71,9 @@ export class NdjsonRecorder implements ParseSink {
   constructor(
     readonly path: string,
     header: Record<string, unknown>,
+    force = false,
   ) {
-    this.out = new SyncLineWriter(path);
+    this.out = new SyncLineWriter(path, force);
     this.header = { kleak: 1, kind: 'header', ...header };
   }
 

@@ -1,7 +1,8 @@
 // Opening the TUI for a run: full screen (alternate buffer) while it is up, the final report on the normal screen
 // after. Used by `kleak`, `kleak replay` and `kleak live` when stdout is a terminal.
 import { render } from 'ink';
-import { writeFileSync } from 'node:fs';
+import { closeSync, writeSync } from 'node:fs';
+import { createPrivateFile } from '../report/private-file.js';
 import { renderJson } from '../report/json.js';
 import type { Report } from '../report/model.js';
 import { renderText } from '../report/text.js';
@@ -13,8 +14,14 @@ export function saveReport(r: Report, dir = process.cwd()): string {
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
   const base = `${dir}/kleak-report-${stamp}`;
   try {
-    writeFileSync(`${base}.json`, renderJson(r));
-    writeFileSync(`${base}.txt`, renderText(r));
+    for (const [file, text] of [[`${base}.json`, renderJson(r)], [`${base}.txt`, renderText(r)]] as const) {
+      const fd = createPrivateFile(file);
+      try {
+        writeSync(fd, text);
+      } finally {
+        closeSync(fd);
+      }
+    }
     return `saved ${base}.json and ${base}.txt`;
   } catch (err) {
     return `could not save the report: ${(err as Error).message}`;
