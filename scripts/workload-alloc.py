@@ -6,6 +6,7 @@
   workload-alloc.py --hold-pages 29 --churn-pages 500          hold 29 pipes with one unread page each, fill and
                                                                drain 500 more
   workload-alloc.py --hold-percpu 11 --churn-percpu 60         hold 11 per-CPU BPF array maps, make and close 60
+  workload-alloc.py --leak-vmalloc-rate 2 --seconds 30         a slow vmalloc leak: 2 more 1 MiB areas a second
 
 What each holds, on Linux 6.18 (found with one-off probes):
 - a BPF_MAP_TYPE_ARRAY of 256 x 4 KiB values: its 1 MiB of values is one vmalloc area (vmalloc:alloc_vmap_area,
@@ -51,6 +52,8 @@ def main() -> None:
     for kind in ("vmalloc", "pages", "percpu"):
         ap.add_argument(f"--hold-{kind}", type=int, default=0)
         ap.add_argument(f"--churn-{kind}", type=int, default=0)
+    ap.add_argument("--leak-vmalloc-rate", type=float, default=0, help="with --seconds: make and hold this many 1 MiB areas a second (a slow leak)")
+    ap.add_argument("--seconds", type=float, default=0, help="how long the leak runs")
     ap.add_argument("--wait", action="store_true", help="after the churn, print 'holding' and wait for stdin EOF")
     a = ap.parse_args()
     if platform.machine() not in NR_BPF:
@@ -68,6 +71,12 @@ def main() -> None:
         r, w = page()
         os.read(r, 1)
         os.close(r); os.close(w)
+    if a.leak_vmalloc_rate > 0 and a.seconds > 0:
+        import time
+        start = time.monotonic()
+        while time.monotonic() - start < a.seconds:
+            maps.append(vmalloc_area())
+            time.sleep(1 / a.leak_vmalloc_rate)
     print(f"holding vmalloc={a.hold_vmalloc} pages={a.hold_pages} percpu={a.hold_percpu}", flush=True)
     if a.wait:
         try:

@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { EnvironmentError, InputError } from '../errors.js';
 import { WatchModel, type WatchReport, type WatchSample } from '../engine/watch.js';
 import { parseMeminfo, parseSlabinfo } from '../kernel/slabinfo.js';
+import { parseVmallocinfo, type VmallocGroup } from '../kernel/vmallocinfo.js';
 import { fit, fmtBytes, fmtCount, fmtRate, sparkline } from '../report/format.js';
 import { SyncLineWriter } from '../report/ndjson-writer.js';
 import { catchStopSignals } from './live.js';
@@ -33,7 +34,27 @@ function sample(): WatchSample {
       code === 'EACCES' ? 'Run it with sudo.' : 'This kernel may be built without CONFIG_SLUB_DEBUG/slabinfo support.',
     );
   }
-  return { ts: performance.timeOrigin / 1000 + performance.now() / 1000, meminfo: parseMeminfo(readFileSync('/proc/meminfo', 'utf8')), slabs: parseSlabinfo(slab) };
+  const vmalloc = readVmalloc();
+  return { ts: performance.timeOrigin / 1000 + performance.now() / 1000, meminfo: parseMeminfo(readFileSync('/proc/meminfo', 'utf8')), slabs: parseSlabinfo(slab), ...(vmalloc ? { vmalloc } : {}) };
+}
+
+let vmallocSaid = false;
+/** /proc/vmallocinfo by caller; undefined (said once) where it cannot be read. */
+function readVmalloc(): VmallocGroup[] | undefined {
+  try {
+    const r = parseVmallocinfo(readFileSync('/proc/vmallocinfo', 'utf8'));
+    if (r.badLines.length > 0 && !vmallocSaid) {
+      vmallocSaid = true;
+      process.stderr.write(`kleak: ${r.badLines.length} lines of /proc/vmallocinfo were not in the documented layout (first: line ${r.badLines[0]}); they are left out.\n`);
+    }
+    return r.groups;
+  } catch (err) {
+    if (!vmallocSaid) {
+      vmallocSaid = true;
+      process.stderr.write(`kleak: /proc/vmallocinfo cannot be read (${(err as Error).message}): vmalloc callers are not shown.\n`);
+    }
+    return undefined;
+  }
 }
 
 function aliasesOf(cache: string): number | undefined {
@@ -77,7 +98,8 @@ export function renderWatch(r: WatchReport): string {
   const out: string[] = [];
   const secs = r.span.lastTs - r.span.firstTs;
   out.push(`kleak watch — ${r.span.samples} samples over ${secs.toFixed(1)} s`);
-  out.push('kernel memory: ' + r.meminfo.map((m) => `${m.name} ${fmtBytes(m.kb * 1024)} (${fmtRate(m.kbPerMin)} kB/min)`).join(' · '));
+  out.push('kernel memory: ' + r.meminfo.map((m) => `${m.name} ${fmtBytes(m.kb * 1024)} (${m.kbPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(m.kbPerMin) * 1024)}/min)`).join(' · '));
+  for (const m of r.meminfo.filter((x) => x.verdict === 'growing' && x.next)) out.push(`${m.name} is growing: ${m.next} names who holds it`);
   if (r.mergedCaches) out.push("caches may be merged (no slab_nomerge on the kernel command line): a growing kmalloc-N can hold other caches' objects");
   out.push('');
   out.push(['CACHE'.padEnd(22), 'OBJSIZE'.padStart(7), 'ACTIVE'.padStart(9), 'BYTES'.padStart(10), 'OBJS/min'.padStart(9), 'BYTES/min'.padStart(10), ' TREND'.padEnd(13), ' VERDICT ', 'NEXT'].join(' '));
@@ -89,6 +111,19 @@ export function renderWatch(r: WatchReport): string {
         c.verdict === 'growing' && c.liveFilter ? `sudo kleak live ${c.liveFilter}` : c.verdict === 'growing' ? `sudo kleak live --cache ${c.name}` : '',
       ].join(' ') + (c.aliases ? ` (${c.aliases} merged caches)` : ''),
     );
+  }
+  if (r.vmallocCallers && r.vmallocCallers.length > 0) {
+    out.push('');
+    out.push(['VMALLOC CALLER'.padEnd(30), 'TYPE'.padEnd(8), 'AREAS'.padStart(6), 'BYTES'.padStart(10), 'AREAS/min'.padStart(9), 'BYTES/min'.padStart(10), ' TREND'.padEnd(13), ' VERDICT ', 'NEXT'].join(' '));
+    for (const v of r.vmallocCallers) {
+      out.push(
+        [
+          fit(`${v.caller}${v.module ? ` [${v.module}]` : ''}`, 30).padEnd(30), fit(v.type, 8).padEnd(8), fmtCount(v.areas).padStart(6), fmtBytes(v.bytes).padStart(10),
+          fmtRate(v.areasPerMin).padStart(9), `${v.bytesPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(v.bytesPerMin))}`.padStart(10), ' ' + sparkline(v.series, 12, true).padEnd(12),
+          ' ' + v.verdict.padEnd(8), v.verdict === 'growing' ? 'sudo kleak live --alloc vmalloc --stacks' : '',
+        ].join(' '),
+      );
+    }
   }
   return out.join('\n') + '\n';
 }
@@ -135,7 +170,7 @@ export async function runWatch(o: WatchOptions): Promise<number | { trace: strin
   take();
   if (o.tui) return watchInTui(o, model, take, writer);
   const stopper = catchStopSignals();
-  process.stderr.write(`kleak: watching /proc/slabinfo and /proc/meminfo every ${o.intervalSec}s; ${o.durationSec ? `for ${o.durationSec}s` : 'Ctrl-C to stop'}${writer ? `; recording to ${writer.path}` : ''}\n`);
+  process.stderr.write(`kleak: watching /proc/slabinfo, /proc/meminfo and /proc/vmallocinfo every ${o.intervalSec}s; ${o.durationSec ? `for ${o.durationSec}s` : 'Ctrl-C to stop'}${writer ? `; recording to ${writer.path}` : ''}\n`);
   await new Promise<void>((resolve) => {
     const started = Date.now();
     const timer = setInterval(() => {

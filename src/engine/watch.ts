@@ -4,12 +4,29 @@
 import { kmallocCacheSize } from './filter.js';
 import { DEFAULT_THRESHOLDS, growthPerMinute, verdictOf, type Verdict, type VerdictThresholds } from './verdict.js';
 import { KERNEL_MEMINFO, unaccountedKb, type SlabSample } from '../kernel/slabinfo.js';
+import type { VmallocGroup } from '../kernel/vmallocinfo.js';
 
 export interface WatchSample {
   /** Seconds (monotonic, any origin). */
   ts: number;
   meminfo: Record<string, number>;
   slabs: SlabSample[];
+  /** /proc/vmallocinfo grouped by caller, when it was readable. */
+  vmalloc?: VmallocGroup[];
+}
+
+export interface VmallocCallerReport {
+  caller: string;
+  module?: string;
+  type: string;
+  areas: number;
+  bytes: number;
+  pages: number;
+  areasPerMin: number;
+  bytesPerMin: number;
+  verdict: Verdict;
+  /** Areas at each sample. */
+  series: number[];
 }
 
 export interface CacheReport {
@@ -31,8 +48,11 @@ export interface WatchReport {
   kleak: 1;
   kind: 'watch';
   span: { firstTs: number; lastTs: number; samples: number };
-  meminfo: { name: string; kb: number; kbPerMin: number }[];
+  /** NEXT: the live command that finds who holds a growing line's memory (VmallocUsed, Percpu, the unexplained). */
+  meminfo: { name: string; kb: number; kbPerMin: number; verdict: Verdict; next?: string }[];
   caches: CacheReport[];
+  /** vmalloc areas by caller, module and type (absent when /proc/vmallocinfo was never read). */
+  vmallocCallers?: VmallocCallerReport[];
   /** Whether caches may be merged (no slab_nomerge on the kernel command line): a kmalloc-N may hold others. */
   mergedCaches: boolean | undefined;
 }
@@ -41,6 +61,8 @@ export class WatchModel {
   private times: number[] = [];
   private objs = new Map<string, { size: number; series: number[] }>();
   private mem = new Map<string, number[]>();
+  private vmalloc = new Map<string, { group: VmallocGroup; areas: number[]; bytes: number[] }>();
+  private vmallocSeen = false;
 
   constructor(private readonly thresholds: VerdictThresholds = DEFAULT_THRESHOLDS) {}
 
@@ -53,6 +75,23 @@ export class WatchModel {
       c.series.push(slab.activeObjs);
     }
     for (const c of this.objs.values()) if (c.series.length < i + 1) c.series.push(0); // a cache that went away
+    if (s.vmalloc) {
+      this.vmallocSeen = true;
+      for (const g of s.vmalloc) {
+        const key = `${g.caller}\0${g.module ?? ''}\0${g.type}`;
+        let v = this.vmalloc.get(key);
+        if (!v) this.vmalloc.set(key, (v = { group: g, areas: new Array<number>(i).fill(0), bytes: new Array<number>(i).fill(0) }));
+        v.group = g;
+        v.areas.push(g.areas);
+        v.bytes.push(g.bytes);
+      }
+    }
+    for (const v of this.vmalloc.values()) {
+      if (v.areas.length < i + 1) {
+        v.areas.push(0);
+        v.bytes.push(0);
+      }
+    }
     const mem = { ...Object.fromEntries(KERNEL_MEMINFO.map((k) => [k, s.meminfo[k] ?? 0])), Unaccounted: unaccountedKb(s.meminfo) };
     for (const [k, v] of Object.entries(mem)) {
       const row = this.mem.get(k) ?? [];
@@ -83,17 +122,47 @@ export class WatchModel {
       if (a) r.aliases = a;
       caches.push(r);
     }
+    const vmallocCallers: VmallocCallerReport[] = [];
+    for (const v of this.vmalloc.values()) {
+      const last = v.areas.length - 1;
+      const min = Math.min(...v.areas);
+      vmallocCallers.push({
+        caller: v.group.caller, ...(v.group.module ? { module: v.group.module } : {}), type: v.group.type,
+        areas: v.areas[last] ?? 0, bytes: v.bytes[last] ?? 0, pages: v.areas[last] ? v.group.pages : 0,
+        areasPerMin: round1(growthPerMinute(this.times, v.areas)), bytesPerMin: Math.round(growthPerMinute(this.times, v.bytes)),
+        // Areas come and go whole: no base to judge above, so the plain thresholds.
+        verdict: verdictOf(v.areas.map((x) => x - min), span, 0, 0, this.thresholds),
+        series: v.areas,
+      });
+    }
+    vmallocCallers.sort((a, b) => Number(b.verdict === 'growing') - Number(a.verdict === 'growing') || b.bytesPerMin - a.bytesPerMin || b.bytes - a.bytes);
     // Growing caches first, then by how fast their bytes rise.
     caches.sort((a, b) => Number(b.verdict === 'growing') - Number(a.verdict === 'growing') || b.bytesPerMin - a.bytesPerMin || b.activeBytes - a.activeBytes);
     return {
       kleak: 1,
       kind: 'watch',
       span: { firstTs: this.times[0] ?? 0, lastTs: this.times[this.times.length - 1] ?? 0, samples: this.times.length },
-      meminfo: [...this.mem].map(([name, row]) => ({ name, kb: row[row.length - 1]!, kbPerMin: round1(growthPerMinute(this.times, row)) })),
+      meminfo: [...this.mem].map(([name, row]) => {
+        const min = Math.min(...row);
+        // kB counters move by pages: a rise must be a share of the line, not a handful of kB.
+        const mean = row.reduce((a, b) => a + b, 0) / Math.max(1, row.length);
+        const verdict = verdictOf(row.map((v) => v - min), span, 0, 0, { ...this.thresholds, minRise: Math.max(this.thresholds.minRise, mean * 0.01, 64) });
+        const next = NEXT_FOR_MEMINFO[name];
+        return { name, kb: row[row.length - 1]!, kbPerMin: round1(growthPerMinute(this.times, row)), verdict, ...(next ? { next } : {}) };
+      }),
       caches: o.top !== undefined ? caches.slice(0, o.top) : caches,
+      ...(this.vmallocSeen ? { vmallocCallers: o.top !== undefined ? vmallocCallers.slice(0, o.top) : vmallocCallers } : {}),
       mergedCaches: o.merged,
     };
   }
 }
 
 const round1 = (x: number) => Math.round(x * 10) / 10;
+
+/** The live run that names the holder of a meminfo line's memory. */
+const NEXT_FOR_MEMINFO: Record<string, string> = {
+  VmallocUsed: 'sudo kleak live --alloc vmalloc',
+  Percpu: 'sudo kleak live --alloc percpu',
+  Unaccounted: 'sudo kleak live --alloc page --stacks',
+  SUnreclaim: 'sudo kleak live --alloc slab',
+};

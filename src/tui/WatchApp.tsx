@@ -40,13 +40,24 @@ export function WatchApp({ report, onTrace, onQuit, refreshMs = 500, size }: Wat
     }
   });
   const fn = Math.max(14, columns - 66);
-  const height = Math.max(3, rows - 7);
+  const height = Math.max(3, rows - 8);
   return (
     <Box flexDirection="column" width={columns}>
       <Text bold wrap="truncate-end">
-        kleak watch · {r.span.samples} samples over {(r.span.lastTs - r.span.firstTs).toFixed(0)}s · /proc/slabinfo, /proc/meminfo
+        kleak watch · {r.span.samples} samples over {(r.span.lastTs - r.span.firstTs).toFixed(0)}s · /proc/slabinfo, /proc/meminfo, /proc/vmallocinfo
       </Text>
-      <Text wrap="truncate-end">{r.meminfo.filter((m) => ['SUnreclaim', 'Slab', 'Unaccounted'].includes(m.name)).map((m) => `${m.name} ${fmtBytes(m.kb * 1024)} (${fmtRate(m.kbPerMin)} kB/min)`).join(' · ')}</Text>
+      <Text wrap="truncate-end">
+        {r.meminfo
+          .filter((m) => ['SUnreclaim', 'VmallocUsed', 'Percpu', 'Unaccounted'].includes(m.name))
+          .map((m) => `${m.name} ${fmtBytes(m.kb * 1024)} (${m.kbPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(m.kbPerMin) * 1024)}/min)`)
+          .join(' · ')}
+      </Text>
+      {(() => {
+        const grows = r.meminfo.filter((m) => m.verdict === 'growing' && m.next && m.name !== 'SUnreclaim');
+        const v = r.vmallocCallers?.find((c) => c.verdict === 'growing');
+        const said = [...grows.map((m) => `${m.name} grows: ${m.next}`), ...(v ? [`vmalloc caller ${v.caller}${v.module ? ` [${v.module}]` : ''} grows (${fmtRate(v.areasPerMin)} areas/min)`] : [])];
+        return said.length ? <Text color={color('yellow')} wrap="truncate-end">{said.join(' · ')}</Text> : null;
+      })()}
       {r.mergedCaches ? <Text color={color('yellow')} wrap="truncate-end">caches may be merged (no slab_nomerge): a kmalloc-N cache can hold other caches' objects</Text> : <Text> </Text>}
       <Text bold wrap="truncate-end">
         {' ' + 'CACHE'.padEnd(fn) + ' ' + 'ACTIVE'.padStart(9) + ' ' + 'BYTES'.padStart(9) + ' ' + 'OBJS/min'.padStart(9) + ' ' + 'TREND'.padEnd(12) + ' VERDICT  NEXT'}

@@ -28,6 +28,23 @@ describe.skipIf(!isRoot)(`kleak watch on this kernel${isRoot ? '' : ' (skipped: 
     const again = await execa(process.execPath, [CLI, 'watch', '--replay', rec, '--json'], { cwd: ROOT });
     expect((JSON.parse(again.stdout) as WatchReport).caches.find((c) => c.name === 'kmalloc-4k')?.verdict).toBe('growing');
   });
+
+  it('names the vmalloc caller that grows (1 MiB areas, 3 a second) and the live run that finds its holder', async () => {
+    const rec = `${tmp}/v.ndjson`;
+    const watch = execa(process.execPath, [CLI, 'watch', '--interval', '1', '--duration', '9', '--json', '--record', rec], { reject: false, cwd: ROOT });
+    const w = startWorkload(['--leak-vmalloc-rate', '3', '--seconds', '8'], 'workload-alloc.py');
+    const r = await watch;
+    await w.release();
+    expect(r.exitCode, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as WatchReport;
+    const top = report.vmallocCallers![0]!;
+    // vmallocinfo names the caller the kernel recorded for the area (bpf_map_area_alloc's caller), not the stack's first frame.
+    expect(top).toMatchObject({ caller: 'array_map_alloc', type: 'vmalloc', verdict: 'growing' });
+    expect(top.areasPerMin).toBeGreaterThan(3 * 60 * 0.5);
+    expect(report.meminfo.find((m) => m.name === 'VmallocUsed')).toMatchObject({ verdict: 'growing', next: 'sudo kleak live --alloc vmalloc' });
+    const again = await execa(process.execPath, [CLI, 'watch', '--replay', rec, '--json'], { cwd: ROOT });
+    expect((JSON.parse(again.stdout) as WatchReport).vmallocCallers![0]).toMatchObject({ caller: 'array_map_alloc', verdict: 'growing' });
+  });
 });
 
 describe.skipIf(!isRoot || !onPath('bpftrace'))(`live verdicts${isRoot && onPath('bpftrace') ? '' : ' (skipped: needs root and bpftrace)'}`, () => {
