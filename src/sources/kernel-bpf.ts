@@ -469,7 +469,10 @@ export async function startKernelBpf(o: KernelBpfOptions, sink: ParseSink): Prom
         const mem = reader.mapMemory();
         if (c[COUNTER.stackLost]! > 0) notes.push(`${c[COUNTER.stackLost]} allocations have no stack (the stack map was full or two stacks collided).`);
         if (c[COUNTER.rcuFrees]! + c[COUNTER.bulkFrees]! > 0) notes.push(`${c[COUNTER.rcuFrees]} frees were seen through kfree_rcu batches and ${c[COUNTER.bulkFrees]} through bulk frees (no kmem tracepoint shows them).`);
-        if (c[COUNTER.rcuCut]! + c[COUNTER.bulkCut]! > 0) notes.push(`${c[COUNTER.rcuCut]! + c[COUNTER.bulkCut]!} RCU or bulk free batches were longer than kleak walks: some of their frees were not seen.`);
+        // A walk also stops early when the kernel moves the pages it reads to another list meanwhile; the pages are
+        // walked again when kfree_rcu_work takes them, so only a list longer than 64 pages loses frees.
+        if (c[COUNTER.rcuCut]! > 0) notes.push(`${c[COUNTER.rcuCut]} walks of kfree_rcu batches stopped early (a list moved while read, or held more than 64 pages); moved pages are read again when freed.`);
+        if (c[COUNTER.bulkCut]! > 0) notes.push(`${c[COUNTER.bulkCut]} bulk frees were longer than kleak walks (8192 pointers): the rest of their frees were not seen.`);
         notes.push(`kernel memory held by kleak's BPF maps at the end: ${(mem / 1048576).toFixed(1)} MiB.`);
         close();
         sink.snapshot?.(last);
