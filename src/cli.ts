@@ -24,6 +24,7 @@ EXAMPLES
   sudo kleak live --cache eventpoll_epi --comm nginx --stacks   one kmem_cache, one program
   sudo kleak live --alloc vmalloc,percpu --duration 60   who holds VmallocUsed and Percpu
   sudo kleak live --backend tracefs --bytes 4096      no BTF or libbpf on this host
+  sudo kleak watch --prometheus :9464     a fleet's Prometheus scrapes which caches and vmalloc callers grow
   sudo kleak inspect --from report.json --site user_preparse   what the leaked objects hold
   sudo kleak record --bytes 4096 --stacks --duration 30 -o k4096.pipe   raw trace_pipe text to keep
   kleak replay run.ndjson                 the same answer again, later, elsewhere
@@ -58,6 +59,10 @@ LIVE AND RECORD
   --force              replace an existing --record / -o file (files kleak writes are new, 0600, never
                        written through a symbolic link: they hold kernel addresses)
   -o FILE              kleak record: raw trace_pipe text (tracefs, the default) or a trace.dat (trace-cmd)
+
+METRICS (live, watch)
+  --prometheus [HOST:]PORT   serve Prometheus metrics on /metrics (a bare port: every interface)
+  --textfile DIR       write DIR/kleak.prom every interval, atomically, for node_exporter's textfile collector
 
 FILTER (allocations)
   --bytes N            bytes_alloc equal to N (the kmalloc-N cache)
@@ -105,6 +110,8 @@ const OPTIONS = {
   'max-pointers': { type: 'string' },
   'dry-run': { type: 'boolean', default: false },
   force: { type: 'boolean', default: false },
+  prometheus: { type: 'string' },
+  textfile: { type: 'string' },
   speed: { type: 'string' },
   output: { type: 'string', short: 'o' },
   replay: { type: 'string' },
@@ -160,6 +167,24 @@ function filterFrom(v: Values): EventFilter {
   return f;
 }
 
+/** --prometheus [HOST:]PORT and --textfile DIR (a directory that exists). */
+async function metricsOptions(v: Values): Promise<{ prometheus?: { host: string | undefined; port: number }; textfile?: string }> {
+  const out: { prometheus?: { host: string | undefined; port: number }; textfile?: string } = {};
+  if (v.prometheus !== undefined) out.prometheus = (await import('./report/prometheus.js')).parseListen(v.prometheus);
+  if (v.textfile !== undefined) {
+    const { statSync } = await import('node:fs');
+    let dir = false;
+    try {
+      dir = statSync(v.textfile).isDirectory();
+    } catch {
+      dir = false;
+    }
+    if (!dir) throw new InputError(`--textfile takes a directory that exists (node_exporter's --collector.textfile.directory), not "${v.textfile}".`);
+    out.textfile = v.textfile;
+  }
+  return out;
+}
+
 const ALLOCATOR_NAMES: readonly AllocatorName[] = ['slab', 'vmalloc', 'page', 'percpu'];
 
 /** --alloc slab,vmalloc,page,percpu or all; slab when absent. */
@@ -200,6 +225,7 @@ async function live(v: Values): Promise<number> {
       report: reportOptions(v),
       record: v.record,
       force: v.force,
+      ...(await metricsOptions(v)),
       // Each tracked pointer costs ~100 bytes of kernel memory (bpftrace: preallocated in every map it sizes).
       maxPointers: num('max-pointers', v['max-pointers'], { integer: true, min: 16, max: 4_194_304 }) ?? 262_144,
       ...thresholdsFrom(v),
@@ -268,6 +294,7 @@ export async function main(argv: string[]): Promise<number> {
         top: num('top', values.top, { integer: true, min: 1 }) ?? 15,
         record: values.record,
         force: values.force,
+        ...(await metricsOptions(values)),
         replay: values.replay,
         json: values.json,
         tui: useTui(values) && values.replay === undefined,

@@ -31,6 +31,10 @@ export interface LiveOptions {
   intervalSec: number;
   report: ReportOptions;
   record: string | undefined;
+  /** Serve /metrics here (--prometheus). */
+  prometheus?: { host: string | undefined; port: number };
+  /** Write kleak.prom into this directory every interval (--textfile). */
+  textfile?: string;
   /** Replace an existing --record file. */
   force?: boolean;
   maxPointers: number;
@@ -156,12 +160,33 @@ function bpftraceOptions(o: LiveOptions) {
   return { filter: o.filter, stacks: o.stacks, events: o.events, snapshotSec: 1, maxPointers: o.maxPointers, listMax: 10_000 };
 }
 
+/** --prometheus and --textfile for a run: started once it traces; stop() writes the textfile a last time. */
+async function exportMetrics(o: LiveOptions, run: LiveRun): Promise<{ stop(): Promise<void> }> {
+  if (!o.prometheus && !o.textfile) return { stop: async () => undefined };
+  const { liveMetrics, serveMetrics, writeTextfile } = await import('../report/prometheus.js');
+  const m = liveMetrics(run.report, o.report.top ?? 20);
+  const server = o.prometheus ? await serveMetrics(m, o.prometheus) : undefined;
+  if (o.prometheus) process.stderr.write(`kleak: serving metrics on http://${o.prometheus.host ?? '0.0.0.0'}:${o.prometheus.port}/metrics\n`);
+  const dir = o.textfile;
+  const write = () => (dir ? writeTextfile(m, dir).catch((err: unknown) => process.stderr.write(`kleak: writing ${dir}/kleak.prom failed: ${(err as Error).message}\n`)) : Promise.resolve());
+  const timer = dir ? setInterval(() => void write(), o.intervalSec * 1000) : undefined;
+  await write();
+  return {
+    async stop() {
+      if (timer) clearInterval(timer);
+      await write();
+      server?.close();
+    },
+  };
+}
+
 /** Live with the TUI on screen; q, Ctrl-C, SIGTERM or SIGHUP stop tracing; the final report goes on the normal screen. */
 export async function runLiveTui(o: LiveOptions): Promise<number> {
   const { runTui } = await import('../tui/run.js');
   const stopper = catchStopSignals();
   const run = await startLive(o);
   stopper.attach(run);
+  const metrics = await exportMetrics(o, run);
   let end: LiveEnd | undefined;
   const ended = run.ended.then((e) => (end = e));
   const duration = o.durationSec ? setTimeout(() => void run.stop(), o.durationSec * 1000) : undefined;
@@ -185,6 +210,7 @@ export async function runLiveTui(o: LiveOptions): Promise<number> {
     if (!end) process.stderr.write(`kleak: stopping ${run.source.info.backend}…\n`);
     await run.stop();
     await ended;
+    await metrics.stop();
   } finally {
     if (duration) clearTimeout(duration);
     stopper.release();
@@ -203,6 +229,7 @@ export async function runLive(o: LiveOptions, json: boolean): Promise<number> {
   injectFault();
   const run = await startLive(o);
   stopper.attach(run);
+  const metrics = await exportMetrics(o, run);
   const shown = run.source.notes.length;
   for (const n of run.source.notes) process.stderr.write(`kleak: ${n}\n`);
   process.stderr.write(
@@ -212,6 +239,7 @@ export async function runLive(o: LiveOptions, json: boolean): Promise<number> {
   const periodic = json ? undefined : setInterval(() => process.stdout.write(renderText(run.report()) + '\n'), o.intervalSec * 1000);
   try {
     const end = await run.ended;
+    await metrics.stop();
     for (const n of run.source.notes.slice(shown)) process.stderr.write(`kleak: ${n}\n`);
     if (end.how === 'died') process.stderr.write(`kleak: ${end.why}; the report so far follows${run.recorder ? ` and the recording ${run.recorder.path} is kept` : ''}.\n`);
     const report = run.report();

@@ -17,6 +17,8 @@ export interface WatchOptions {
   record: string | undefined;
   /** Replace an existing --record file. */
   force?: boolean;
+  prometheus?: { host: string | undefined; port: number };
+  textfile?: string;
   replay: string | undefined;
   json: boolean;
   /** Interactive view (a terminal): Enter on a cache returns it, to trace live. */
@@ -128,6 +130,23 @@ export function renderWatch(r: WatchReport): string {
   return out.join('\n') + '\n';
 }
 
+async function exportWatchMetrics(o: WatchOptions, report: () => WatchReport): Promise<{ tick(): void; stop(): Promise<void> }> {
+  if (!o.prometheus && !o.textfile) return { tick: () => undefined, stop: async () => undefined };
+  const { watchMetrics, serveMetrics, writeTextfile } = await import('../report/prometheus.js');
+  const m = watchMetrics(report);
+  const server = o.prometheus ? await serveMetrics(m, o.prometheus) : undefined;
+  if (o.prometheus) process.stderr.write(`kleak: serving metrics on http://${o.prometheus.host ?? '0.0.0.0'}:${o.prometheus.port}/metrics\n`);
+  const write = () => (o.textfile ? writeTextfile(m, o.textfile).catch((err: unknown) => process.stderr.write(`kleak: writing ${o.textfile}/kleak.prom failed: ${(err as Error).message}\n`)) : Promise.resolve());
+  await write();
+  return {
+    tick: () => void write(),
+    async stop() {
+      await write();
+      server?.close();
+    },
+  };
+}
+
 /** Runs watch; in the interactive view, resolves with the cache the user chose to trace (or undefined). */
 export async function runWatch(o: WatchOptions): Promise<number | { trace: string }> {
   const model = new WatchModel();
@@ -168,13 +187,24 @@ export async function runWatch(o: WatchOptions): Promise<number | { trace: strin
     writer?.line(JSON.stringify({ kind: 'watch-sample', ...s }));
   };
   take();
-  if (o.tui) return watchInTui(o, model, take, writer);
+  const metrics = await exportWatchMetrics(o, () => model.report({ top: o.top, aliases: aliasesOf, merged: mergeable() }));
+  const takeAndExport = () => {
+    take();
+    metrics.tick();
+  };
+  if (o.tui) {
+    try {
+      return await watchInTui(o, model, takeAndExport, writer);
+    } finally {
+      await metrics.stop();
+    }
+  }
   const stopper = catchStopSignals();
   process.stderr.write(`kleak: watching /proc/slabinfo, /proc/meminfo and /proc/vmallocinfo every ${o.intervalSec}s; ${o.durationSec ? `for ${o.durationSec}s` : 'Ctrl-C to stop'}${writer ? `; recording to ${writer.path}` : ''}\n`);
   await new Promise<void>((resolve) => {
     const started = Date.now();
     const timer = setInterval(() => {
-      take();
+      takeAndExport();
       if (!o.json) process.stdout.write(renderWatch(model.report({ top: o.top, aliases: aliasesOf, merged: mergeable() })) + '\n');
       if (o.durationSec && Date.now() - started >= o.durationSec * 1000 - 1) stop();
     }, o.intervalSec * 1000);
@@ -186,5 +216,6 @@ export async function runWatch(o: WatchOptions): Promise<number | { trace: strin
   });
   stopper.release();
   writer?.close();
+  await metrics.stop();
   return finish();
 }

@@ -5,8 +5,11 @@
 import { constants, lstatSync, openSync, unlinkSync } from 'node:fs';
 import { InputError } from '../errors.js';
 
-/** Opens a new file for writing, 0600, refusing symlinks and (without force) existing files; returns its fd. */
-export function createPrivateFile(path: string, force = false): number {
+/**
+ * Opens a new file for writing, 0600 (or `mode`, for files that hold no address), refusing symlinks and (without
+ * force) existing files; returns its fd.
+ */
+export function createPrivateFile(path: string, force = false, mode = 0o600): number {
   const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
   if (force) {
     let st;
@@ -19,7 +22,7 @@ export function createPrivateFile(path: string, force = false): number {
     if (st?.isFile()) unlinkSync(path);
   }
   try {
-    return openSync(path, flags, 0o600);
+    return openSync(path, flags, mode);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') throw new InputError(`${path} exists; kleak does not overwrite it.`, 'Choose another name, or add --force to replace it.');
