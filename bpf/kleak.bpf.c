@@ -102,6 +102,11 @@ struct {
 } counters SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096); /* kleak sets it: 4 KiB without --events */
+} events SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
 	__uint(max_entries, 1); /* kleak sets it: 1 without --stacks */
 	__uint(key_size, sizeof(__u32));
@@ -209,6 +214,11 @@ static __always_inline int on_alloc(void *ctx, __u64 call_site, __u64 ptr, __u32
 		c->allocs += 1;
 		c->alloc_bytes += bytes_alloc;
 	}
+	if (cfg.events) {
+		struct kleak_event e = { .kind = 0, .ptr = ptr, .a = a };
+		if (bpf_ringbuf_output(&events, &e, sizeof(e), BPF_RB_NO_WAKEUP))
+			bump(KLEAK_RB_LOST);
+	}
 	return 0;
 }
 
@@ -227,6 +237,13 @@ static __always_inline int on_free(__u64 ptr)
 	if (c) {
 		c->frees += 1;
 		c->free_bytes += copy.bytes_alloc;
+	}
+	if (cfg.events) {
+		struct kleak_event e = { .kind = 1, .ptr = ptr };
+		e.a.ts_ns = bpf_ktime_get_ns();
+		e.a.pid = bpf_get_current_pid_tgid() >> 32;
+		if (bpf_ringbuf_output(&events, &e, sizeof(e), BPF_RB_NO_WAKEUP))
+			bump(KLEAK_RB_LOST);
 	}
 	return 1;
 }

@@ -27,7 +27,7 @@ struct kleak_config {
 	char comm[KLEAK_COMM_LEN];
 	char cache[KLEAK_CACHE_LEN];
 	__u32 page_size;   /* the system's page size: a page allocation of order N is page_size << N bytes */
-	__u32 pad;
+	__u32 events;      /* also stream each tracked allocation and its free through the ring buffer (--events) */
 };
 
 /* One outstanding allocation: the value of the pointer table, keyed by the pointer. */
@@ -53,6 +53,16 @@ enum kleak_allocator {
 	KLEAK_A_VMALLOC = 1,
 	KLEAK_A_PAGE = 2,
 	KLEAK_A_PERCPU = 3,
+};
+
+/* --events: one record per tracked allocation (kind 0, with its record) and per free of a tracked pointer
+ * (kind 1, ts and pid of the free). Written without a wakeup: kleak reads the ring a few times a second, so no
+ * event costs a wakeup (bpftrace's per-event wakeup cost ~11 us here). */
+struct kleak_event {
+	__u32 kind;
+	__u32 pad;
+	__u64 ptr;
+	struct kleak_alloc a;
 };
 
 /* Per call site (or stack, for vmalloc and pages), cache, size and allocator: cumulative since the start (a per-CPU hash: summed by the reader, never drifts). */
@@ -81,6 +91,7 @@ enum kleak_counter {
 	KLEAK_BULK_CUT,       /* bulk frees longer than KLEAK_BULK_MAX: the rest was not looked at */
 	KLEAK_RCU_BATCHES,    /* kfree_rcu batches walked */
 	KLEAK_RCU_CUT,        /* kfree_rcu batch lists longer than kleak walks: the rest was not looked at */
+	KLEAK_RB_LOST,        /* events the ring buffer had no room for (--events) */
 	KLEAK_COUNTERS,
 };
 

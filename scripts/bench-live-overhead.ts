@@ -168,6 +168,7 @@ function configs(floorObj: string | undefined, only: string): Config[] {
     { group: 'bpftrace', name: 'kleak live --backend bpftrace --bytes 1024 --stacks', start: kleak(['--backend', 'bpftrace', '--bytes', '1024', '--stacks']) },
     { group: 'tracefs', name: 'kleak live --backend tracefs --bytes 8192', start: kleak(['--backend', 'tracefs', '--bytes', '8192']) },
     { group: 'tracefs', name: 'kleak live --backend tracefs --bytes 1024', start: kleak(['--backend', 'tracefs', '--bytes', '1024']) },
+    { group: 'kernel', name: 'kleak live --bytes 1024 --events (kernel backend; ring buffer)', start: kleak(['--backend', 'kernel', '--bytes', '1024', '--events']) },
     { group: 'kernel', name: 'kleak live --alloc page (kernel backend; every page, no filter)', start: kleak(['--backend', 'kernel', '--alloc', 'page']) },
     { group: 'kernel', name: 'kleak live --alloc vmalloc,percpu (kernel backend)', start: kleak(['--backend', 'kernel', '--alloc', 'vmalloc,percpu']) },
     { group: 'kernel', name: 'peer: bcc memleak -z 8192 -Z 8192 (never allocated)', ...(peer ? { start: memleak(peer, ['-z', '8192', '-Z', '8192', '3600']) } : { skip: noPeer }) },

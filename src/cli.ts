@@ -51,7 +51,8 @@ LIVE AND RECORD
   --alloc LIST         allocators to pair: slab (default), vmalloc, page, percpu, a comma list, or all (kernel
                        backend). vmalloc areas and pages are named by the first frame of their stack outside
                        the allocator
-  --events             bpftrace: stream every allocation and free instead of pairing in the kernel (low rates)
+  --events             stream every tracked allocation and its free (kernel: a BPF ring buffer read a few times
+                       a second; bpftrace: printed lines) and pair them in kleak, instead of kernel snapshots
   --record FILE        keep an NDJSON recording that \`kleak replay\` (or \`kleak watch --replay\`) reads back
   --max-pointers N     kernel, bpftrace: most pointers the kernel table holds (default 262144); more are
                        counted as untracked

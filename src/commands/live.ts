@@ -17,7 +17,7 @@ import type { LiveEnd, LiveSource } from '../sources/live.js';
 import type { AllocatorName, ParseSink } from '../event.js';
 
 export type Backend = 'kernel' | 'bpftrace' | 'tracefs' | 'trace-cmd';
-/** What users may ask for; `auto` (the default) is kernel, else bpftrace, else tracefs. */
+/** What users may ask for; `auto` (the default) is kernel, else bpftrace, else tracefs. --events works on all. */
 export type BackendChoice = Backend | 'auto';
 
 export interface LiveOptions {
@@ -54,7 +54,9 @@ export interface LiveRun {
 export async function startLive(o: LiveOptions): Promise<LiveRun> {
   const exclude = new Set<number>([process.pid]);
   const engine = new Engine({
-    filter: o.filter, filteredAtSource: true, excludePids: exclude, reorderWindowSec: (o.backend === 'bpftrace' || o.backend === 'auto') && o.events ? 1 : 0,
+    // Per-CPU buffers (bpftrace's, and the BPF ring's records from several CPUs) can deliver a free before its
+    // allocation: a short reorder window pairs them.
+    filter: o.filter, filteredAtSource: true, excludePids: exclude, reorderWindowSec: o.events ? 1 : 0,
     ...(o.thresholds ? { thresholds: o.thresholds } : {}),
   });
   const recorder = o.record
@@ -106,14 +108,11 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
  */
 async function startAuto(o: LiveOptions, sink: ParseSink): Promise<LiveSource> {
   const why: string[] = [];
-  if (!o.events) {
-    try {
-      const s = await startKernelBpf(kernelOptions(o), sink);
-      return s;
-    } catch (err) {
-      if (!(err instanceof EnvironmentError) || /needs root/.test(err.message)) throw err;
-      why.push(`kernel backend: ${err.message}`);
-    }
+  try {
+    return await startKernelBpf(kernelOptions(o), sink);
+  } catch (err) {
+    if (!(err instanceof EnvironmentError) || /needs root/.test(err.message)) throw err;
+    why.push(`kernel backend: ${err.message}`);
   }
   try {
     await preflightBpftrace();
@@ -130,7 +129,7 @@ async function startAuto(o: LiveOptions, sink: ParseSink): Promise<LiveSource> {
 }
 
 function kernelOptions(o: LiveOptions) {
-  return { filter: o.filter, allocators: o.allocators, stacks: o.stacks, snapshotSec: 1, maxPointers: o.maxPointers, listMax: 10_000 };
+  return { filter: o.filter, allocators: o.allocators, stacks: o.stacks, snapshotSec: 1, maxPointers: o.maxPointers, listMax: 10_000, events: o.events };
 }
 
 /** bpftrace, tracefs and trace-cmd read the slab tracepoints only (for now): say so before starting them. */

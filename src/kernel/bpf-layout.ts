@@ -8,7 +8,7 @@ export const STACK_DEPTH = 20;
 export const CONFIG = {
   size: 112,
   minBytes: 0, maxBytes: 8, pid: 16, selfTgid: 20, commOn: 24, cacheOn: 28, stacks: 32, gfpAccount: 36,
-  rcuMonitorFn: 40, rcuWorkFn: 48, comm: 56, cache: 72, pageSize: 104,
+  rcuMonitorFn: 40, rcuWorkFn: 48, comm: 56, cache: 72, pageSize: 104, events: 108,
 } as const;
 
 export const ALLOC = {
@@ -26,8 +26,11 @@ export const ALLOCATORS = ['slab', 'vmalloc', 'page', 'percpu'] as const;
 export type Allocator = (typeof ALLOCATORS)[number];
 
 /** Indexes of the per-CPU counters (enum kleak_counter). */
-export const COUNTER = { untracked: 0, stackLost: 1, rcuFrees: 2, bulkFrees: 3, bulkCut: 4, rcuBatches: 5, rcuCut: 6 } as const;
-export const COUNTERS = 7;
+export const COUNTER = { untracked: 0, stackLost: 1, rcuFrees: 2, bulkFrees: 3, bulkCut: 4, rcuBatches: 5, rcuCut: 6, rbLost: 7 } as const;
+export const COUNTERS = 8;
+
+/** struct kleak_event: kind (0 alloc, 1 free), the pointer, and the allocation's record. */
+export const EVENT = { size: 80, kind: 0, ptr: 8, alloc: 16 } as const;
 
 export interface BpfConfig {
   minBytes: bigint;
@@ -41,6 +44,7 @@ export interface BpfConfig {
   rcuMonitorFn: bigint;
   rcuWorkFn: bigint;
   pageSize: number;
+  events: boolean;
 }
 
 /** A name as the kernel holds it: at most n-1 bytes and a NUL (a longer name could never match, so it is refused upstream). */
@@ -61,6 +65,7 @@ export function encodeConfig(c: BpfConfig): Buffer {
   b.writeBigUInt64LE(c.rcuMonitorFn, CONFIG.rcuMonitorFn);
   b.writeBigUInt64LE(c.rcuWorkFn, CONFIG.rcuWorkFn);
   b.writeUInt32LE(c.pageSize, CONFIG.pageSize);
+  b.writeUInt32LE(c.events ? 1 : 0, CONFIG.events);
   putName(b, CONFIG.comm, COMM_LEN, c.comm);
   putName(b, CONFIG.cache, CACHE_LEN, c.cache);
   return b;

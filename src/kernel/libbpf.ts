@@ -26,6 +26,8 @@ export interface Libbpf {
   lookupBatch(fd: number, inBatch: Buffer | null, outBatch: Buffer, keys: Buffer, values: Buffer, count: Uint32Array): number;
   possibleCpus(): number;
   errno(): number;
+  /** A BPF ring buffer read on demand: consume() hands each record (a copy) to onRecord, synchronously. */
+  ringBuffer(fd: number, onRecord: (data: Buffer) => void): { consume(): number; free(): void };
 }
 
 let loaded: Libbpf | undefined;
@@ -50,6 +52,7 @@ export function libbpf(): Libbpf {
   koffi.opaque('bpf_program');
   koffi.opaque('bpf_link');
   koffi.struct('kleak_open_opts', { sz: 'size_t', object_name: 'const char *' });
+  const sampleFn = koffi.proto('int kleak_rb_sample(void *ctx, void *data, size_t size)');
   const f = (sig: string): Fn => lib.func(sig) as Fn;
   const api = {
     setPrint: f('void *libbpf_set_print(void *fn)'),
@@ -72,6 +75,9 @@ export function libbpf(): Libbpf {
     lookup: f('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
     lookupBatch: f('int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, uint32_t *count, const void *opts)'),
     possibleCpus: f('int libbpf_num_possible_cpus(void)'),
+    rbNew: f('void *ring_buffer__new(int map_fd, kleak_rb_sample *sample_cb, void *ctx, void *opts)'),
+    rbConsume: f('int ring_buffer__consume(void *rb)'),
+    rbFree: f('void ring_buffer__free(void *rb)'),
   };
   // libbpf prints warnings and verifier logs on stderr by default; kleak reports failures in its own words.
   api.setPrint(null);
@@ -122,6 +128,24 @@ export function libbpf(): Libbpf {
     lookupBatch: (fd, inBatch, outBatch, keys, values, count) => api.lookupBatch(fd, inBatch, outBatch, keys, values, count, null) as number,
     possibleCpus: () => api.possibleCpus() as number,
     errno: () => koffi.errno(),
+    ringBuffer(fd, onRecord) {
+      const cb = koffi.register((_ctx: unknown, data: unknown, size: number) => {
+        onRecord(Buffer.from(new Uint8Array(koffi.view(data, Number(size)))));
+        return 0;
+      }, koffi.pointer(sampleFn));
+      const rb = api.rbNew(fd, cb, null, null) as object | null;
+      if (!rb) {
+        koffi.unregister(cb);
+        throw new EnvironmentError(`kleak could not open its BPF ring buffer (errno ${koffi.errno()}).`, 'Use --backend bpftrace for --events.');
+      }
+      return {
+        consume: () => api.rbConsume(rb) as number,
+        free() {
+          api.rbFree(rb);
+          koffi.unregister(cb);
+        },
+      };
+    },
   };
   return loaded;
 }

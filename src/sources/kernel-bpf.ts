@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { kmallocCacheSize, type EventFilter } from '../engine/filter.js';
 import { EnvironmentError } from '../errors.js';
-import type { AllocatorName, KernelSnapshot, OutstandingRecord, ParseSink, SiteTotalsRecord } from '../event.js';
-import { ALLOC, ALLOCATOR_SHIFT, ALLOCATORS, CACHE_LEN, COMM_LEN, COUNTER, COUNTERS, F_ACCOUNTED, SITE_COUNTS, SITE_KEY, STACK_DEPTH, cString, encodeConfig, type BpfConfig } from '../kernel/bpf-layout.js';
+import type { AllocatorName, KernelSnapshot, KmemEvent, OutstandingRecord, ParseSink, SiteTotalsRecord } from '../event.js';
+import { ALLOC, ALLOCATOR_SHIFT, ALLOCATORS, CACHE_LEN, COMM_LEN, COUNTER, COUNTERS, EVENT, F_ACCOUNTED, SITE_COUNTS, SITE_KEY, STACK_DEPTH, cString, encodeConfig, type BpfConfig } from '../kernel/bpf-layout.js';
 import { Btf } from '../kernel/btf.js';
 import { Kallsyms } from '../kernel/kallsyms.js';
 import { libbpf, type Libbpf } from '../kernel/libbpf.js';
@@ -28,7 +28,12 @@ export interface KernelBpfOptions {
   maxPointers: number;
   /** Snapshots list every pointer while at most this many are outstanding; above, per-site totals only. */
   listMax: number;
+  /** Stream every tracked allocation and its free (the engine pairs them) instead of sending snapshots. */
+  events?: boolean;
 }
+
+/** The ring buffer's size with --events: 16 MiB holds ~200k events between two reads. */
+const RING_BYTES = 16 << 20;
 
 /** Stack ids the stack map can hold with --stacks (STACK_DEPTH frames of 8 bytes each: 5 MiB, preallocated). */
 const STACK_IDS = 32_768;
@@ -61,7 +66,7 @@ export interface KernelBpfPlan {
   programs: ProgramName[];
   /** fentry programs (kvfree_call_rcu, kmem_cache_free_bulk): tried first, dropped if the kernel refuses fentry. */
   optional: ProgramName[];
-  maxEntries: { ptrs: number; stacks: number };
+  maxEntries: { ptrs: number; stacks: number; events: number };
   notes: string[];
 }
 
@@ -111,10 +116,11 @@ export function kernelBpfPlan(o: KernelBpfOptions, btf: Btf, syms: Kallsyms | un
       rcuMonitorFn: programs.includes('workqueue_execute_start') ? monitor! : 0n,
       rcuWorkFn: programs.includes('workqueue_execute_start') ? work! : 0n,
       pageSize: pageSize(),
+      events: o.events === true,
     },
     programs,
     optional: [...optional],
-    maxEntries: { ptrs: o.maxPointers, stacks: o.stacks || byStack ? STACK_IDS : 1 },
+    maxEntries: { ptrs: o.maxPointers, stacks: o.stacks || byStack ? STACK_IDS : 1, events: o.events ? RING_BYTES : 4096 },
     notes,
   };
 }
@@ -145,7 +151,7 @@ export function kernelBpfDescription(o: KernelBpfOptions): string {
     `kernel backend: load ${BPF_OBJECT} (sha256 ${sha}…) through libbpf, with read-only config:`,
     `  min_bytes=${c.minBytes} max_bytes=${c.maxBytes} pid=${c.pid || 'any'} self_tgid=${c.selfTgid} comm=${c.comm === undefined ? '(any)' : JSON.stringify(c.comm)} cache=${c.cache === undefined ? '(any)' : JSON.stringify(c.cache)}`,
     `  stacks=${c.stacks ? 1 : 0} gfp_account=0x${c.gfpAccount.toString(16)} rcu_monitor_fn=0x${c.rcuMonitorFn.toString(16)} rcu_work_fn=0x${c.rcuWorkFn.toString(16)}`,
-    `maps: ptrs max_entries=${p.maxEntries.ptrs} (not preallocated: kernel memory follows what is held), stacks max_entries=${p.maxEntries.stacks}`,
+    `maps: ptrs max_entries=${p.maxEntries.ptrs} (not preallocated: kernel memory follows what is held), stacks max_entries=${p.maxEntries.stacks}${c.events ? `, events ring ${p.maxEntries.events >> 20} MiB (read every 200 ms, no wakeups)` : ''}`,
     `programs: ${p.programs.map((n) => (n === 'workqueue_execute_start' ? 'tp_btf/workqueue_execute_start (kfree_rcu batches)' : `tp_btf/${n}`)).join(' ')}`,
     `  and, where the kernel permits fentry: ${p.optional.map((n) => `fentry/${n}`).join(' ') || '(none: not in BTF)'}`,
     ...p.notes.map((n) => `note: ${n}`),
@@ -155,7 +161,7 @@ export function kernelBpfDescription(o: KernelBpfOptions): string {
 interface Loaded {
   obj: object;
   links: object[];
-  fds: { ptrs: number; sites: number; cacheNames: number; counters: number; stacks: number; bss: number };
+  fds: { ptrs: number; sites: number; cacheNames: number; counters: number; stacks: number; bss: number; events: number };
   fentry: boolean;
 }
 
@@ -175,6 +181,7 @@ function loadProgram(lib: Libbpf, image: Buffer, plan: KernelBpfPlan, withFentry
     lib.setInitialValue(rodata, config);
     lib.setMaxEntries(map('ptrs'), plan.maxEntries.ptrs);
     lib.setMaxEntries(map('stacks'), plan.maxEntries.stacks);
+    lib.setMaxEntries(map('events'), plan.maxEntries.events);
     const wanted = new Set<string>([...plan.programs, ...(withFentry ? plan.optional : [])]);
     const logs = new Map<string, Buffer>();
     for (const [name, prog] of lib.programs(obj)) {
@@ -211,6 +218,7 @@ function loadProgram(lib: Libbpf, image: Buffer, plan: KernelBpfPlan, withFentry
       fds: {
         ptrs: lib.mapFd(map('ptrs')), sites: lib.mapFd(map('sites')), cacheNames: lib.mapFd(map('cache_names')),
         counters: lib.mapFd(map('counters')), stacks: lib.mapFd(map('stacks')), bss: lib.mapFd(map('kleak.bss')),
+        events: lib.mapFd(map('events')),
       },
     };
   } finally {
@@ -390,6 +398,28 @@ class Reader {
     return snap;
   }
 
+  /** One ring-buffer record as the engine's event (--events). */
+  event(b: Buffer): KmemEvent | undefined {
+    if (b.length < EVENT.size) return undefined;
+    const ptr = b.readBigUInt64LE(EVENT.ptr).toString(16).padStart(16, '0');
+    const a = EVENT.alloc;
+    const ts = Number(b.readBigUInt64LE(a + ALLOC.tsNs)) / 1e9;
+    const pid = b.readUInt32LE(a + ALLOC.pid);
+    if (b.readUInt32LE(EVENT.kind) === 1) return { kind: 'free', ts, ptr, callSite: '', tracepoint: 'kfree', pid };
+    const flags = b.readUInt32LE(a + ALLOC.flags);
+    const bytesAlloc = b.readUInt32LE(a + ALLOC.bytesAlloc);
+    const stackId = b.readInt32LE(a + ALLOC.stackId);
+    const e: KmemEvent = {
+      kind: 'alloc', ts, ptr, pid, comm: cString(b, a + ALLOC.comm, COMM_LEN),
+      callSite: this.callSite(b.readBigUInt64LE(a + ALLOC.callSite), flags),
+      tracepoint: allocatorOf(flags) === 'slab' ? 'kmalloc' : allocatorOf(flags),
+      bytesReq: b.readUInt32LE(a + ALLOC.bytesReq), bytesAlloc,
+      cache: this.label(b.readBigUInt64LE(a + ALLOC.cacheId), bytesAlloc, flags),
+    };
+    if (stackId >= 0) e.stack = this.stack(stackId).map((x) => this.syms.lookup(x)?.name ?? x.toString(16));
+    return e;
+  }
+
   /** Drops the stack cache: ids of stacks no longer referenced can be reused by the kernel. */
   forgetStacks(): void {
     this.stackAddrs.clear();
@@ -429,6 +459,27 @@ export async function startKernelBpf(o: KernelBpfOptions, sink: ParseSink): Prom
     loaded = loadProgram(lib, object, plan, false);
   }
   const reader = new Reader(lib, loaded, syms);
+  // --events: records are read from the ring a few times a second (no per-event wakeup); the engine pairs them.
+  let eventsRead = 0;
+  let lostSaid = 0;
+  const ring = o.events
+    ? lib.ringBuffer(loaded.fds.events, (b) => {
+        const e = reader.event(b);
+        if (e) {
+          eventsRead++;
+          sink.event(e);
+        }
+      })
+    : undefined;
+  const drain = () => {
+    if (!ring) return;
+    ring.consume();
+    const lost = reader.counters()[COUNTER.rbLost]!;
+    if (lost > lostSaid) {
+      sink.lost(lost - lostSaid);
+      lostSaid = lost;
+    }
+  };
   let stopping = false;
   let closed = false;
   let finish: (e: LiveEnd) => void = () => {};
@@ -436,6 +487,7 @@ export async function startKernelBpf(o: KernelBpfOptions, sink: ParseSink): Prom
   const close = () => {
     if (closed) return;
     closed = true;
+    ring?.free();
     for (const l of loaded.links) lib.destroyLink(l);
     lib.close(loaded.obj);
   };
@@ -443,6 +495,7 @@ export async function startKernelBpf(o: KernelBpfOptions, sink: ParseSink): Prom
   const tick = () => {
     try {
       snapshots++;
+      if (ring) return drain();
       reader.forgetStacks();
       sink.snapshot?.(reader.snapshot(reader.tracked() <= o.listMax));
     } catch (err) {
@@ -451,20 +504,22 @@ export async function startKernelBpf(o: KernelBpfOptions, sink: ParseSink): Prom
       finish({ how: 'died', why: `reading kleak's BPF maps failed: ${(err as Error).message}` });
     }
   };
-  const timer = setInterval(tick, Math.max(100, o.snapshotSec * 1000));
+  const timer = setInterval(tick, ring ? 200 : Math.max(100, o.snapshotSec * 1000));
   return {
-    info: { kind: 'live', backend: 'kernel', mode: 'pairs' },
+    info: { kind: 'live', backend: 'kernel', mode: ring ? 'events' : 'pairs' },
     notes,
     pids: [],
-    lines: () => snapshots,
+    lines: () => (ring ? eventsRead : snapshots),
     ended,
     async stop() {
       if (stopping || closed) return void (await ended);
       stopping = true;
       clearInterval(timer);
       try {
-        // The final snapshot lists every outstanding pointer, read before the programs detach.
-        const last = reader.snapshot(true);
+        // The final snapshot lists every outstanding pointer, read before the programs detach (--events: the
+        // ring's last records instead).
+        drain();
+        const last = ring ? undefined : reader.snapshot(true);
         const c = reader.counters();
         const mem = reader.mapMemory();
         if (c[COUNTER.stackLost]! > 0) notes.push(`${c[COUNTER.stackLost]} allocations have no stack (the stack map was full or two stacks collided).`);
@@ -474,8 +529,9 @@ export async function startKernelBpf(o: KernelBpfOptions, sink: ParseSink): Prom
         if (c[COUNTER.rcuCut]! > 0) notes.push(`${c[COUNTER.rcuCut]} walks of kfree_rcu batches stopped early (a list moved while read, or held more than 64 pages); moved pages are read again when freed.`);
         if (c[COUNTER.bulkCut]! > 0) notes.push(`${c[COUNTER.bulkCut]} bulk frees were longer than kleak walks (8192 pointers): the rest of their frees were not seen.`);
         notes.push(`kernel memory held by kleak's BPF maps at the end: ${(mem / 1048576).toFixed(1)} MiB.`);
+        if (c[COUNTER.rbLost]! > 0) notes.push(`${c[COUNTER.rbLost]} events did not fit the ring buffer between two reads and were lost (counted as lost events).`);
         close();
-        sink.snapshot?.(last);
+        if (last) sink.snapshot?.(last);
         finish({ how: 'stopped' });
       } catch (err) {
         close();
