@@ -30,11 +30,13 @@ EXAMPLES
   kleak replay run.ndjson                 the same answer again, later, elsewhere
   kleak replay trace.report               a saved \`trace-cmd report\` (or trace.dat, trace_pipe text, .gz, -)
   kleak replay trace.dat --bytes 4096 --min-age 30 --json | jq '.sites[0]'
+  kleak replay kmemleak-*.txt --every 600   which backtrace keeps growing across kmemleak reports
 
 USAGE
   kleak live [--backend kernel|bpftrace|tracefs|trace-cmd] [--alloc slab,vmalloc,page,percpu|all] [filter] [--stacks] [--duration SEC] [--interval SEC]
              [--events] [--record FILE.ndjson] [--max-pointers N] [--dry-run] [report options]
   kleak replay FILE|- [--format auto|trace-cmd|trace-pipe|bpftrace|ndjson] [--speed X] [filter] [report options]
+  kleak replay RECORD... [--format kmemleak|allocinfo|slabinfo] [--every SEC] [--top N] [--json]
   kleak record [--backend tracefs|trace-cmd] [filter] [--stacks] [--duration SEC] -o FILE
   kleak watch [--interval SEC] [--duration SEC] [--top N] [--record FILE.ndjson] [--json]
   kleak watch --replay FILE.ndjson
@@ -76,6 +78,11 @@ FILTER (allocations)
 REPLAY
   --format NAME        the trace's format, when detection from its first lines is not enough
   --speed X            in the interactive view, replay at X times the trace's own pace (default: at once)
+  --every SEC          kernel records that do not say when they were taken: one every SEC seconds (default 60)
+
+  kleak replay also reads what the kernel keeps, from one or several files in name order: kmemleak reports
+  (cat /sys/kernel/debug/kmemleak), /proc/allocinfo dumps, slabinfo capture loops; --format kmemleak|allocinfo|
+  slabinfo forces one. The same sites, series and verdicts, and a by-module summary.
 
 REPORT
   --min-age SEC        only allocations at least SEC old (like bcc memleak -o)
@@ -116,6 +123,7 @@ const OPTIONS = {
   speed: { type: 'string' },
   output: { type: 'string', short: 'o' },
   replay: { type: 'string' },
+  every: { type: 'string' },
   from: { type: 'string' },
   site: { type: 'string' },
   length: { type: 'string' },
@@ -322,10 +330,25 @@ export async function main(argv: string[]): Promise<number> {
         force: values.force,
       });
     }
-    case 'replay':
-      if (rest.length !== 1) throw new InputError('kleak replay needs one FILE (or - for stdin).', 'Example: kleak replay trace.report');
+    case 'replay': {
+      // Records the kernel keeps (kmemleak reports, allocinfo and slabinfo dumps) are gauges over time, read from one
+      // or several files; traces are one stream.
+      const { isRecordFormatName } = await import('./records/formats.js');
+      const recordsAsked = isRecordFormatName(values.format);
+      const { sniffRecordFile, recordsReport, renderRecords } = await import('./commands/records.js');
+      if (recordsAsked || (values.format === 'auto' && rest.length > 0 && rest[0] !== '-' && sniffRecordFile(rest[0]!))) {
+        if (rest.length === 0) throw new InputError('kleak replay needs the record files.', 'Example: kleak replay kmemleak-*.txt --every 600');
+        const r = recordsReport({
+          paths: rest, format: values.format, everySec: num('every', values.every, { min: 0.001 }) ?? 60,
+          ...(values.top !== undefined ? { top: num('top', values.top, { integer: true, min: 1 })! } : {}), ...thresholdsFrom(values),
+        });
+        process.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : renderRecords(r));
+        return 0;
+      }
+      if (rest.length !== 1) throw new InputError('kleak replay needs one FILE (or - for stdin); several files are for kernel records (kmemleak, allocinfo, slabinfo dumps).', 'Example: kleak replay trace.report');
       await replay(rest[0]!, values);
       return 0;
+    }
     default:
       throw new InputError(`unknown command "${command}".`, 'Commands: live, record, replay, watch, inspect. Run kleak --help.');
   }

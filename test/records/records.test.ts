@@ -1,0 +1,141 @@
+// Kernel records replayed as gauges. This VM has no kmemleak, no /proc/allocinfo and no modules, so the inputs are
+// written here in the layouts ALLOCATORS.md documents (every variant), plus this machine's real slabinfo.
+import { execa } from 'execa';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { recordsReport } from '../../src/commands/records.js';
+import type { RecordsReport } from '../../src/records/model.js';
+import { CLI, ROOT } from '../helpers/cli.js';
+
+const dir = mkdtempSync(`${tmpdir()}/kleak-records-`);
+
+/** One kmemleak object block: old layout ([<addr>] frames, age) or new (crc, bare frames). */
+function object(addr: number, size: number, frames: string[], old: boolean): string {
+  const a = `ffff8881${addr.toString(16).padStart(8, '0')}`;
+  return [
+    `unreferenced object 0x${a} (size ${size}):`,
+    `  comm "insmod", pid 812, jiffies 4294937296${old ? ' (age 1203.450s)' : ''}`,
+    '  hex dump (first 32 bytes):',
+    '    6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b  kkkkkkkkkkkkkkkk',
+    '    6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b a5  kkkkkkkkkkkkkkk.',
+    old ? '  backtrace:' : '  backtrace (crc 1a2b3c4d):',
+    ...frames.map((f, i) => (old ? `    [<ffffffff8${String(i).padStart(7, '0')}>] ${f}` : `    ${f}`)),
+  ].join('\n');
+}
+
+const LEAK = ['__kmalloc_cache_noprof+0x2d1/0x3d0', 'drv_rx_refill+0x64/0x120 [drv]', 'drv_poll+0x1a0/0x300 [drv]', '__napi_poll+0x2b/0x1c0'];
+const ONCE = ['kmalloc_trace+0x26/0x90', 'acpi_ds_build_internal_package_obj+0x1d2/0x2a0', 'acpi_ds_eval_data_object_operands+0x10a/0x140'];
+const BURST = ['__kmalloc_noprof+0x20f/0x3a0', 'tty_buffer_alloc+0x4c/0x90', 'tty_insert_flip_string_fixed_flag+0x88/0x140'];
+
+/** Report i of ten: the leak holds 5 + 7i objects, one object is reported every time, a burst comes and goes. */
+function report(i: number, old: boolean): string {
+  const blocks = [object(1, 256, ONCE, old)];
+  for (let k = 0; k < 5 + 7 * i; k++) blocks.push(object(0x1000 + k, 512, LEAK, old));
+  if (i % 2 === 1) for (let k = 0; k < 30; k++) blocks.push(object(0x9000 + k + i * 100, 1024, BURST, old));
+  return blocks.join('\n') + '\n';
+}
+
+describe('kmemleak reports', () => {
+  for (const old of [true, false]) {
+    it(`ten reports in ten files (${old ? 'older layout: [<addr>] frames, age' : 'newer layout: crc, bare frames'}): the leaking backtrace is growing, in its module`, () => {
+      const files = Array.from({ length: 10 }, (_, i) => {
+        const f = `${dir}/${old ? 'old' : 'new'}-kmemleak-${i + 1}.txt`;
+        writeFileSync(f, report(i, old));
+        return f;
+      });
+      const r = recordsReport({ paths: files.reverse(), format: 'auto', everySec: 600 });
+      expect(r.format).toBe('kmemleak');
+      expect(r.readings).toBe(10);
+      const leak = r.sites.find((s) => s.label === 'drv_rx_refill')!;
+      expect(leak).toMatchObject({ module: 'drv', count: 5 + 63, bytes: (5 + 63) * 512, verdict: 'growing' });
+      expect(leak.where).toBe('drv_rx_refill [drv] ← drv_poll [drv] ← __napi_poll');
+      expect(leak.countPerMin).toBeCloseTo(7 / 10, 1);
+      const once = r.sites.find((s) => s.label === 'acpi_ds_build_internal_package_obj')!;
+      expect(once.series).toEqual(Array(10).fill(1)); // one object reported ten times is one object
+      expect(once.verdict).not.toBe('growing');
+      expect(r.sites.find((s) => s.label === 'tty_buffer_alloc')!.verdict).not.toBe('growing');
+      expect(r.modules[0]).toMatchObject({ module: 'drv', growingSites: 1 });
+      expect(r.modules.find((m) => m.module === 'the kernel itself')).toBeDefined();
+      expect(r.notices.join(' ')).toMatch(/assumed one every 600 s/);
+      expect(r.badLines).toEqual([]);
+    });
+  }
+
+  it('one file with several reports separated by date lines: readings split there, timed by them', () => {
+    const text = Array.from({ length: 6 }, (_, i) => `Mon Nov 23 0${i}:00:00 UTC 2026\n${report(i, false)}`).join('');
+    writeFileSync(`${dir}/one.txt`, text);
+    const r = recordsReport({ paths: [`${dir}/one.txt`], format: 'auto', everySec: 1 });
+    expect(r.readings).toBe(6);
+    expect(r.span.lastTs - r.span.firstTs).toBe(5 * 3600);
+    expect(r.sites.find((s) => s.label === 'drv_rx_refill')!.verdict).toBe('growing');
+    expect(r.notices.join(' ')).not.toMatch(/assumed/);
+  });
+
+  it('malformed and truncated blocks are bad lines with their numbers, never fatal', () => {
+    const text = report(0, false) + '    not_a_frame\nunreferenced object 0xffff888100abc000 (size 64):\n  comm "x", pid 1, jiffies 1\n  backtrace (crc 0):\n    cut_off+0x1\n';
+    writeFileSync(`${dir}/bad.txt`, text);
+    const r = recordsReport({ paths: [`${dir}/bad.txt`], format: 'kmemleak', everySec: 60 });
+    const total = text.split('\n').length;
+    expect(r.badLines.map((b) => b.line)).toEqual([total - 5, total - 1]);
+    expect(r.sites.find((s) => s.label === 'drv_rx_refill')!.count).toBe(5);
+  });
+});
+
+describe('allocinfo dumps', () => {
+  const dump = (i: number, v2: boolean) =>
+    [
+      `allocinfo - version: ${v2 ? '2.0' : '1.0'}`,
+      '#     <size>  <calls> <tag info>',
+      `     ${65536 * (1 + i)}       ${16 * (1 + i)} drivers/net/foo/foo_main.c:812 [foo] func:foo_alloc_ring${v2 ? ' accurate:no' : ''} `,
+      `     ${4096 * (i % 2 ? 9 : 1)}        ${i % 2 ? 9 : 1} mm/slub.c:2466 func:alloc_slab_page `,
+      `   1234567     4000 kernel/fork.c:311 func:alloc_thread_stack_node`,
+      '',
+    ].join('\n');
+  for (const v2 of [false, true]) {
+    it(`version ${v2 ? '2.0 (with tags)' : '1.0'}: growth at file:line, by module`, () => {
+      writeFileSync(`${dir}/allocinfo-${v2}.txt`, Array.from({ length: 8 }, (_, i) => dump(i, v2)).join(''));
+      const r = recordsReport({ paths: [`${dir}/allocinfo-${v2}.txt`], format: 'auto', everySec: 60 });
+      expect(r.format).toBe('allocinfo');
+      expect(r.sites[0]).toMatchObject({ label: 'foo_alloc_ring', module: 'foo', where: 'drivers/net/foo/foo_main.c:812', count: 128, bytes: 8 * 65536, verdict: 'growing' });
+      expect(r.sites.find((s) => s.label === 'alloc_slab_page')!.verdict).not.toBe('growing');
+      expect(r.sites.find((s) => s.label === 'alloc_thread_stack_node')!.verdict).toBe('steady');
+      expect(r.badLines).toEqual([]);
+    });
+  }
+});
+
+describe('slabinfo capture loops', () => {
+  it("this machine's /proc/slabinfo, captured ten times with one cache growing: that cache is growing", (ctx) => {
+    let real: string;
+    try {
+      real = readFileSync('/proc/slabinfo', 'utf8');
+    } catch {
+      return ctx.skip(true, '/proc/slabinfo needs root');
+    }
+    const grow = (i: number) => real.replace(/^(kmalloc-4k\s+)(\d+)(\s+)(\d+)/m, (_m, a: string, act: string, b: string, num: string) => `${a}${Number(act) + 200 * i}${b}${Number(num) + 200 * i}`);
+    writeFileSync(`${dir}/slabinfo.txt`, Array.from({ length: 10 }, (_, i) => `${grow(i)}===\n`).join(''));
+    const r = recordsReport({ paths: [`${dir}/slabinfo.txt`], format: 'auto', everySec: 1 });
+    expect(r.format).toBe('slabinfo');
+    expect(r.readings).toBe(10);
+    expect(r.sites[0]).toMatchObject({ label: 'kmalloc-4k', verdict: 'growing' });
+    expect(r.sites.filter((s) => s.verdict === 'growing').map((s) => s.label)).toEqual(['kmalloc-4k']);
+    expect(r.badLines).toEqual([]);
+  });
+});
+
+it('kleak replay FILES --every: the text report names the growing site and its module; --json is the same data', async () => {
+  const files = Array.from({ length: 10 }, (_, i) => {
+    const f = `${dir}/cli-kmemleak-${i + 1}.txt`;
+    writeFileSync(f, report(i, false));
+    return f;
+  });
+  const text = await execa(process.execPath, [CLI, 'replay', ...files, '--every', '600'], { cwd: ROOT });
+  expect(text.stdout).toMatch(/^drv_rx_refill\s+\[drv\]\s+68 .* growing$/m);
+  expect(text.stdout).toMatch(/^BY MODULE: \[drv\] /m);
+  const json = JSON.parse((await execa(process.execPath, [CLI, 'replay', ...files, '--every', '600', '--json'], { cwd: ROOT })).stdout) as RecordsReport;
+  expect(json.sites[0]).toMatchObject({ label: 'drv_rx_refill', verdict: 'growing' });
+  const bad = await execa(process.execPath, [CLI, 'replay', `${dir}/one.txt`, '--format', 'allocinfo'], { cwd: ROOT, reject: false });
+  expect(bad.exitCode).toBe(1);
+  expect(bad.stderr).toMatch(/hold no \/proc\/allocinfo dumps/);
+});
