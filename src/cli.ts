@@ -39,6 +39,7 @@ USAGE
   kleak replay RECORD... [--format kmemleak|allocinfo|slabinfo] [--every SEC] [--top N] [--json]
   kleak record [--backend tracefs|trace-cmd] [filter] [--stacks] [--duration SEC] -o FILE
   kleak watch [--interval SEC] [--duration SEC] [--top N] [--record FILE.ndjson] [--json]
+  kleak watch [--root DIR] [--kmemleak-scan] [--prometheus [HOST:]PORT] [--textfile DIR]
   kleak watch --replay FILE.ndjson
   kleak inspect PTR... [--length N] | --from REPORT.json [--site FUNC]
 
@@ -62,6 +63,12 @@ LIVE AND RECORD
   --force              replace an existing --record / -o file (files kleak writes are new, 0600, never
                        written through a symbolic link: they hold kernel addresses)
   -o FILE              kleak record: raw trace_pipe text (tracefs, the default) or a trace.dat (trace-cmd)
+
+WATCH
+  --root DIR           read /proc and /sys under DIR (a copy taken from a broken host) instead of the live ones
+  --kmemleak-scan      ask kmemleak for a scan before each reading (echo scan: expensive, so never by default)
+  watch reads every record this kernel keeps: slabinfo, meminfo, vmallocinfo, and /proc/allocinfo and kmemleak
+  where they exist (it says which are missing and what turns them on)
 
 METRICS (live, watch)
   --prometheus [HOST:]PORT   serve Prometheus metrics on /metrics (a bare port: every interface)
@@ -124,6 +131,8 @@ const OPTIONS = {
   output: { type: 'string', short: 'o' },
   replay: { type: 'string' },
   every: { type: 'string' },
+  root: { type: 'string' },
+  'kmemleak-scan': { type: 'boolean', default: false },
   from: { type: 'string' },
   site: { type: 'string' },
   length: { type: 'string' },
@@ -304,6 +313,8 @@ export async function main(argv: string[]): Promise<number> {
         record: values.record,
         force: values.force,
         ...(await metricsOptions(values)),
+        ...(values.root !== undefined ? { root: values.root } : {}),
+        kmemleakScan: values['kmemleak-scan'],
         replay: values.replay,
         json: values.json,
         tui: useTui(values) && values.replay === undefined,

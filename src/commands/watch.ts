@@ -1,7 +1,10 @@
 // kleak watch: samples /proc/slabinfo and /proc/meminfo every interval and says which caches grow, with the
 // `kleak live` filter for a growing kmalloc size class. --record keeps the samples; --replay shows them again.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { recordFormatByName } from '../records/formats.js';
+import { RecordsModel, type RecordsReport } from '../records/model.js';
+import { renderRecords } from './records.js';
 import { EnvironmentError, InputError } from '../errors.js';
 import { WatchModel, type WatchReport, type WatchSample } from '../engine/watch.js';
 import { parseMeminfo, parseSlabinfo } from '../kernel/slabinfo.js';
@@ -19,16 +22,24 @@ export interface WatchOptions {
   force?: boolean;
   prometheus?: { host: string | undefined; port: number };
   textfile?: string;
+  /** Read /proc and /sys under this directory (a copy from another host); default /. */
+  root?: string;
+  /** Ask kmemleak for a scan before each reading (expensive: never by default). */
+  kmemleakScan?: boolean;
   replay: string | undefined;
   json: boolean;
   /** Interactive view (a terminal): Enter on a cache returns it, to trace live. */
   tui: boolean;
 }
 
+/** Where /proc and /sys are: `/`, or a copy taken from another host (--root DIR). */
+let ROOT_DIR = '';
+const at = (path: string) => `${ROOT_DIR}${path}`;
+
 function sample(): WatchSample {
   let slab: string;
   try {
-    slab = readFileSync('/proc/slabinfo', 'utf8');
+    slab = readFileSync(at('/proc/slabinfo'), 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new EnvironmentError(
@@ -37,14 +48,14 @@ function sample(): WatchSample {
     );
   }
   const vmalloc = readVmalloc();
-  return { ts: performance.timeOrigin / 1000 + performance.now() / 1000, meminfo: parseMeminfo(readFileSync('/proc/meminfo', 'utf8')), slabs: parseSlabinfo(slab), ...(vmalloc ? { vmalloc } : {}) };
+  return { ts: performance.timeOrigin / 1000 + performance.now() / 1000, meminfo: parseMeminfo(readFileSync(at('/proc/meminfo'), 'utf8')), slabs: parseSlabinfo(slab), ...(vmalloc ? { vmalloc } : {}) };
 }
 
 let vmallocSaid = false;
 /** /proc/vmallocinfo by caller; undefined (said once) where it cannot be read. */
 function readVmalloc(): VmallocGroup[] | undefined {
   try {
-    const r = parseVmallocinfo(readFileSync('/proc/vmallocinfo', 'utf8'));
+    const r = parseVmallocinfo(readFileSync(at('/proc/vmallocinfo'), 'utf8'));
     if (r.badLines.length > 0 && !vmallocSaid) {
       vmallocSaid = true;
       process.stderr.write(`kleak: ${r.badLines.length} lines of /proc/vmallocinfo were not in the documented layout (first: line ${r.badLines[0]}); they are left out.\n`);
@@ -60,13 +71,13 @@ function readVmalloc(): VmallocGroup[] | undefined {
 }
 
 function aliasesOf(cache: string): number | undefined {
-  const f = `/sys/kernel/slab/${cache}/aliases`;
+  const f = at(`/sys/kernel/slab/${cache}/aliases`);
   return existsSync(f) ? Number(readFileSync(f, 'utf8').trim()) || undefined : undefined;
 }
 
 function mergeable(): boolean | undefined {
   try {
-    return !/\bslab_nomerge\b/.test(readFileSync('/proc/cmdline', 'utf8'));
+    return !/\bslab_nomerge\b/.test(readFileSync(at('/proc/cmdline'), 'utf8'));
   } catch {
     return undefined;
   }
@@ -147,12 +158,58 @@ async function exportWatchMetrics(o: WatchOptions, report: () => WatchReport): P
   };
 }
 
+/** The records the kernel keeps that watch reads when they are there, and what turns each on when not. */
+const RECORDS = [
+  { name: 'allocinfo', path: '/proc/allocinfo', enable: 'a 6.10+ kernel with CONFIG_MEM_ALLOC_PROFILING (sysctl vm.mem_profiling=1)' },
+  { name: 'kmemleak', path: '/sys/kernel/debug/kmemleak', enable: 'CONFIG_DEBUG_KMEMLEAK and debugfs mounted (mount -t debugfs none /sys/kernel/debug)' },
+] as const;
+
+class RecordWatch {
+  readonly models = new Map<string, RecordsModel>();
+  readonly bad = new Map<string, RecordsReport['badLines']>();
+  readonly present: string[] = [];
+  readonly missing: string[] = [];
+
+  constructor(private readonly scan: boolean) {
+    for (const r of RECORDS) {
+      if (existsSync(at(r.path))) {
+        this.present.push(r.name);
+        this.models.set(r.name, new RecordsModel());
+        this.bad.set(r.name, []);
+      } else this.missing.push(`no ${r.name} (${r.enable})`);
+    }
+  }
+
+  take(ts: number): void {
+    for (const r of RECORDS) {
+      const model = this.models.get(r.name);
+      if (!model) continue;
+      try {
+        if (r.name === 'kmemleak' && this.scan) writeFileSync(at(r.path), 'scan');
+        const bad = this.bad.get(r.name)!;
+        const readings = recordFormatByName(r.name)!.read(readFileSync(at(r.path), 'utf8'), (line, reason) => bad.length < 100 && bad.push({ file: at(r.path), line, reason }));
+        // kmemleak's file holds one report; several readings in it would be copies of one another.
+        model.add(ts, readings[readings.length - 1] ?? { sites: [] });
+      } catch (err) {
+        process.stderr.write(`kleak: reading ${at(r.path)} failed: ${(err as Error).message}; it is left out from now on.\n`);
+        this.models.delete(r.name);
+      }
+    }
+  }
+
+  reports(top: number): Record<string, RecordsReport> {
+    return Object.fromEntries([...this.models].map(([name, m]) => [name, m.report(name, { badLines: this.bad.get(name) ?? [], notices: [], top })]));
+  }
+}
+
 /** Runs watch; in the interactive view, resolves with the cache the user chose to trace (or undefined). */
 export async function runWatch(o: WatchOptions): Promise<number | { trace: string }> {
   const model = new WatchModel();
+  let records: RecordWatch | undefined;
   const finish = () => {
     const r = model.report({ top: o.top, aliases: o.replay ? undefined : aliasesOf, ...(o.replay ? {} : { merged: mergeable() }) });
-    process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : renderWatch(r));
+    const kept = records?.reports(o.top) ?? {};
+    process.stdout.write(o.json ? JSON.stringify({ ...r, records: kept }, null, 2) + '\n' : renderWatch(r) + Object.values(kept).map((k) => '\n' + renderRecords(k)).join(''));
     return 0;
   };
   if (o.replay) {
@@ -179,11 +236,16 @@ export async function runWatch(o: WatchOptions): Promise<number | { trace: strin
     if (n === 0) throw new InputError(`${o.replay} holds no watch samples (record them with kleak watch --record FILE).`);
     return finish();
   }
+  ROOT_DIR = o.root && o.root !== '/' ? o.root.replace(/\/+$/, '') : '';
+  records = new RecordWatch(o.kmemleakScan === true);
+  const rec = records;
+  if (rec.missing.length > 0) process.stderr.write(`kleak: this kernel keeps ${rec.missing.join('; ')}: watch reads what it has.\n`);
   const writer = o.record ? new SyncLineWriter(o.record, o.force) : undefined;
   writer?.line(JSON.stringify({ kleak: 1, kind: 'header', what: 'watch', intervalSec: o.intervalSec, started: new Date().toISOString() }));
   const take = () => {
     const s = sample();
     model.add(s);
+    rec.take(s.ts);
     writer?.line(JSON.stringify({ kind: 'watch-sample', ...s }));
   };
   take();
