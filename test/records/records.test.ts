@@ -105,6 +105,29 @@ describe('allocinfo dumps', () => {
   }
 });
 
+describe('SLUB alloc_traces dumps', () => {
+  const dump = (i: number, stacks: boolean, waste: boolean) =>
+    [
+      `    ${412 + 40 * i} drv_rx_refill+0x64/0x120 [drv]${waste ? ' waste=1648/4' : ''} age=10/5120/90210 pid=0-812 cpus=0-3`,
+      ...(stacks ? ['        drv_rx_refill+0x64/0x120 [drv]', '        drv_poll+0x1a0/0x300 [drv]', '        __napi_poll+0x2b/0x1c0', ''] : []),
+      `     ${i % 2 ? 90 : 3} tty_buffer_alloc+0x4c/0x90 age=1/2/3 pid=14-14 cpus=1 nodes=0`,
+      ...(stacks ? ['        tty_buffer_alloc+0x4c/0x90', ''] : []),
+      '=== next',
+      '',
+    ].join('\n');
+  for (const [stacks, waste] of [[false, false], [true, true]] as const) {
+    it(`${stacks ? 'with stacks and waste=' : 'plain'}: the location that keeps more objects is growing, in its module`, () => {
+      writeFileSync(`${dir}/at-${stacks}.txt`, Array.from({ length: 8 }, (_, i) => dump(i, stacks, waste)).join(''));
+      const r = recordsReport({ paths: [`${dir}/at-${stacks}.txt`], format: 'auto', everySec: 60 });
+      expect(r.format).toBe('alloc_traces');
+      expect(r.readings).toBe(8);
+      expect(r.sites[0]).toMatchObject({ label: 'drv_rx_refill', module: 'drv', count: 412 + 280, verdict: 'growing' });
+      expect(r.sites.find((s) => s.label === 'tty_buffer_alloc')!.verdict).not.toBe('growing');
+      expect(r.badLines).toEqual([]);
+    });
+  }
+});
+
 describe('slabinfo capture loops', () => {
   it("this machine's /proc/slabinfo, captured ten times with one cache growing: that cache is growing", (ctx) => {
     let real: string;
