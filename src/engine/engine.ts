@@ -394,10 +394,13 @@ export class Engine implements ParseSink {
       const missedFrees = k ? k.missedFrees : site.missedFrees;
       const unseenFrees = site.rcuFrees > 0 ? 'rcu' : missedFrees > 0 ? 'reused' : undefined;
       const verdict = verdictOf(series, now - this.series.times[0]!, allocs, frees, this.thresholds);
+      const callSite = listed ? this.callSites.values[top(csCount[s]!)]! : site.fn;
+      const module = /\[([\w-]+)\]\s*$/.exec(callSite)?.[1];
       sites.push({
         function: site.fn,
+        ...(module ? { module } : {}),
         ...(site.allocator ? { allocator: site.allocator } : {}),
-        callSite: listed ? this.callSites.values[top(csCount[s]!)]! : site.fn,
+        callSite,
         cache: cacheCount[s] ? this.caches.values[top(cacheCount[s]!)]! : '',
         outstanding,
         outstandingBytes: listed || !k ? bytes[s]! : k.outstandingBytes,
@@ -418,6 +421,16 @@ export class Engine implements ParseSink {
     }
     sites.sort((a, b) => b.outstandingBytes - a.outstandingBytes || b.outstanding - a.outstanding || a.function.localeCompare(b.function));
     const siteCount = sites.length;
+    const modules = new Map<string, Report['modules'][number]>();
+    for (const site of sites) {
+      const name = site.module ?? 'the kernel itself';
+      const m = modules.get(name) ?? { module: name, outstanding: 0, outstandingBytes: 0, growthPerMin: 0, growingSites: 0 };
+      m.outstanding += site.outstanding;
+      m.outstandingBytes += site.outstandingBytes;
+      m.growthPerMin = Math.round((m.growthPerMin + site.growthPerMin) * 10) / 10;
+      if (site.verdict === 'growing') m.growingSites++;
+      modules.set(name, m);
+    }
     const rec = this.recordedRun;
     return {
       kleak: 1,
@@ -426,6 +439,7 @@ export class Engine implements ParseSink {
       span: this.span,
       totals: { ...this.totals },
       sites: o.top !== undefined ? sites.slice(0, o.top) : sites,
+      modules: [...modules.values()].sort((a, b) => b.growingSites - a.growingSites || b.outstandingBytes - a.outstandingBytes),
       siteCount,
       minAgeSec: minAge,
       notices: this.notices(),

@@ -10,6 +10,7 @@ export interface JsonReport {
   span: Report['span'];
   totals: Report['totals'];
   sites: Report['sites'];
+  modules: Report['modules'];
   siteCount: number;
   notices: Report['notices'];
   badLines: Report['badLineSamples'];
@@ -25,6 +26,7 @@ export function toJsonReport(r: Report): JsonReport {
     span: r.span,
     totals: r.totals,
     sites: r.sites,
+    modules: r.modules,
     siteCount: r.siteCount,
     notices: r.notices,
     badLines: r.badLineSamples,

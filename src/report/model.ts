@@ -44,6 +44,8 @@ export interface SampleReport {
 
 export interface SiteReport {
   function: string;
+  /** The module the call site is in (`func+0x10/0x40 [module]`); absent for the kernel itself. */
+  module?: string;
   /** The allocator, when not slab (vmalloc, page, percpu). */
   allocator?: AllocatorName;
   callSite: string;
@@ -85,6 +87,8 @@ export interface Report {
   span: { firstTs: number; lastTs: number };
   totals: Totals;
   sites: SiteReport[];
+  /** Outstanding bytes and growth by module, "the kernel itself" as one row (all sites, before --top). */
+  modules: { module: string; outstanding: number; outstandingBytes: number; growthPerMin: number; growingSites: number }[];
   /** Sites with outstanding allocations, before --top cut the list. */
   siteCount: number;
   minAgeSec: number;

@@ -55,6 +55,7 @@ export function renderText(r: Report): string {
   );
   for (const s of r.sites) out.push(siteRow(s, fnWidth));
   if (r.siteCount > r.sites.length) out.push(`… ${r.siteCount - r.sites.length} more call sites (--top)`);
+  if (r.modules?.length) out.push('by module: ' + r.modules.map((m) => `${m.module === 'the kernel itself' ? m.module : `[${m.module}]`} ${fmtBytes(m.outstandingBytes)} in ${fmtCount(m.outstanding)}${m.growingSites ? ` (${m.growingSites} growing)` : ''}`).join(' · '));
   for (const s of r.sites.slice(0, 3)) {
     out.push('');
     out.push(`${s.function} (${s.callSite}): ${fmtCount(s.outstanding)} outstanding, ${fmtBytes(s.outstandingBytes)}; ${fmtCount(s.allocs)} allocated, ${fmtCount(s.frees)} freed; oldest ${fmtAge(s.oldestAgeSec)}; ${s.verdict}`);

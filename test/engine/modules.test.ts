@@ -1,0 +1,18 @@
+// Modules are first-class: a site in a module says so, and the report sums bytes by module, the kernel as one row.
+import { describe, expect, it } from 'vitest';
+import { Engine } from '../../src/engine/engine.js';
+
+describe('modules', () => {
+  it('a module call site (func+0x10/0x40 [drv]) names its module; the by-module rows add up', () => {
+    const e = new Engine();
+    for (let i = 0; i < 7; i++) e.event({ kind: 'alloc', ts: i / 100, ptr: (0xffff888100000000n + BigInt(i * 512)).toString(16), callSite: 'drv_rx_refill+0x64/0x120 [drv]', tracepoint: 'kmalloc', bytesAlloc: 512 });
+    for (let i = 0; i < 3; i++) e.event({ kind: 'alloc', ts: i / 100, ptr: (0xffff888200000000n + BigInt(i * 64)).toString(16), callSite: 'single_open+0x2d', tracepoint: 'kmalloc', bytesAlloc: 64 });
+    const r = e.report({ kind: 'replay', format: 'test' });
+    expect(r.sites.find((s) => s.function.startsWith('drv_rx_refill'))).toMatchObject({ module: 'drv', outstanding: 7 });
+    expect(r.sites.find((s) => s.function === 'single_open')!.module).toBeUndefined();
+    expect(r.modules).toEqual([
+      { module: 'drv', outstanding: 7, outstandingBytes: 3584, growthPerMin: 0, growingSites: 0 },
+      { module: 'the kernel itself', outstanding: 3, outstandingBytes: 192, growthPerMin: 0, growingSites: 0 },
+    ]);
+  });
+});
