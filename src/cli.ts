@@ -31,6 +31,7 @@ EXAMPLES
   kleak replay trace.report               a saved \`trace-cmd report\` (or trace.dat, trace_pipe text, .gz, -)
   kleak replay trace.dat --bytes 4096 --min-age 30 --json | jq '.sites[0]'
   kleak replay kmemleak-*.txt --every 600   which backtrace keeps growing across kmemleak reports
+  kleak replay run.ndjson --folded held.folded && flamegraph.pl held.folded > held.svg
 
 USAGE
   kleak live [--backend kernel|bpftrace|tracefs|trace-cmd] [--alloc slab,vmalloc,page,percpu|all] [filter] [--stacks] [--duration SEC] [--interval SEC]
@@ -93,6 +94,8 @@ REPLAY
   by-module summary.
 
 REPORT
+  --folded FILE        outstanding bytes by kernel stack as folded stacks (flamegraph.pl, inferno, speedscope)
+  --pprof FILE         the same as a gzipped pprof profile (objects and bytes: pprof, Pyroscope, Parca)
   --min-age SEC        only allocations at least SEC old (like bcc memleak -o)
   --top N              the N call sites holding the most bytes
   --verdict K=V,...    tune the growing/churn thresholds (minPoints, minSpanSec, minRise, keepFraction,
@@ -127,6 +130,8 @@ const OPTIONS = {
   'dry-run': { type: 'boolean', default: false },
   force: { type: 'boolean', default: false },
   prometheus: { type: 'string' },
+  folded: { type: 'string' },
+  pprof: { type: 'string' },
   textfile: { type: 'string' },
   speed: { type: 'string' },
   output: { type: 'string', short: 'o' },
@@ -244,6 +249,8 @@ async function live(v: Values): Promise<number> {
       report: reportOptions(v),
       record: v.record,
       force: v.force,
+      ...(v.folded !== undefined ? { folded: v.folded } : {}),
+      ...(v.pprof !== undefined ? { pprof: v.pprof } : {}),
       ...(await metricsOptions(v)),
       // Each tracked pointer costs ~100 bytes of kernel memory (bpftrace: preallocated in every map it sizes).
       maxPointers: num('max-pointers', v['max-pointers'], { integer: true, min: 16, max: 4_194_304 }) ?? 262_144,
@@ -268,9 +275,11 @@ async function replay(path: string, v: Values): Promise<void> {
   const speed = num('speed', v.speed, { min: 0.01 });
   const o = { path, format, filter: filterFrom(v), report: reportOptions(v), ...(speed !== undefined ? { speed } : {}), ...thresholdsFrom(v) };
   // Commands are loaded on demand: on a terminal the replay's worker starts before the parsers are loaded here.
-  if (useTui(v) && path !== '-') return (await import('./commands/replay-tui.js')).replayInTui(o);
+  const exports = { ...(v.folded !== undefined ? { folded: v.folded } : {}), ...(v.pprof !== undefined ? { pprof: v.pprof } : {}), force: v.force };
+  // The view runs the replay on another thread; exports read the engine here, so they take the report path.
+  if (useTui(v) && path !== '-' && !exports.folded && !exports.pprof) return (await import('./commands/replay-tui.js')).replayInTui(o);
   const { replayToReport } = await import('./commands/replay.js');
-  const report = await replayToReport(o);
+  const report = await replayToReport(o, exports);
   process.stdout.write(v.json ? renderJson(report) : renderText(report));
 }
 

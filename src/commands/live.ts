@@ -37,6 +37,9 @@ export interface LiveOptions {
   textfile?: string;
   /** Replace an existing --record file. */
   force?: boolean;
+  /** Outstanding bytes by stack at the end: folded stacks, pprof. */
+  folded?: string;
+  pprof?: string;
   maxPointers: number;
   thresholds?: VerdictThresholds;
 }
@@ -210,6 +213,8 @@ export async function runLiveTui(o: LiveOptions): Promise<number> {
     await run.stop();
     await ended;
     await metrics.stop();
+    const { writeStackExports } = await import('./replay.js');
+    writeStackExports(run.engine, { ...(o.folded ? { folded: o.folded } : {}), ...(o.pprof ? { pprof: o.pprof } : {}), ...(o.force ? { force: true } : {}) }, o.report.minAgeSec);
   } finally {
     if (duration) clearTimeout(duration);
     stopper.release();
@@ -239,6 +244,8 @@ export async function runLive(o: LiveOptions, json: boolean): Promise<number> {
   try {
     const end = await run.ended;
     await metrics.stop();
+    const { writeStackExports } = await import('./replay.js');
+    writeStackExports(run.engine, { ...(o.folded ? { folded: o.folded } : {}), ...(o.pprof ? { pprof: o.pprof } : {}), ...(o.force ? { force: true } : {}) }, o.report.minAgeSec);
     for (const n of run.source.notes.slice(shown)) process.stderr.write(`kleak: ${n}\n`);
     if (end.how === 'died') process.stderr.write(`kleak: ${end.why}; the report so far follows${run.recorder ? ` and the recording ${run.recorder.path} is kept` : ''}.\n`);
     const report = run.report();

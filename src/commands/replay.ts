@@ -10,6 +10,7 @@ import { acceptedFormatsSentence, formatByName } from '../parse/formats.js';
 import type { Report, SourceInfo } from '../report/model.js';
 import { openReplayInput } from '../sources/input.js';
 import { forEachLine } from '../sources/lines.js';
+import { foldedStacks, pprofProfile, writeNewFile } from '../report/stack-exports.js';
 
 export interface ReplayOptions {
   path: string;
@@ -82,8 +83,29 @@ function pace(stream: NodeJS.ReadableStream, engine: Engine, speed: number): voi
 }
 
 /** Replays the whole input and returns the final report. */
-export async function replayToReport(o: ReplayOptions): Promise<Report> {
+export async function replayToReport(o: ReplayOptions, exports: StackExportOptions = {}): Promise<Report> {
   const run = await startReplay(o);
   await run.done;
+  writeStackExports(run.engine, exports, o.report.minAgeSec);
   return run.report();
+}
+
+export interface StackExportOptions {
+  folded?: string;
+  pprof?: string;
+  force?: boolean;
+}
+
+/** --folded / --pprof: outstanding bytes by stack, written once the trace (or the run) is over; says where. */
+export function writeStackExports(engine: Engine, o: StackExportOptions, minAgeSec?: number): void {
+  if (!o.folded && !o.pprof) return;
+  const w = engine.stackWeights(minAgeSec !== undefined ? { minAgeSec } : {});
+  if (o.folded) {
+    writeNewFile(o.folded, foldedStacks(w), o.force === true);
+    process.stderr.write(`kleak: wrote ${w.length} stacks (weights in bytes) to ${o.folded}\n`);
+  }
+  if (o.pprof) {
+    writeNewFile(o.pprof, pprofProfile(w), o.force === true);
+    process.stderr.write(`kleak: wrote a pprof profile of ${w.length} stacks (objects, bytes) to ${o.pprof}\n`);
+  }
 }

@@ -344,6 +344,31 @@ export class Engine implements ParseSink {
     return { firstTs: Number.isNaN(this.firstTs) ? 0 : this.firstTs, lastTs: Number.isNaN(this.lastTs) ? 0 : this.lastTs };
   }
 
+  /**
+   * Outstanding bytes and objects by stack, root first (the allocation site last), for flame graphs: every
+   * outstanding allocation counts once, under its stack, or under its site's function when it has none.
+   */
+  stackWeights(o: { minAgeSec?: number } = {}): { frames: string[]; bytes: number; objects: number; allocator?: AllocatorName }[] {
+    const tb = this.table;
+    const now = this.span.lastTs;
+    const minAge = o.minAgeSec ?? 0;
+    const byKey = new Map<string, { frames: string[]; bytes: number; objects: number; allocator?: AllocatorName }>();
+    for (let slot = 0; slot < tb.slotLimit; slot++) {
+      if (!tb.isLive(slot) || now - tb.ts[slot]! < minAge) continue;
+      const site = this.sites[this.callSiteToSite[tb.callSite[slot]!]!]!;
+      const st = tb.stack[slot]!;
+      const key = st >= 0 ? `s${st}` : `f${site.fn}`;
+      let w = byKey.get(key);
+      if (!w) {
+        const frames = st >= 0 ? this.stacks.values[st]!.split('\n').reverse() : [site.fn];
+        byKey.set(key, (w = { frames, bytes: 0, objects: 0, ...(site.allocator ? { allocator: site.allocator } : {}) }));
+      }
+      w.bytes += tb.bytesAlloc[slot]!;
+      w.objects++;
+    }
+    return [...byKey.values()].sort((a, b) => b.bytes - a.bytes);
+  }
+
   report(source: SourceInfo, o: ReportOptions = {}): Report {
     const minAge = o.minAgeSec ?? 0;
     const nSamples = o.samplesPerSite ?? 5;
