@@ -32,6 +32,7 @@ EXAMPLES
   kleak replay trace.dat --bytes 4096 --min-age 30 --json | jq '.sites[0]'
   kleak replay kmemleak-*.txt --every 600   which backtrace keeps growing across kmemleak reports
   kleak replay run.ndjson --folded held.folded && flamegraph.pl held.folded > held.svg
+  kleak diff healthy.ndjson sick.ndjson   which caches, vmalloc callers, sites and modules differ, by bytes
 
 USAGE
   kleak live [--backend kernel|bpftrace|tracefs|trace-cmd] [--alloc slab,vmalloc,page,percpu|all] [filter] [--stacks] [--duration SEC] [--interval SEC]
@@ -43,6 +44,7 @@ USAGE
   kleak watch [--root DIR] [--kmemleak-scan] [--prometheus [HOST:]PORT] [--textfile DIR]
   kleak watch --replay FILE.ndjson
   kleak inspect PTR... [--length N] | --from REPORT.json [--site FUNC]
+  kleak diff A B [--top N] [--json]      two watch captures, or two recordings/reports: what differs, by bytes
 
 LIVE AND RECORD
   --backend NAME       kernel (default for live where it loads: kleak's own BPF program through libbpf, pairs in
@@ -351,6 +353,13 @@ export async function main(argv: string[]): Promise<number> {
         force: values.force,
       });
     }
+    case 'diff': {
+      if (rest.length !== 2) throw new InputError('kleak diff needs two captures: A (healthy, or before) and B (sick, or after).', 'Example: kleak diff healthy.watch.ndjson sick.watch.ndjson');
+      const { diff, renderDiff } = await import('./commands/diff.js');
+      const d = await diff(rest[0]!, rest[1]!, num('top', values.top, { integer: true, min: 1 }) ?? 10);
+      process.stdout.write(values.json ? JSON.stringify(d, null, 2) + '\n' : renderDiff(d));
+      return 0;
+    }
     case 'replay': {
       // Records the kernel keeps (kmemleak reports, allocinfo and slabinfo dumps) are gauges over time, read from one
       // or several files; traces are one stream.
@@ -371,7 +380,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     default:
-      throw new InputError(`unknown command "${command}".`, 'Commands: live, record, replay, watch, inspect. Run kleak --help.');
+      throw new InputError(`unknown command "${command}".`, 'Commands: live, record, replay, watch, inspect, diff. Run kleak --help.');
   }
 }
 
