@@ -174,9 +174,10 @@ function parse(argv: string[]) {
 
 function filterFrom(v: Values): EventFilter {
   const f: EventFilter = {};
-  const bytes = num('bytes', v.bytes, { integer: true, min: 1 });
-  const min = num('min-bytes', v['min-bytes'], { integer: true, min: 0 });
-  const max = num('max-bytes', v['max-bytes'], { integer: true, min: 1 });
+  // A size above 1 TiB is no allocation (and would not fit the tracers' 64-bit compares as typed).
+  const bytes = num('bytes', v.bytes, { integer: true, min: 1, max: 2 ** 40 });
+  const min = num('min-bytes', v['min-bytes'], { integer: true, min: 0, max: 2 ** 40 });
+  const max = num('max-bytes', v['max-bytes'], { integer: true, min: 1, max: 2 ** 40 });
   if (bytes !== undefined && (min !== undefined || max !== undefined)) throw new InputError('--bytes cannot be combined with --min-bytes or --max-bytes.');
   if (min !== undefined && max !== undefined && min > max) throw new InputError(`--min-bytes (${min}) cannot be greater than --max-bytes (${max}).`);
   if (bytes !== undefined) f.bytes = bytes;
@@ -187,8 +188,13 @@ function filterFrom(v: Values): EventFilter {
     const size = kmallocCacheSize(v.cache);
     f.cache = size !== undefined ? v.cache.replace(/-\d+k?$/, `-${size}`) : v.cache;
   }
-  if (v.comm !== undefined) f.comm = v.comm;
-  const pid = num('pid', v.pid, { integer: true, min: 0 });
+  if (v.comm !== undefined) {
+    if (v.comm === '') throw new InputError('--comm needs a task name, not an empty one (it would match nothing).');
+    f.comm = v.comm;
+  }
+  if (v.cache === '') throw new InputError('--cache needs a cache name, not an empty one.');
+  // pid 0 is the idle task, not "any": leave --pid out to mean every process.
+  const pid = num('pid', v.pid, { integer: true, min: 1, max: 4_194_304 });
   if (pid !== undefined) f.pid = pid;
   return f;
 }
@@ -209,6 +215,32 @@ async function metricsOptions(v: Values): Promise<{ prometheus?: { host: string 
     out.textfile = v.textfile;
   }
   return out;
+}
+
+const MAX_TIMER_SEC = 2_147_483;
+
+/** Options each command takes (beyond --help, --version, --debug, --json, --text); any other is refused up front. */
+const COMMAND_OPTIONS: Record<string, readonly string[]> = {
+  live: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'interval', 'events', 'record', 'max-pointers', 'dry-run', 'force', 'prometheus', 'textfile', 'folded', 'pprof', 'min-age', 'top', 'verdict'],
+  replay: ['format', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'speed', 'every', 'folded', 'pprof', 'force', 'min-age', 'top', 'verdict'],
+  record: ['backend', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'output', 'force'],
+  watch: ['interval', 'duration', 'top', 'record', 'force', 'replay', 'root', 'kmemleak-scan', 'prometheus', 'textfile'],
+  inspect: ['from', 'site', 'length'],
+  diff: ['top'],
+  '': ['speed', 'format', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'min-age', 'top', 'verdict', 'folded', 'pprof', 'force', 'every'],
+};
+const ALWAYS = new Set(['help', 'version', 'debug', 'json', 'text']);
+
+/** Refuses an option given to a command that does not use it (a typo'd command line must not run something else). */
+function checkOptions(command: string, argv: string[]): void {
+  const allowed = COMMAND_OPTIONS[command];
+  if (!allowed) return;
+  const { tokens } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: false, tokens: true });
+  for (const t of tokens ?? []) {
+    if (t.kind !== 'option' || ALWAYS.has(t.name) || allowed.includes(t.name)) continue;
+    const flag = t.rawName;
+    throw new InputError(`${flag} is not an option of ${command ? `kleak ${command}` : 'kleak (the demo)'}.`, `Run kleak --help for what each command takes.`);
+  }
 }
 
 const ALLOCATOR_NAMES: readonly AllocatorName[] = ['slab', 'vmalloc', 'page', 'percpu'];
@@ -246,8 +278,9 @@ async function live(v: Values): Promise<number> {
       filter: filterFrom(v),
       stacks: v.stacks,
       events: v.events,
-      durationSec: num('duration', v.duration, { min: 0.1 }),
-      intervalSec: num('interval', v.interval, { min: 0.1 }) ?? 5,
+      // Node's timers hold at most 2^31-1 ms (24.8 days): a longer one fires at once.
+      durationSec: num('duration', v.duration, { min: 0.1, max: MAX_TIMER_SEC }),
+      intervalSec: num('interval', v.interval, { min: 0.1, max: MAX_TIMER_SEC }) ?? 5,
       report: reportOptions(v),
       record: v.record,
       force: v.force,
@@ -306,6 +339,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (values.json && values.text) throw new InputError('--json and --text cannot be used together.');
   const [command, ...rest] = positionals;
+  checkOptions(command ?? '', argv);
+  if (command === 'record' && values.output === '-') throw new InputError('kleak record -o needs a file name; it writes a file, not stdout.');
   switch (command) {
     case undefined:
       // The demo unfolds at 8x trace speed: the leak grows on screen in about four seconds.
@@ -319,8 +354,8 @@ export async function main(argv: string[]): Promise<number> {
       if (rest.length > 0) throw new InputError(`kleak watch takes no file (got "${rest[0]}"); to show a recording: kleak watch --replay FILE.`);
       const { runWatch } = await import('./commands/watch.js');
       const r = await runWatch({
-        intervalSec: num('interval', values.interval, { min: 0.1 }) ?? 2,
-        durationSec: num('duration', values.duration, { min: 0.1 }),
+        intervalSec: num('interval', values.interval, { min: 0.1, max: MAX_TIMER_SEC }) ?? 2,
+        durationSec: num('duration', values.duration, { min: 0.1, max: MAX_TIMER_SEC }),
         top: num('top', values.top, { integer: true, min: 1 }) ?? 15,
         record: values.record,
         force: values.force,
@@ -348,7 +383,7 @@ export async function main(argv: string[]): Promise<number> {
         backend: checkRecordBackend(values.backend ?? 'tracefs'),
         filter: filterFrom(values),
         stacks: values.stacks,
-        durationSec: num('duration', values.duration, { min: 0.1 }),
+        durationSec: num('duration', values.duration, { min: 0.1, max: MAX_TIMER_SEC }),
         output: values.output,
         force: values.force,
       });

@@ -41,9 +41,12 @@ export function parseThresholds(spec: string, base: VerdictThresholds = DEFAULT_
   const out: VerdictThresholds = { ...base };
   for (const part of spec.split(',').filter(Boolean)) {
     const [k, v] = part.split('=');
-    if (k === undefined || !(k in base)) return `unknown threshold "${k}" (known: ${Object.keys(base).join(', ')})`;
+    // Own keys only: "__proto__" or "toString" are in every object, and are no threshold.
+    if (k === undefined || !Object.prototype.hasOwnProperty.call(base, k)) return `unknown threshold "${k}" (known: ${Object.keys(base).join(', ')})`;
     const n = Number(v);
     if (v === undefined || v.trim() === '' || !Number.isFinite(n) || n < 0) return `threshold ${k} needs a number, not "${v ?? ''}"`;
+    // Fractions are shares of a whole.
+    if (/Fraction$/.test(k) && n > 1) return `threshold ${k} is a fraction from 0 to 1, not ${v}`;
     out[k as keyof VerdictThresholds] = n;
   }
   return out;
