@@ -85,6 +85,8 @@ export interface RecordedRun {
   source?: { kind?: string; backend?: string; mode?: string };
   filter?: Record<string, unknown>;
   started?: string;
+  /** The recording has no end record: kleak was killed (or its disk filled) before it finished. */
+  cutShort?: boolean;
 }
 
 export interface LineParser {

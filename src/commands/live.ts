@@ -228,10 +228,13 @@ export async function runLiveTui(o: LiveOptions): Promise<number> {
 /** Runs to the end and prints reports (the non-TUI path): text every interval and at the end, or JSON at the end. */
 export async function runLive(o: LiveOptions, json: boolean): Promise<number> {
   if (o.record && o.record === '-') throw new InputError('--record needs a file name.');
-  // Signals are caught from the start: one that arrives while the tracer is being set up still ends in cleanup.
-  const stopper = catchStopSignals();
+  // Signals are caught from the start: one that arrives while the tracer is being set up still ends in cleanup. A
+  // second one exits at once, and the recording still gets its end record saying so.
+  let forced: (() => void) | undefined;
+  const stopper = catchStopSignals(() => forced?.());
   injectFault();
   const run = await startLive(o);
+  forced = () => run.recorder?.close({ how: 'interrupted', why: 'a second signal stopped kleak before it finished' });
   stopper.attach(run);
   const metrics = await exportMetrics(o, run);
   const shown = run.source.notes.length;
@@ -262,7 +265,7 @@ export async function runLive(o: LiveOptions, json: boolean): Promise<number> {
  * SIGINT, SIGTERM and SIGHUP stop the run cleanly; a second one exits at once. Before the run exists, the first
  * signal is remembered and stops it as soon as it has started.
  */
-export function catchStopSignals() {
+export function catchStopSignals(onForce?: () => void) {
   let run: { stop(): Promise<void> } | undefined;
   let pending = false;
   let count = 0;
@@ -270,7 +273,11 @@ export function catchStopSignals() {
     count++;
     if (count > 1) {
       process.stderr.write(`kleak: ${sig} again: stopping now\n`);
-      process.exit(130);
+      try {
+        onForce?.();
+      } finally {
+        process.exit(130);
+      }
     }
     if (run) void run.stop();
     else pending = true;

@@ -503,6 +503,9 @@ export class Engine implements ParseSink {
         text: `${t.missedFrees} pointers were allocated again while still outstanding: their free was not seen (lost, or through kfree_rcu batching or a bulk free, which no kmem tracepoint shows; --backend kernel sees kfree_rcu batches); such sites are not called growing from their count alone.`,
       });
     }
+    if (this.recordedRun?.cutShort) {
+      out.push({ severity: 'dataLoss', text: 'this recording has no end record: kleak was stopped before it finished (killed, or its disk filled); the report covers what was recorded, and frees after the cut are missing.' });
+    }
     if (t.badLines > 0) {
       const first = this.badSamples.slice(0, 5).map((b) => b.line).join(', ');
       out.push({ severity: 'warning', text: `${t.badLines} malformed lines were skipped (first: line ${first}).` });

@@ -7,11 +7,31 @@ import type { KernelSnapshot, KmemEvent, LineParser, ParseSink, RecordedRun, Tra
 
 type Rec = { kind?: unknown; [k: string]: unknown };
 
+const size = (v: unknown) => v === undefined || (typeof v === 'number' && Number.isFinite(v) && v >= 0);
+const strings = (v: unknown) => v === undefined || (Array.isArray(v) && v.every((x) => typeof x === 'string'));
+
+/** An event whose every field has the type the engine counts on (a flipped byte must not become a wrong number). */
 function isEvent(r: Rec): r is Rec & KmemEvent {
-  return (r.kind === 'alloc' || r.kind === 'free') && typeof r.ts === 'number' && typeof r.ptr === 'string' && typeof r.callSite === 'string';
+  return (
+    (r.kind === 'alloc' || r.kind === 'free') && typeof r.ts === 'number' && Number.isFinite(r.ts) && typeof r.ptr === 'string' && typeof r.callSite === 'string' &&
+    size(r.bytesAlloc) && size(r.bytesReq) && strings(r.stack) && (r.pid === undefined || typeof r.pid === 'number') && (r.comm === undefined || typeof r.comm === 'string') &&
+    (r.cache === undefined || typeof r.cache === 'string') && (r.cpu === undefined || (typeof r.cpu === 'number' && Number.isInteger(r.cpu) && r.cpu >= 0 && r.cpu < 65536))
+  );
+}
+
+function isSnapshot(r: Rec): r is Rec & KernelSnapshot {
+  const site = (s: unknown) => typeof s === 'object' && s !== null && typeof (s as { callSite?: unknown }).callSite === 'string' &&
+    ['allocs', 'frees', 'outstanding', 'outstandingBytes'].every((k) => size((s as Record<string, unknown>)[k]) && (s as Record<string, unknown>)[k] !== undefined);
+  const out = (o: unknown) => typeof o === 'object' && o !== null && typeof (o as { ptr?: unknown }).ptr === 'string' && typeof (o as { ts?: unknown }).ts === 'number' &&
+    typeof (o as { callSite?: unknown }).callSite === 'string' && size((o as { bytesAlloc?: unknown }).bytesAlloc) && strings((o as { stack?: unknown }).stack);
+  return typeof r.ts === 'number' && Number.isFinite(r.ts) && Array.isArray(r.sites) && r.sites.every(site) && size(r.untracked) &&
+    (r.outstanding === undefined || (Array.isArray(r.outstanding) && r.outstanding.every(out)));
 }
 
 export class NdjsonParser implements LineParser {
+  private header: RecordedRun | undefined;
+  private sawEnd = false;
+
   constructor(private readonly sink: ParseSink) {}
 
   line(text: string, lineNo: number): void {
@@ -27,20 +47,26 @@ export class NdjsonParser implements LineParser {
     }
     if (isEvent(r)) {
       this.sink.event(r);
-    } else if (r.kind === 'stack' && typeof r.cpu === 'number' && Array.isArray(r.frames)) {
-      this.sink.stack(r.cpu, r.frames.map(String));
-    } else if (r.kind === 'lost' && typeof r.count === 'number') {
+    } else if (r.kind === 'stack' && typeof r.cpu === 'number' && strings(r.frames) && Array.isArray(r.frames)) {
+      this.sink.stack(r.cpu, r.frames as string[]);
+    } else if (r.kind === 'lost' && typeof r.count === 'number' && Number.isInteger(r.count) && r.count >= 0) {
       this.sink.lost(r.count, typeof r.cpu === 'number' ? r.cpu : undefined);
-    } else if (r.kind === 'snapshot' && typeof r.ts === 'number' && Array.isArray(r.sites)) {
-      this.sink.snapshot?.(r as unknown as KernelSnapshot);
+    } else if (r.kind === 'snapshot' && isSnapshot(r)) {
+      this.sink.snapshot?.(r);
     } else if (r.kind === 'header') {
-      this.sink.recorded?.(r as RecordedRun);
-    } else if (r.kind !== 'end') {
-      this.sink.bad(lineNo, `unknown record kind ${JSON.stringify(r.kind)}`);
+      this.header = r as RecordedRun;
+      this.sink.recorded?.(this.header);
+    } else if (r.kind === 'end') {
+      this.sawEnd = true;
+    } else {
+      this.sink.bad(lineNo, r.kind === 'alloc' || r.kind === 'free' || r.kind === 'snapshot' || r.kind === 'lost' || r.kind === 'stack' ? `a ${String(r.kind)} record with fields of the wrong type` : `unknown record kind ${JSON.stringify(r.kind)}`);
     }
   }
 
-  end(): void {}
+  /** A recording with a header and no end record was cut short (kleak killed, a disk full): say so. */
+  end(): void {
+    if (this.header && !this.sawEnd) this.sink.recorded?.({ ...this.header, cutShort: true });
+  }
 }
 
 export const ndjson: TraceFormat = {

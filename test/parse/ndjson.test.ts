@@ -42,4 +42,37 @@ describe('kleak NDJSON recordings', () => {
   it.each([['{not json'], ['[1,2]'], ['{"kind":"mystery"}'], ['{"kind":"alloc","ts":"soon"}']])('reports %j as bad', (line) => {
     expect(parseLines(ndjson, line).badLines).toHaveLength(1);
   });
+
+  it('records with fields of the wrong type are bad lines with their numbers, never wrong numbers or a crash', () => {
+    const lines = [
+      JSON.stringify({ kleak: 1, kind: 'header' }),
+      JSON.stringify({ ...alloc, bytesAlloc: -4096 }),
+      JSON.stringify({ ...alloc, stack: 'notarray' }),
+      JSON.stringify({ kind: 'lost', count: -5 }),
+      JSON.stringify({ kind: 'lost', count: 1e400 }),
+      JSON.stringify({ kind: 'snapshot', ts: 1, untracked: 0, sites: [null] }),
+      JSON.stringify({ kind: 'snapshot', ts: 1, untracked: 0, sites: [], outstanding: [{ ptr: 5 }] }),
+      JSON.stringify(alloc),
+      JSON.stringify({ kind: 'end', how: 'stopped' }),
+    ];
+    const c = parseLines(ndjson, lines);
+    expect(c.badLines.map((b) => b.lineNo)).toEqual([2, 3, 4, 5, 6, 7]);
+    expect(c.events).toHaveLength(1);
+    expect(c.lostEvents).toEqual([]);
+  });
+
+  it('a recording with no end record (kleak killed, a full disk) replays with a notice that it was cut short', () => {
+    const e = new Engine();
+    const p = ndjson.createParser(e);
+    p.line(JSON.stringify({ kleak: 1, kind: 'header', source: { kind: 'live', backend: 'kernel', mode: 'pairs' } }), 1);
+    p.line(JSON.stringify(alloc), 2);
+    p.end();
+    expect(e.report({ kind: 'replay', format: 'ndjson' }).notices.map((n) => n.text).join(' ')).toMatch(/no end record: kleak was stopped before it finished/);
+    const whole = new Engine();
+    const q = ndjson.createParser(whole);
+    q.line(JSON.stringify({ kleak: 1, kind: 'header' }), 1);
+    q.line(JSON.stringify({ kind: 'end', how: 'stopped' }), 2);
+    q.end();
+    expect(whole.report({ kind: 'replay', format: 'ndjson' }).notices.map((n) => n.text).join(' ')).not.toMatch(/no end record/);
+  });
 });
