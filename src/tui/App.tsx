@@ -3,10 +3,13 @@
 import { Box, Text, useApp, useInput } from 'ink';
 import { useEffect, useReducer, useRef, useState } from 'react';
 import type { Report } from '../report/model.js';
+import { fit, fmtBytes, fmtCount } from '../report/format.js';
 import { KeyHelp } from './components/KeyHelp.js';
 import { Header } from './components/Header.js';
 import { SiteDetail } from './components/SiteDetail.js';
 import { SiteTable } from './components/SiteTable.js';
+import { StackTree } from './components/StackTree.js';
+import { buildStackTree, treeRows } from './stack-tree.js';
 import { initialState, reducer, selectedIndex, visibleRows } from './state.js';
 import type { TuiSource } from './source.js';
 import { color } from './theme.js';
@@ -56,8 +59,33 @@ export function App({ source, refreshMs = 100, save, onQuit, size }: AppProps) {
 
   const tableRows = visibleRows(report.sites, state);
   const sel = selectedIndex(state, tableRows);
+  // The flame view's tree: rebuilt from each report, its open/closed nodes and selection kept by key.
+  const [treeSel, setTreeSel] = useState(0);
+  const [inverse, setInverse] = useState(false);
+  const [opened, setOpened] = useState<ReadonlySet<string>>(new Set());
+  const [closed, setClosed] = useState<ReadonlySet<string>>(new Set());
+  const tree = state.view === 'stacks' ? treeRows(buildStackTree(report.sites, inverse), opened, closed) : [];
+  const treeAt = Math.min(treeSel, Math.max(0, tree.length - 1));
 
   useInput((input, key) => {
+    if (state.view === 'stacks' && !state.editingFilter) {
+      const row = tree[treeAt];
+      const toggle = (open: boolean) => {
+        if (!row || row.node.children.length === 0) return;
+        const add = (set: ReadonlySet<string>) => new Set([...set, row.node.key]);
+        const del = (set: ReadonlySet<string>) => new Set([...set].filter((k) => k !== row.node.key));
+        setOpened(open ? add(opened) : del(opened));
+        setClosed(open ? del(closed) : add(closed));
+      };
+      if (key.upArrow || input === 'k') return setTreeSel(Math.max(0, treeAt - 1));
+      if (key.downArrow || input === 'j') return setTreeSel(Math.min(tree.length - 1, treeAt + 1));
+      if (key.rightArrow || key.return) return toggle(true);
+      if (key.leftArrow) return toggle(false);
+      if (input === 'r') {
+        setInverse(!inverse);
+        return setTreeSel(0);
+      }
+    }
     if (state.editingFilter) {
       if (key.return) dispatch({ type: 'filter-end', keep: true });
       else if (key.escape) dispatch({ type: 'filter-end', keep: false });
@@ -86,6 +114,10 @@ export function App({ source, refreshMs = 100, save, onQuit, size }: AppProps) {
     else if (input === '/') dispatch({ type: 'filter-start' });
     else if (input === 'p') dispatch({ type: 'pause' });
     else if (input === '?') dispatch({ type: 'help' });
+    else if (input === 'f') {
+      dispatch({ type: 'view', view: 'stacks' });
+      setTreeSel(0);
+    } else if (input === 'm') dispatch({ type: 'view', view: 'modules' });
     else if (input === 's') dispatch({ type: 'message', text: save(source.report()) });
     else if (input === 'i' && state.view === 'detail') {
       const site = report.sites.find((x) => x.function === state.selected);
@@ -113,6 +145,18 @@ export function App({ source, refreshMs = 100, save, onQuit, size }: AppProps) {
       <Box marginTop={1} flexDirection="column" height={bodyHeight + 1}>
         {state.view === 'help' ? (
           <KeyHelp />
+        ) : state.view === 'stacks' ? (
+          <StackTree rows={tree} selected={treeAt} width={columns} height={bodyHeight} inverse={inverse} />
+        ) : state.view === 'modules' ? (
+          <Box flexDirection="column">
+            <Text bold wrap="truncate-end">{` ${'MODULE'.padEnd(Math.max(12, columns - 46))} OUTSTAND      BYTES GROWTH/m  GROWING`}</Text>
+            {(report.modules ?? []).slice(0, bodyHeight - 1).map((m) => (
+              <Text key={m.module} wrap="truncate-end">
+                {` ${fit(m.module === 'the kernel itself' ? m.module : `[${m.module}]`, Math.max(12, columns - 46)).padEnd(Math.max(12, columns - 46))} ${fmtCount(m.outstanding).padStart(8)} ${fmtBytes(m.outstandingBytes).padStart(10)} ${String(m.growthPerMin).padStart(8)}  `}
+                <Text color={m.growingSites ? color('red') : undefined}>{m.growingSites ? `${m.growingSites} site${m.growingSites > 1 ? 's' : ''}` : '-'}</Text>
+              </Text>
+            ))}
+          </Box>
         ) : state.view === 'detail' ? (
           inspected && inspected.site === state.selected ? (
             <Box flexDirection="column">
@@ -133,7 +177,11 @@ export function App({ source, refreshMs = 100, save, onQuit, size }: AppProps) {
         {state.editingFilter ? (
           <Text color={color('yellow')}>filter: {state.filter}▏ (Enter keeps, Esc clears)</Text>
         ) : state.view === 'table' ? (
-          `↑↓ move · ⏎ detail · b/c/a/g sort · / filter${state.filter ? ` "${state.filter}"` : ''} · p pause · s save · ? keys · q quit`
+          `↑↓ move · ⏎ detail · b/c/a/g sort · / filter${state.filter ? ` "${state.filter}"` : ''} · f stacks · m modules · p pause · s save · ? keys · q quit`
+        ) : state.view === 'stacks' ? (
+          `↑↓ move · → open · ← close · r ${inverse ? 'root first' : 'site first'} · f back · q quit`
+        ) : state.view === 'modules' ? (
+          'm back · s save · ? keys · q quit'
         ) : (
           `Esc back${source.inspect ? ' · i inspect objects' : ''} · s save · ? keys · q quit`
         )}

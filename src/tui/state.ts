@@ -3,7 +3,7 @@
 import type { SiteReport } from '../report/model.js';
 
 export type SortKey = 'bytes' | 'count' | 'age' | 'growth';
-export type View = 'table' | 'detail' | 'help';
+export type View = 'table' | 'detail' | 'help' | 'stacks' | 'modules';
 
 export interface TuiState {
   sort: SortKey;
@@ -27,6 +27,8 @@ export type Action =
   | { type: 'open'; rows: readonly SiteReport[] }
   | { type: 'back' }
   | { type: 'help' }
+  /** f: the stack tree; m: outstanding bytes by module; the same key again, or Esc, goes back. */
+  | { type: 'view'; view: 'stacks' | 'modules' }
   | { type: 'pause' }
   | { type: 'filter-start' }
   | { type: 'filter-type'; text: string }
@@ -73,6 +75,8 @@ export function reducer(s: TuiState, a: Action): TuiState {
       return { ...s, view: 'table' };
     case 'help':
       return { ...s, view: s.view === 'help' ? 'table' : 'help' };
+    case 'view':
+      return { ...s, view: s.view === a.view ? 'table' : a.view };
     case 'pause':
       return { ...s, paused: !s.paused, message: s.paused ? 'display resumed' : 'display paused (tracing goes on)' };
     case 'filter-start':

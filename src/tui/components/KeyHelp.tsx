@@ -8,6 +8,8 @@ export const KEYS: [string, string][] = [
   ['i', "in a site (live): read its sample objects from the kernel, named (kleak inspect)"],
   ['b  c  a  g', 'sort by bytes, count, age, growth'],
   ['/', 'filter by function name (Enter keeps, Esc clears)'],
+  ['f', 'stack tree of outstanding bytes (→ ← open/close, r from the allocation site up)'],
+  ['m', 'outstanding bytes and growth by module'],
   ['p', 'pause the display (tracing and reading go on)'],
   ['s', 'save the report (JSON and text) in the current directory'],
   ['?', 'this help'],
