@@ -98,6 +98,7 @@ REPLAY
 REPORT
   --folded FILE        outstanding bytes by kernel stack as folded stacks (flamegraph.pl, inferno, speedscope)
   --pprof FILE         the same as a gzipped pprof profile (objects and bytes: pprof, Pyroscope, Parca)
+  --flamegraph FILE    the same as one self-contained HTML flame graph (zoom, search, hover; no network)
   --min-age SEC        only allocations at least SEC old (like bcc memleak -o)
   --top N              the N call sites holding the most bytes
   --verdict K=V,...    tune the growing/churn thresholds (minPoints, minSpanSec, minRise, keepFraction,
@@ -133,6 +134,7 @@ const OPTIONS = {
   force: { type: 'boolean', default: false },
   prometheus: { type: 'string' },
   folded: { type: 'string' },
+  flamegraph: { type: 'string' },
   pprof: { type: 'string' },
   textfile: { type: 'string' },
   speed: { type: 'string' },
@@ -221,13 +223,13 @@ const MAX_TIMER_SEC = 2_147_483;
 
 /** Options each command takes (beyond --help, --version, --debug, --json, --text); any other is refused up front. */
 const COMMAND_OPTIONS: Record<string, readonly string[]> = {
-  live: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'interval', 'events', 'record', 'max-pointers', 'dry-run', 'force', 'prometheus', 'textfile', 'folded', 'pprof', 'min-age', 'top', 'verdict'],
-  replay: ['format', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'speed', 'every', 'folded', 'pprof', 'force', 'min-age', 'top', 'verdict'],
+  live: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'interval', 'events', 'record', 'max-pointers', 'dry-run', 'force', 'prometheus', 'textfile', 'folded', 'pprof', 'flamegraph', 'min-age', 'top', 'verdict'],
+  replay: ['format', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'speed', 'every', 'folded', 'pprof', 'flamegraph', 'force', 'min-age', 'top', 'verdict'],
   record: ['backend', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'output', 'force'],
   watch: ['interval', 'duration', 'top', 'record', 'force', 'replay', 'root', 'kmemleak-scan', 'prometheus', 'textfile'],
   inspect: ['from', 'site', 'length'],
   diff: ['top'],
-  '': ['speed', 'format', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'min-age', 'top', 'verdict', 'folded', 'pprof', 'force', 'every'],
+  '': ['speed', 'format', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'min-age', 'top', 'verdict', 'folded', 'pprof', 'flamegraph', 'force', 'every'],
 };
 const ALWAYS = new Set(['help', 'version', 'debug', 'json', 'text']);
 
@@ -286,6 +288,7 @@ async function live(v: Values): Promise<number> {
       force: v.force,
       ...(v.folded !== undefined ? { folded: v.folded } : {}),
       ...(v.pprof !== undefined ? { pprof: v.pprof } : {}),
+      ...(v.flamegraph !== undefined ? { flamegraph: v.flamegraph } : {}),
       ...(await metricsOptions(v)),
       // Each tracked pointer costs ~100 bytes of kernel memory (bpftrace: preallocated in every map it sizes).
       maxPointers: num('max-pointers', v['max-pointers'], { integer: true, min: 16, max: 4_194_304 }) ?? 262_144,
@@ -310,9 +313,9 @@ async function replay(path: string, v: Values): Promise<void> {
   const speed = num('speed', v.speed, { min: 0.01 });
   const o = { path, format, filter: filterFrom(v), report: reportOptions(v), ...(speed !== undefined ? { speed } : {}), ...thresholdsFrom(v) };
   // Commands are loaded on demand: on a terminal the replay's worker starts before the parsers are loaded here.
-  const exports = { ...(v.folded !== undefined ? { folded: v.folded } : {}), ...(v.pprof !== undefined ? { pprof: v.pprof } : {}), force: v.force };
+  const exports = { ...(v.folded !== undefined ? { folded: v.folded } : {}), ...(v.pprof !== undefined ? { pprof: v.pprof } : {}), ...(v.flamegraph !== undefined ? { flamegraph: v.flamegraph } : {}), force: v.force };
   // The view runs the replay on another thread; exports read the engine here, so they take the report path.
-  if (useTui(v) && path !== '-' && !exports.folded && !exports.pprof) return (await import('./commands/replay-tui.js')).replayInTui(o);
+  if (useTui(v) && path !== '-' && !exports.folded && !exports.pprof && !exports.flamegraph) return (await import('./commands/replay-tui.js')).replayInTui(o);
   const { replayToReport } = await import('./commands/replay.js');
   const report = await replayToReport(o, exports);
   process.stdout.write(v.json ? renderJson(report) : renderText(report));

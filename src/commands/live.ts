@@ -40,6 +40,7 @@ export interface LiveOptions {
   /** Outstanding bytes by stack at the end: folded stacks, pprof. */
   folded?: string;
   pprof?: string;
+  flamegraph?: string;
   maxPointers: number;
   thresholds?: VerdictThresholds;
 }
@@ -214,7 +215,7 @@ export async function runLiveTui(o: LiveOptions): Promise<number> {
     await ended;
     await metrics.stop();
     const { writeStackExports } = await import('./replay.js');
-    writeStackExports(run.engine, { ...(o.folded ? { folded: o.folded } : {}), ...(o.pprof ? { pprof: o.pprof } : {}), ...(o.force ? { force: true } : {}) }, o.report.minAgeSec);
+    writeStackExports(run.engine, { ...(o.folded ? { folded: o.folded } : {}), ...(o.pprof ? { pprof: o.pprof } : {}), ...(o.flamegraph ? { flamegraph: o.flamegraph } : {}), ...(o.force ? { force: true } : {}) }, o.report.minAgeSec);
   } finally {
     if (duration) clearTimeout(duration);
     stopper.release();
@@ -248,7 +249,7 @@ export async function runLive(o: LiveOptions, json: boolean): Promise<number> {
     const end = await run.ended;
     await metrics.stop();
     const { writeStackExports } = await import('./replay.js');
-    writeStackExports(run.engine, { ...(o.folded ? { folded: o.folded } : {}), ...(o.pprof ? { pprof: o.pprof } : {}), ...(o.force ? { force: true } : {}) }, o.report.minAgeSec);
+    writeStackExports(run.engine, { ...(o.folded ? { folded: o.folded } : {}), ...(o.pprof ? { pprof: o.pprof } : {}), ...(o.flamegraph ? { flamegraph: o.flamegraph } : {}), ...(o.force ? { force: true } : {}) }, o.report.minAgeSec);
     for (const n of run.source.notes.slice(shown)) process.stderr.write(`kleak: ${n}\n`);
     if (end.how === 'died') process.stderr.write(`kleak: ${end.why}; the report so far follows${run.recorder ? ` and the recording ${run.recorder.path} is kept` : ''}.\n`);
     const report = run.report();

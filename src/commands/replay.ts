@@ -11,6 +11,7 @@ import type { Report, SourceInfo } from '../report/model.js';
 import { openReplayInput } from '../sources/input.js';
 import { forEachLine } from '../sources/lines.js';
 import { foldedStacks, pprofProfile, writeNewFile } from '../report/stack-exports.js';
+import { flamegraphHtml } from '../report/flamegraph-html.js';
 
 export interface ReplayOptions {
   path: string;
@@ -93,16 +94,21 @@ export async function replayToReport(o: ReplayOptions, exports: StackExportOptio
 export interface StackExportOptions {
   folded?: string;
   pprof?: string;
+  flamegraph?: string;
   force?: boolean;
 }
 
 /** --folded / --pprof: outstanding bytes by stack, written once the trace (or the run) is over; says where. */
 export function writeStackExports(engine: Engine, o: StackExportOptions, minAgeSec?: number): void {
-  if (!o.folded && !o.pprof) return;
+  if (!o.folded && !o.pprof && !o.flamegraph) return;
   const w = engine.stackWeights(minAgeSec !== undefined ? { minAgeSec } : {});
   if (o.folded) {
     writeNewFile(o.folded, foldedStacks(w), o.force === true);
     process.stderr.write(`kleak: wrote ${w.length} stacks (weights in bytes) to ${o.folded}\n`);
+  }
+  if (o.flamegraph) {
+    writeNewFile(o.flamegraph, flamegraphHtml(w, `kleak — outstanding kernel memory by stack (${w.reduce((n, s) => n + s.objects, 0)} objects)`), o.force === true);
+    process.stderr.write(`kleak: wrote a flame graph of ${w.length} stacks to ${o.flamegraph} (open it in a browser)\n`);
   }
   if (o.pprof) {
     writeNewFile(o.pprof, pprofProfile(w), o.force === true);

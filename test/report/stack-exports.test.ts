@@ -36,3 +36,21 @@ describe.each(['keys53-stacks.report.gz', 'bt-pairs17-stacks.out.gz', 'keys29-ha
     expect(p.sample.length).toBe(lines.length);
   });
 });
+
+describe('--flamegraph', () => {
+  it('one self-contained HTML file that headless Chromium draws with the site in it (screenshot taken)', async (ctx) => {
+    const { onPath } = await import('../helpers/env.js');
+    ctx.skip(!onPath('chromium'), "Debian's chromium is not installed; .ci/run installs it");
+    const html = `${dir}/flame.html`;
+    await execa(process.execPath, [CLI, 'replay', rec('bt-pairs17-stacks.out.gz'), '--text', '--flamegraph', html], { cwd: ROOT });
+    const page = readFileSync(html, 'utf8');
+    expect(page).not.toMatch(/<script[^>]+src=|<link[^>]+href=/); // nothing fetched: it opens offline
+    const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${dir}/chromium`, '--window-size=1000,400', '--virtual-time-budget=3000'];
+    const dom = await execa('chromium', [...flags, '--dump-dom', `file://${html}`], { reject: false, timeout: 60_000 });
+    expect(dom.stdout).toMatch(/<svg[^>]*d3-flame-graph/);
+    expect(dom.stdout).toMatch(/name="user_preparse" class="frame"><rect[^>]*><\/rect><foreignObject[^>]*><div class="d3-flame-graph-label"[^>]*>user_preparse/);
+    const shot = await execa('chromium', [...flags, `--screenshot=${dir}/flame.png`, `file://${html}`], { reject: false, timeout: 60_000 });
+    expect(shot.exitCode).toBe(0);
+    expect(readFileSync(`${dir}/flame.png`).subarray(1, 4).toString()).toBe('PNG');
+  }, 120_000);
+});
