@@ -42,7 +42,8 @@ describe.skipIf(!isRoot || !onPath('bpftrace'))(`kleak inspect${isRoot && onPath
     expect(r.stdout).toMatch(/^5 objects look alike: (ffff[0-9a-f]{12} ){4}ffff[0-9a-f]{12}$/m);
     // datalen 4000, its padding (not written by the kernel: stale bytes are possible), then the payload.
     expect(r.stdout).toMatch(/0010 {2}a0 0f (?:[0-9a-f]{2} ){6}6b 6c 65 61 6b 2d 68 6f/);
-    expect(r.stdout).toMatch(/text: "kleak-hold-payload\|kleak-hold-payload/);
+    // The text run may start in the stale bytes before the payload (seen: a '/' at +0x0).
+    expect(r.stdout).toMatch(/text: "[^"]{0,16}kleak-hold-payload\|kleak-hold-payload/);
   });
 
   it('names the function pointers single_open stores for /proc/version', async () => {
