@@ -36,6 +36,23 @@ afterAll(async () => {
 });
 
 describe.skipIf(!onPath('tmux'))(`kleak in a terminal${onPath('tmux') ? '' : ' (skipped: tmux is not installed; .ci/run installs it)'}`, () => {
+  it('f shows the stack tree of a recording with stacks (root → user_preparse), ← closes, r inverts, m the modules', async () => {
+    await start('', rec('keys53-stacks.report.gz'));
+    await waitFor('the table', (s) => s.includes('user_preparse') && s.includes('done'));
+    await keys('f');
+    const tree = await waitFor('the tree', (s) => s.includes('STACK (root'));
+    expect(tree).toMatch(/›▾ entry_SYSCALL_64_after_hwframe\s+212 KiB\s+100\.0%\s+53/);
+    expect(tree).toMatch(/^\s+user_preparse\s+212 KiB\s+100\.0%\s+53/m);
+    await keys('Left');
+    await waitFor('the closed root', (s) => s.includes('▸ entry_SYSCALL') && !/user_preparse\s+212/.test(s));
+    await keys('r');
+    await waitFor('the inverted tree', (s) => s.includes('ALLOCATION SITE') && /›▾ user_preparse/.test(s));
+    await keys('m');
+    await waitFor('the modules', (s) => /the kernel itself\s+53\s+212 KiB/.test(s));
+    await keys('q');
+    await waitFor('the exit', (s) => s.includes('EXIT=0'));
+  });
+
   it('replays the demo, sorts, opens a detail, quits to the final report', async () => {
     await start();
     const first = await waitFor('the table', (s) => s.includes('user_preparse') && s.includes('done'));
