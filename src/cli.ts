@@ -38,7 +38,7 @@ USAGE
   kleak live [--backend kernel|bpftrace|tracefs|trace-cmd] [--alloc slab,vmalloc,page,percpu|all] [filter] [--stacks] [--duration SEC] [--interval SEC]
              [--events] [--record FILE.ndjson] [--max-pointers N] [--dry-run] [report options]
   kleak replay FILE|- [--format auto|trace-cmd|trace-pipe|bpftrace|ndjson] [--speed X] [filter] [report options]
-  kleak replay RECORD... [--format kmemleak|allocinfo|slabinfo|alloc_traces] [--every SEC] [--top N] [--json]
+  kleak replay RECORD... [--format kmemleak|allocinfo|slabinfo|alloc_traces|vmallocinfo] [--every SEC] [--top N] [--json]
   kleak record [--backend tracefs|trace-cmd] [filter] [--stacks] [--duration SEC] -o FILE
   kleak watch [--interval SEC] [--duration SEC] [--top N] [--record FILE.ndjson] [--json]
   kleak watch [--root DIR] [--kmemleak-scan] [--prometheus [HOST:]PORT] [--textfile DIR]
@@ -91,8 +91,8 @@ REPLAY
   --every SEC          kernel records that do not say when they were taken: one every SEC seconds (default 60)
 
   kleak replay also reads what the kernel keeps, from one or several files in name order: kmemleak reports
-  (cat /sys/kernel/debug/kmemleak), /proc/allocinfo dumps, slabinfo capture loops, SLUB alloc_traces dumps;
-  --format kmemleak|allocinfo|slabinfo|alloc_traces forces one. The same sites, series and verdicts, and a
+  (cat /sys/kernel/debug/kmemleak), /proc/allocinfo dumps, slabinfo and vmallocinfo capture loops, SLUB
+  alloc_traces dumps; --format kmemleak|allocinfo|slabinfo|vmallocinfo|alloc_traces forces one. The same sites, series and verdicts, and a
   by-module summary.
 
 REPORT

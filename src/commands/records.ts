@@ -1,8 +1,8 @@
 // kleak replay of records the kernel keeps (kmemleak reports, allocinfo dumps, slabinfo capture loops): files in
 // time order → reader → RecordsModel → the same sites, series and verdicts as traces, and a by-module summary.
 
-import { readFileSync, statSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { constants, gunzipSync } from 'node:zlib';
 import type { VerdictThresholds } from '../engine/verdict.js';
 import { InputError } from '../errors.js';
 import type { RecordFormat } from '../records/format.js';
@@ -36,12 +36,23 @@ function readText(path: string): string {
   return data.toString('utf8');
 }
 
-/** The record format of a file from its first lines, when it is one (else the trace formats get it). */
+/**
+ * The record format of a file from its first 64 KiB (a trace of gigabytes is not read here), when it is one; else
+ * the trace formats get it.
+ */
 export function sniffRecordFile(path: string): RecordFormat | undefined {
   try {
     if (!statSync(path).isFile()) return undefined;
-    const head = readText(path).slice(0, 65536).split('\n').slice(0, 200);
-    return detectRecordFormat(head);
+    const fd = openSync(path, 'r');
+    let head = Buffer.alloc(65536);
+    try {
+      head = head.subarray(0, readSync(fd, head, 0, head.length, 0));
+    } finally {
+      closeSync(fd);
+    }
+    // A cut gzip stream inflates as far as it goes with a sync flush.
+    if (head[0] === 0x1f && head[1] === 0x8b) head = gunzipSync(head, { finishFlush: constants.Z_SYNC_FLUSH });
+    return detectRecordFormat(head.toString('utf8').split('\n').slice(0, 200));
   } catch {
     return undefined;
   }

@@ -1,7 +1,7 @@
 // What a reader of a kernel record is: one file per record, one line in formats.ts (as parse/ is for traces).
 import type { Reading } from './model.js';
 
-export type RecordFormatName = 'kmemleak' | 'allocinfo' | 'slabinfo' | 'alloc_traces';
+export type RecordFormatName = 'kmemleak' | 'allocinfo' | 'slabinfo' | 'alloc_traces' | 'vmallocinfo';
 
 export interface RecordFormat {
   name: RecordFormatName;

@@ -4,8 +4,9 @@ import { allocinfo } from './allocinfo.js';
 import type { RecordFormat, RecordFormatName } from './format.js';
 import { kmemleak } from './kmemleak.js';
 import { slabinfoSeries } from './slabinfo-series.js';
+import { vmallocinfoSeries } from './vmallocinfo-series.js';
 
-export const RECORD_FORMATS: readonly RecordFormat[] = [kmemleak, allocinfo, slabinfoSeries, allocTraces];
+export const RECORD_FORMATS: readonly RecordFormat[] = [kmemleak, allocinfo, slabinfoSeries, allocTraces, vmallocinfoSeries];
 
 export const recordFormatByName = (name: string): RecordFormat | undefined => RECORD_FORMATS.find((f) => f.name === name);
 export const isRecordFormatName = (name: string): name is RecordFormatName => recordFormatByName(name) !== undefined;

@@ -128,6 +128,26 @@ describe('SLUB alloc_traces dumps', () => {
   }
 });
 
+describe('vmallocinfo capture loops', () => {
+  it("this machine's /proc/vmallocinfo captured eight times with date lines, a module's ring growing: that caller grows", (ctx) => {
+    let real: string;
+    try {
+      real = readFileSync('/proc/vmallocinfo', 'utf8');
+    } catch {
+      return ctx.skip(true, '/proc/vmallocinfo needs root');
+    }
+    const ring = (i: number) => Array.from({ length: 2 + 3 * i }, (_, k) => `0xffffc9${(0x10000000 + k * 0x102000).toString(16).padStart(10, '0')}-0xffffc9${(0x10000000 + k * 0x102000 + 0x102000).toString(16).padStart(10, '0')} 1056768 drv_ring_init+0x2d/0x70 [drv] pages=257 vmalloc vpages N0=257`);
+    const dump = (i: number) => `Mon Nov 23 1${i}:00:00 UTC 2026\n${real.trimEnd()}\n${ring(i).join('\n')}\n`;
+    writeFileSync(`${dir}/vm.txt`, Array.from({ length: 8 }, (_, i) => dump(i)).join(''));
+    const r = recordsReport({ paths: [`${dir}/vm.txt`], format: 'auto', everySec: 60 });
+    expect(r.format).toBe('vmallocinfo');
+    expect(r.readings).toBe(8);
+    expect(r.sites[0]).toMatchObject({ label: 'drv_ring_init', module: 'drv', where: 'vmalloc', count: 23, verdict: 'growing' });
+    expect(r.span.lastTs - r.span.firstTs).toBe(7 * 3600);
+    expect(r.badLines).toEqual([]);
+  });
+});
+
 describe('slabinfo capture loops', () => {
   it("this machine's /proc/slabinfo, captured ten times with one cache growing: that cache is growing", (ctx) => {
     let real: string;
