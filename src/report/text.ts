@@ -46,7 +46,17 @@ export function renderText(r: Report): string {
   for (const n of r.notices) out.push(`${n.severity === 'dataLoss' ? 'LOST DATA' : n.severity === 'warning' ? 'warning' : 'note'}: ${n.text}`);
   out.push('');
   if (r.sites.length === 0) {
-    out.push(r.minAgeSec > 0 ? `No outstanding allocations older than ${r.minAgeSec}s.` : 'No outstanding allocations: every traced allocation was freed.');
+    // An all-clear needs data behind it: not when most lines could not be read, nor when nothing was allocated.
+    const unreadable = r.totals.badLines > 0 && r.totals.badLines >= r.totals.events;
+    out.push(
+      unreadable
+        ? `No answer: ${fmtCount(r.totals.badLines)} of the lines could not be read and only ${fmtCount(r.totals.events)} events could; check --format (kleak --help lists what it reads).`
+        : r.totals.allocs === 0 && r.source.kind === 'replay'
+          ? 'No allocations in this trace matched: nothing to pair.'
+          : r.minAgeSec > 0
+            ? `No outstanding allocations older than ${r.minAgeSec}s.`
+            : 'No outstanding allocations: every traced allocation was freed.',
+    );
     return out.join('\n') + '\n';
   }
   const fnWidth = Math.min(32, Math.max(8, ...r.sites.map((s) => s.function.length)));

@@ -27,3 +27,13 @@ describe('options', () => {
     expect(String(r.stderr).trim().split('\n').length).toBeLessThanOrEqual(2);
   });
 });
+
+it('a file read with the wrong --format gives no all-clear: it says most lines could not be read', async () => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const f = `${mkdtempSync(`${tmpdir()}/kleak-allclear-`)}/x.txt`;
+  writeFileSync(f, 'kmalloc: garbage\nmore garbage\n  also this\n');
+  const r = await kleak(['replay', f, '--format', 'trace-pipe', '--text']);
+  expect(String(r.stdout)).toMatch(/No answer: 3 of the lines could not be read/);
+  expect(String(r.stdout)).not.toMatch(/every traced allocation was freed/);
+});
