@@ -1,8 +1,10 @@
 // Opening a replay input: a path or '-' (stdin); gzip is recognised by its magic bytes, a trace.dat file by its
 // own, and read by running `trace-cmd report -i` (one subprocess; its text is the trace-cmd format).
 
-import { createReadStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { createReadStream, createWriteStream, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { mkdtemp, open, stat } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { PassThrough, Readable } from 'node:stream';
 import { InputError } from '../errors.js';
@@ -26,7 +28,7 @@ const TRACE_DAT_MAGIC = Buffer.from([0x17, 0x08, 0x44, ...Buffer.from('tracing')
 
 /** `chunk`: bytes per read (smaller for a paced replay, so pauses fall between small steps). */
 export async function openReplayInput(path: string, chunk = 1 << 20): Promise<ReplayInput> {
-  if (path === '-') return openStdin();
+  if (path === '-') return traceDatOrText(openStdin(), 'stdin');
   let size: number;
   try {
     const st = await stat(path);
@@ -54,7 +56,65 @@ export async function openReplayInput(path: string, chunk = 1 << 20): Promise<Re
   file.on('data', (c: Buffer | string) => (bytes += c.length));
   const stream = gzip ? file.pipe(createGunzip({ chunkSize: Math.min(chunk, 1 << 20) })) : file;
   if (gzip) file.on('error', (e) => stream.destroy(e));
-  return { stream, size, bytesRead: () => bytes, traceDat: false, gzip, done: Promise.resolve(), close: () => file.destroy() };
+  return traceDatOrText({ stream, size, bytesRead: () => bytes, traceDat: false, gzip, done: Promise.resolve(), close: () => file.destroy() }, path);
+}
+
+/**
+ * A trace.dat that arrives gzipped or through stdin is recognised by its magic in the first bytes it yields:
+ * trace-cmd needs a file it can seek, so it is spooled to a private temporary file (removed at the end) and read
+ * through trace-cmd like any trace.dat. Anything else flows on untouched.
+ */
+async function traceDatOrText(input: ReplayInput, what: string): Promise<ReplayInput> {
+  const first = await new Promise<Buffer | undefined>((resolve, reject) => {
+    const onData = (c: Buffer) => {
+      cleanup();
+      input.stream.pause();
+      resolve(c);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(undefined);
+    };
+    const onError = (e: Error) => {
+      cleanup();
+      reject(e instanceof InputError ? e : new InputError(`cannot read ${what}: ${e.message}.`));
+    };
+    const cleanup = () => {
+      input.stream.off('data', onData);
+      input.stream.off('end', onEnd);
+      input.stream.off('error', onError);
+    };
+    input.stream.on('data', onData);
+    input.stream.once('end', onEnd);
+    input.stream.once('error', onError);
+  });
+  const rest = new PassThrough({ highWaterMark: 1 << 20 });
+  if (first === undefined) {
+    rest.end();
+    return { ...input, stream: rest };
+  }
+  if (first.length >= TRACE_DAT_MAGIC.length && first.subarray(0, TRACE_DAT_MAGIC.length).equals(TRACE_DAT_MAGIC)) {
+    const dir = await mkdtemp(join(tmpdir(), 'kleak-dat-'));
+    const file = join(dir, 'trace.dat');
+    const out = createWriteStream(file, { mode: 0o600 });
+    out.write(first);
+    input.stream.pipe(out);
+    input.stream.resume();
+    await new Promise<void>((resolve, reject) => {
+      out.once('finish', () => resolve());
+      out.once('error', reject);
+      input.stream.once('error', (e) => reject(new InputError(`cannot read ${what}: ${e.message}.`)));
+    });
+    const remove = () => rmSync(dir, { recursive: true, force: true });
+    process.once('exit', remove);
+    const dat = await traceCmdReportStream(file);
+    return { ...dat, size: undefined, gzip: input.gzip, traceDat: true, done: dat.done.finally(remove) };
+  }
+  rest.write(first);
+  input.stream.pipe(rest);
+  input.stream.resume();
+  input.stream.once('error', (e) => rest.destroy(e));
+  return { ...input, stream: rest };
 }
 
 /**

@@ -22,3 +22,26 @@ describe('kmemPluginNeeded', () => {
     expect(kmemPluginNeeded(r.stdout)).toBe(false);
   });
 });
+
+describe('a trace.dat that arrives gzipped or through stdin', () => {
+  it('is recognised by its magic, spooled for trace-cmd, and gives the same answer as the file', async (ctx) => {
+    const { onPath } = await import('../helpers/env.js');
+    ctx.skip(!onPath('trace-cmd'), 'trace-cmd is not installed; .ci/run installs it');
+    const { execa } = await import('execa');
+    const { gzipSync } = await import('node:zlib');
+    const { mkdtempSync, readFileSync, writeFileSync, readdirSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { CLI, ROOT, rec } = await import('../helpers/cli.js');
+    const dat = rec('keys53-stacks.dat');
+    const gz = `${mkdtempSync(`${tmpdir()}/kleak-datgz-`)}/k.dat.gz`;
+    writeFileSync(gz, gzipSync(readFileSync(dat)));
+    const totals = async (args: string[], input?: Buffer) =>
+      (JSON.parse((await execa(process.execPath, [CLI, 'replay', ...args, '--json'], { cwd: ROOT, ...(input ? { input } : {}) })).stdout) as { totals: unknown }).totals;
+    const want = await totals([dat]);
+    expect((want as { outstanding: number }).outstanding).toBe(53);
+    expect(await totals([gz])).toEqual(want);
+    expect(await totals(['-'], readFileSync(dat))).toEqual(want);
+    expect(await totals(['-'], readFileSync(gz))).toEqual(want);
+    expect(readdirSync(tmpdir()).filter((n) => n.startsWith('kleak-dat-'))).toEqual([]);
+  });
+});
