@@ -41,13 +41,15 @@ export function forEachLine(stream: Readable, onLine: ByteLineHandler): Promise<
           }
           const line = Buffer.concat([carry, buf.subarray(0, Math.max(0, Math.min(nl, MAX_LINE - carry.length)))]);
           carry = undefined;
-          onLine(line, 0, line.length, ++n);
+          onLine(line, 0, line.length > 0 && line[line.length - 1] === 13 ? line.length - 1 : line.length, ++n);
           start = nl + 1;
         }
         for (;;) {
           const nl = buf.indexOf(10, start);
           if (nl < 0) break;
-          onLine(buf, start, Math.min(nl, start + MAX_LINE), ++n);
+          // CRLF files (saved on Windows, pasted from a browser): the CR is not part of the line.
+          const end = nl > start && buf[nl - 1] === 13 ? nl - 1 : nl;
+          onLine(buf, start, Math.min(end, start + MAX_LINE), ++n);
           start = nl + 1;
         }
         // A copy: the chunk may be a view of a buffer its producer reuses.
@@ -60,7 +62,7 @@ export function forEachLine(stream: Readable, onLine: ByteLineHandler): Promise<
     stream.on('end', () => {
       if (failed) return;
       try {
-        if (carry !== undefined) onLine(carry, 0, carry.length, ++n);
+        if (carry !== undefined) onLine(carry, 0, carry.length > 0 && carry[carry.length - 1] === 13 ? carry.length - 1 : carry.length, ++n);
       } catch (err) {
         return fail(err);
       }
