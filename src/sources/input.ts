@@ -34,6 +34,8 @@ export async function openReplayInput(path: string, chunk = 1 << 20): Promise<Re
     const st = await stat(path);
     if (st.isDirectory()) throw new InputError(`${path} is a directory, not a trace file.`, 'Give the path of a trace file, or - for stdin.');
     size = st.size;
+    // A FIFO (`kleak replay <(zcat f)`, a named pipe) or a device cannot be read at an offset: read it as a stream.
+    if (!st.isFile()) return traceDatOrText(openStream(createReadStream(path), path), path);
   } catch (err) {
     if (err instanceof InputError) throw err;
     throw new InputError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}.`);
@@ -158,25 +160,29 @@ async function readAhead(path: string, size: number, chunk: number): Promise<Rep
 }
 
 function openStdin(): ReplayInput {
-  // Sniff gzip on the first chunk; stdin cannot be re-read.
+  return openStream(process.stdin, 'stdin');
+}
+
+function openStream(input: Readable, what: string): ReplayInput {
+  // Sniff gzip on the first chunk; a stream cannot be re-read.
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   let bytes = 0;
   let decided = false;
   let gunzip: ReturnType<typeof createGunzip> | undefined;
-  process.stdin.on('data', (c: Buffer) => {
+  input.on('data', (c: Buffer) => {
     bytes += c.length;
     if (!decided) {
       decided = true;
       if (c[0] === GZIP_MAGIC[0] && c[1] === GZIP_MAGIC[1]) {
         gunzip = createGunzip();
         gunzip.pipe(out);
-        gunzip.on('error', (e) => out.destroy(new InputError(`stdin is not valid gzip: ${e.message}.`)));
+        gunzip.on('error', (e) => out.destroy(new InputError(`${what} is not valid gzip: ${e.message}.`)));
       }
     }
     if (gunzip) gunzip.write(c);
     else out.write(c);
   });
-  process.stdin.on('end', () => (gunzip ? gunzip.end() : out.end()));
-  process.stdin.on('error', (e) => out.destroy(e));
-  return { stream: out, size: undefined, bytesRead: () => bytes, traceDat: false, gzip: false, done: Promise.resolve(), close: () => process.stdin.pause() };
+  input.on('end', () => (gunzip ? gunzip.end() : out.end()));
+  input.on('error', (e) => out.destroy(e));
+  return { stream: out, size: undefined, bytesRead: () => bytes, traceDat: false, gzip: false, done: Promise.resolve(), close: () => input.pause() };
 }

@@ -13,3 +13,14 @@ describe('CRLF', () => {
     expect(JSON.parse(String(crlf.stdout)).totals).toEqual(JSON.parse(String(lf.stdout)).totals);
   });
 });
+
+it('a FIFO (process substitution, a named pipe) is read as a stream: plain, gzipped or a trace.dat', async () => {
+  const { execa } = await import('execa');
+  const { CLI, ROOT } = await import('../helpers/cli.js');
+  const { onPath } = await import('../helpers/env.js');
+  const run = (feed: string) => execa('bash', ['-c', `"${process.execPath}" "${CLI}" replay <(${feed}) --json`], { cwd: ROOT });
+  const totals = async (feed: string) => (JSON.parse((await run(feed)).stdout) as { totals: { outstanding: number } }).totals.outstanding;
+  expect(await totals(`zcat ${rec('keys97.report.gz')}`)).toBe(97);
+  expect(await totals(`cat ${rec('keys97.report.gz')}`)).toBe(97);
+  if (onPath('trace-cmd')) expect(await totals(`cat ${rec('keys53-stacks.dat')}`)).toBe(53);
+});
