@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 // kleak's command line: argv → one command. KleakError → one sentence (+ what to do) on stderr and exit 1 or 2.
 
+// First: a stop signal during the loading of everything below is remembered, not fatal.
+import { catchEarlySignals } from './early-signals.js';
+
 import { parseArgs } from 'node:util';
 import { packagePath } from './paths.js';
 import { KleakError, InputError } from './errors.js';
@@ -343,6 +346,7 @@ export async function main(argv: string[]): Promise<number> {
   if (values.json && values.text) throw new InputError('--json and --text cannot be used together.');
   const [command, ...rest] = positionals;
   checkOptions(command ?? '', argv);
+  if (command === 'live' || command === 'record') catchEarlySignals(); // (again, harmless: the same handler)
   if (command === 'record' && values.output === '-') throw new InputError('kleak record -o needs a file name; it writes a file, not stdout.');
   switch (command) {
     case undefined:
@@ -351,7 +355,6 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case 'live':
       if (rest.length > 0) throw new InputError(`kleak live takes no file (got "${rest[0]}").`, 'To read a saved trace: kleak replay FILE.');
-      if (!values['dry-run']) (await import('./kernel/parent-death.js')).stopWithParent();
       return live(values);
     case 'watch': {
       if (rest.length > 0) throw new InputError(`kleak watch takes no file (got "${rest[0]}"); to show a recording: kleak watch --replay FILE.`);
@@ -380,7 +383,6 @@ export async function main(argv: string[]): Promise<number> {
     case 'record': {
       if (rest.length > 0) throw new InputError(`kleak record takes its file with -o (got "${rest[0]}").`);
       if (!values.output) throw new InputError('kleak record needs -o FILE.', 'Example: sudo kleak record --backend tracefs --bytes 4096 --duration 60 -o kmalloc-4k.pipe');
-      if (!values['dry-run']) (await import('./kernel/parent-death.js')).stopWithParent();
       const { checkRecordBackend, runRecord } = await import('./commands/record.js');
       return runRecord({
         backend: checkRecordBackend(values.backend ?? 'tracefs'),

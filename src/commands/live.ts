@@ -5,6 +5,8 @@ import { Engine, type ReportOptions } from '../engine/engine.js';
 import type { VerdictThresholds } from '../engine/verdict.js';
 import type { EventFilter } from '../engine/filter.js';
 import { EnvironmentError, InputError } from '../errors.js';
+import { takeEarlySignal } from '../early-signals.js';
+import { stopWithParent } from '../kernel/parent-death.js';
 import { renderJson } from '../report/json.js';
 import type { Report } from '../report/model.js';
 import { NdjsonRecorder, teeSink } from '../report/ndjson-writer.js';
@@ -268,7 +270,8 @@ export async function runLive(o: LiveOptions, json: boolean): Promise<number> {
  */
 export function catchStopSignals(onForce?: () => void) {
   let run: { stop(): Promise<void> } | undefined;
-  let pending = false;
+  // A signal that came while kleak was loading counts as the first one.
+  let pending = takeEarlySignal() !== undefined;
   let count = 0;
   const onSignal = (sig: NodeJS.Signals) => {
     count++;
@@ -285,6 +288,9 @@ export function catchStopSignals(onForce?: () => void) {
   };
   const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const sig of sigs) process.on(sig, onSignal);
+  if (pending) count = 1;
+  // Whatever started kleak may go away without a signal (npm exec does not pass one on): the kernel sends one.
+  stopWithParent();
   return {
     attach(r: { stop(): Promise<void> }) {
       run = r;

@@ -60,7 +60,8 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend tracefs on this ker
       await sleep(Math.floor(rnd() * 1200)); // from "still starting" to "tracing"
       p.kill(signals[i % 3]);
       const r = await p;
-      expect([0, null]).toContain(r.exitCode);
+      // 0: stopped cleanly; undefined: the signal came before Node had run any of kleak (nothing to clean up).
+      expect([0, undefined]).toContain(r.exitCode);
       expect(kleakInstances(), `after ${signals[i % 3]}`).toEqual([]);
     }
     expect(topLevelState()).toEqual(before);
