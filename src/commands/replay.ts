@@ -52,6 +52,8 @@ export async function startReplay(o: ReplayOptions): Promise<ReplayRun> {
       throw err;
     });
     await input.done;
+    const damaged = input.damaged?.();
+    if (damaged) engine.bad(lines + 1, `the input is damaged here (${damaged}): the report covers the ${lines.toLocaleString('en-US')} lines before it`);
     if (lines === 0) {
       throw new InputError(
         input.traceDat ? `trace-cmd report printed nothing for ${what}: the file is damaged or holds no events.` : `${what} is empty: there are no trace lines in it.`,

@@ -12,6 +12,8 @@ import { traceCmdReportStream } from './trace-dat.js';
 
 export interface ReplayInput {
   stream: Readable;
+  /** Why the input ended early (a damaged or cut gzip stream): what came before it was read and stands. */
+  damaged?: () => string | undefined;
   /** Bytes of the file on disk (undefined for stdin): with bytesRead, the share read so far. */
   size: number | undefined;
   bytesRead: () => number;
@@ -35,7 +37,7 @@ export async function openReplayInput(path: string, chunk = 1 << 20): Promise<Re
     if (st.isDirectory()) throw new InputError(`${path} is a directory, not a trace file.`, 'Give the path of a trace file, or - for stdin.');
     size = st.size;
     // A FIFO (`kleak replay <(zcat f)`, a named pipe) or a device cannot be read at an offset: read it as a stream.
-    if (!st.isFile()) return traceDatOrText(openStream(createReadStream(path), path), path);
+    if (!st.isFile()) return traceDatOrText(openStream(createReadStream(path)), path);
   } catch (err) {
     if (err instanceof InputError) throw err;
     throw new InputError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}.`);
@@ -56,9 +58,27 @@ export async function openReplayInput(path: string, chunk = 1 << 20): Promise<Re
   const file = createReadStream(path, { highWaterMark: chunk });
   let bytes = 0;
   file.on('data', (c: Buffer | string) => (bytes += c.length));
-  const stream = gzip ? file.pipe(createGunzip({ chunkSize: Math.min(chunk, 1 << 20) })) : file;
-  if (gzip) file.on('error', (e) => stream.destroy(e));
-  return traceDatOrText({ stream, size, bytesRead: () => bytes, traceDat: false, gzip, done: Promise.resolve(), close: () => file.destroy() }, path);
+  const { stream, damaged } = tolerantGunzip(file, chunk);
+  file.on('error', (e) => stream.destroy(e));
+  return traceDatOrText({ stream, damaged, size, bytesRead: () => bytes, traceDat: false, gzip, done: Promise.resolve(), close: () => file.destroy() }, path);
+}
+
+/**
+ * gunzip that ends, rather than fails, where the stream is damaged or cut short (bad CRC, truncation, trailing
+ * garbage): the lines before the damage are a trace like any other, and the report says where it broke.
+ */
+function tolerantGunzip(input: Readable, chunk = 1 << 20): { stream: PassThrough; damaged: () => string | undefined; write?: (c: Buffer) => void } {
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  const gunzip = createGunzip({ chunkSize: Math.min(chunk, 1 << 20) });
+  let why: string | undefined;
+  gunzip.on('error', (e) => {
+    why ??= e.message;
+    input.unpipe(gunzip);
+    out.end();
+  });
+  gunzip.pipe(out);
+  input.pipe(gunzip);
+  return { stream: out, damaged: () => why };
 }
 
 /**
@@ -160,15 +180,16 @@ async function readAhead(path: string, size: number, chunk: number): Promise<Rep
 }
 
 function openStdin(): ReplayInput {
-  return openStream(process.stdin, 'stdin');
+  return openStream(process.stdin);
 }
 
-function openStream(input: Readable, what: string): ReplayInput {
+function openStream(input: Readable): ReplayInput {
   // Sniff gzip on the first chunk; a stream cannot be re-read.
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   let bytes = 0;
   let decided = false;
   let gunzip: ReturnType<typeof createGunzip> | undefined;
+  let why: string | undefined;
   input.on('data', (c: Buffer) => {
     bytes += c.length;
     if (!decided) {
@@ -176,13 +197,18 @@ function openStream(input: Readable, what: string): ReplayInput {
       if (c[0] === GZIP_MAGIC[0] && c[1] === GZIP_MAGIC[1]) {
         gunzip = createGunzip();
         gunzip.pipe(out);
-        gunzip.on('error', (e) => out.destroy(new InputError(`${what} is not valid gzip: ${e.message}.`)));
+        // Damaged or cut short: what came before stands (see tolerantGunzip).
+        gunzip.on('error', (e) => {
+          why ??= e.message;
+          out.end();
+        });
       }
     }
-    if (gunzip) gunzip.write(c);
-    else out.write(c);
+    if (gunzip) {
+      if (why === undefined) gunzip.write(c);
+    } else out.write(c);
   });
-  input.on('end', () => (gunzip ? gunzip.end() : out.end()));
+  input.on('end', () => (gunzip ? why === undefined && gunzip.end() : out.end()));
   input.on('error', (e) => out.destroy(e));
-  return { stream: out, size: undefined, bytesRead: () => bytes, traceDat: false, gzip: false, done: Promise.resolve(), close: () => input.pause() };
+  return { stream: out, damaged: () => why, size: undefined, bytesRead: () => bytes, traceDat: false, gzip: false, done: Promise.resolve(), close: () => input.pause() };
 }
