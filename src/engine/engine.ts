@@ -418,6 +418,8 @@ export class Engine implements ParseSink {
       const frees = k ? k.frees : site.frees;
       const missedFrees = k ? k.missedFrees : site.missedFrees;
       const unseenFrees = site.rcuFrees > 0 ? 'rcu' : missedFrees > 0 ? 'reused' : undefined;
+      // A trace with no free events at all (alloc-only captures) cannot tell a leak from churn.
+      const noFrees = !this.snapshotMode && this.totals.frees === 0;
       const verdict = verdictOf(series, now - this.series.times[0]!, allocs, frees, this.thresholds);
       const callSite = listed ? this.callSites.values[top(csCount[s]!)]! : site.fn;
       const module = /\[([\w-]+)\]\s*$/.exec(callSite)?.[1];
@@ -435,7 +437,7 @@ export class Engine implements ParseSink {
         // A slope through a handful of points is noise, not a rate.
         growthPerMin: series.length >= this.thresholds.minPoints && now - (this.series.times[0] ?? now) >= this.thresholds.minSpanSec ? Math.round(growthPerMinute(times, series) * 10) / 10 : 0,
         // Objects that leave unseen make any count rise: that alone is no leak (FORMATS.md, RCU frees).
-        verdict: unseenFrees !== undefined && verdict === 'growing' ? 'steady' : verdict,
+        verdict: (unseenFrees !== undefined || noFrees) && verdict === 'growing' ? 'steady' : verdict,
         stacks: stackCount[s] ? topN(stackCount[s]!, nStacks).map(([id, c]) => ({ frames: this.stacks.values[id]!.split('\n'), outstanding: c })) : [],
         samples: (samples[s] ?? []).map((slot) => this.sample(slot, now)),
         missedFrees,
@@ -502,6 +504,9 @@ export class Engine implements ParseSink {
         severity: 'warning',
         text: `${t.missedFrees} pointers were allocated again while still outstanding: their free was not seen (lost, or through kfree_rcu batching or a bulk free, which no kmem tracepoint shows; --backend kernel sees kfree_rcu batches); such sites are not called growing from their count alone.`,
       });
+    }
+    if (!this.snapshotMode && t.frees === 0 && t.allocs > 0) {
+      out.push({ severity: 'warning', text: 'this trace has no free events (an allocation-only capture?): outstanding means "not seen freed", and no site is called growing, since the data cannot tell a leak from churn. Record kfree and kmem_cache_free too.' });
     }
     if (this.recordedRun?.cutShort) {
       out.push({ severity: 'dataLoss', text: 'this recording has no end record: kleak was stopped before it finished (killed, or its disk filled); the report covers what was recorded, and frees after the cut are missing.' });

@@ -24,8 +24,11 @@ function run(site: string, freeVia: string | undefined, reuse: boolean): Engine 
 }
 
 describe('unseen frees', () => {
-  it('a site that only ever allocates is growing (the control)', () => {
-    const s = run('leaky_alloc', undefined, false).report(src).sites[0]!;
+  it('a site that only ever allocates is growing (the control), in a trace that has frees', () => {
+    const e = run('leaky_alloc', undefined, false);
+    e.event(ev('alloc', 1, 'ffff888400000000', 'other+0x1'));
+    e.event(ev('free', 2, 'ffff888400000000', 'other_release+0x1'));
+    const s = e.report(src).sites.find((x) => x.function === 'leaky_alloc')!;
     expect(s.verdict).toBe('growing');
     expect(s.unseenFrees).toBeUndefined();
   });
@@ -49,4 +52,13 @@ describe('unseen frees', () => {
     expect(s.unseenFrees).toBe('reused');
     expect(s.verdict).not.toBe('growing');
   });
+});
+
+it('an allocation-only trace gets no growing verdict, and a notice that it has no frees', () => {
+  const e = new Engine();
+  for (let i = 0; i < 40; i++) e.event({ kind: 'alloc', ts: i, ptr: (0xffff888300000000n + BigInt(i * 64)).toString(16), callSite: 'leaky+0x1', tracepoint: 'kmalloc', bytesAlloc: 64 });
+  const r = e.report({ kind: 'replay', format: 'test' });
+  expect(r.sites[0]!.outstanding).toBe(40);
+  expect(r.sites[0]!.verdict).not.toBe('growing');
+  expect(r.notices.map((n) => n.text).join(' ')).toMatch(/no free events/);
 });
