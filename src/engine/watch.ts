@@ -112,7 +112,9 @@ export class WatchModel {
       const min = Math.min(...c.series);
       const mean = c.series.reduce((a, b) => a + b, 0) / Math.max(1, c.series.length);
       const th = { ...this.thresholds, minRise: Math.max(this.thresholds.minRise, mean * 0.005) };
-      const verdict = verdictOf(c.series.map((v) => v - min), span, 0, 0, th);
+      // A count whose fitted rate falls is not growing, whatever its last steps did.
+      const judged = verdictOf(c.series.map((v) => v - min), span, 0, 0, th);
+      const verdict = judged === 'growing' && perMin <= 0 ? 'steady' : judged;
       const size = kmallocCacheSize(name);
       const r: CacheReport = {
         name, objSize: c.size, activeObjs: last, activeBytes: last * c.size, objsPerMin: round1(perMin), bytesPerMin: Math.round(perMin * c.size), verdict, series: c.series,

@@ -105,15 +105,18 @@ export class RecordsModel {
       const min = Math.min(...row.counts);
       const mean = row.counts.reduce((a, b) => a + b, 0) / Math.max(1, n);
       const th = { ...this.thresholds, minRise: Math.max(this.thresholds.minRise, mean * 0.005) };
+      const perMin = growthPerMinute(this.times, row.counts);
+      const judged = verdictOf(row.counts.map((v) => v - min), span, 0, 0, th);
       sites.push({
         label: row.last.label,
         ...(row.last.module ? { module: row.last.module } : {}),
         ...(row.last.where ? { where: row.last.where } : {}),
         count: row.counts[n - 1] ?? 0,
         bytes: row.bytes[n - 1] ?? 0,
-        countPerMin: round1(growthPerMinute(this.times, row.counts)),
+        countPerMin: round1(perMin),
         bytesPerMin: Math.round(growthPerMinute(this.times, row.bytes)),
-        verdict: verdictOf(row.counts.map((v) => v - min), span, 0, 0, th),
+        // A count whose fitted rate falls is not growing, whatever its last steps did.
+        verdict: judged === 'growing' && perMin <= 0 ? 'steady' : judged,
         series: row.counts,
       });
     }

@@ -69,3 +69,14 @@ describe('which cache grows (WatchModel)', () => {
     expect(r.span.samples).toBe(4);
   });
 });
+
+it('watch never calls a cache growing while its fitted rate falls (it did at -43.6 objects/min)', async () => {
+  const { WatchModel } = await import('../../src/engine/watch.js');
+  const m = new WatchModel();
+  // High, then a drop, then mostly small rises back to the start: the step rule alone said growing.
+  const counts = [900, 1000, 200, 210, 220, 230, 240, 250, 260, 270, 280, 920];
+  counts.forEach((n, i) => m.add({ ts: i * 2, meminfo: {}, slabs: [{ name: 'kmalloc-64', activeObjs: n, numObjs: 1000, objSize: 64 }] }));
+  const c = m.report({}).caches[0]!;
+  expect(c.objsPerMin).toBeLessThan(0);
+  expect(c.verdict).not.toBe('growing');
+});
