@@ -34,7 +34,7 @@ describe('installed package', () => {
     ctx.skip(!isRoot || !onPath('bpftool'), 'needs root (and bpftool to check nothing stays loaded)');
     const npm = execa('npm', ['exec', '--', 'kleak', 'live', '--bytes', '4096', '--text'], { cwd: ROOT, reject: false, stdout: 'pipe', stderr: 'pipe' });
     let kleakPid: number | undefined;
-    for (let i = 0; i < 100 && kleakPid === undefined; i++) {
+    for (let i = 0; i < 400 && kleakPid === undefined; i++) {
       await sleep(100);
       const kids = await execa('pgrep', ['-P', String(npm.pid)], { reject: false });
       kleakPid = kids.stdout.trim() ? Number(kids.stdout.trim().split('\n')[0]) : undefined;

@@ -191,6 +191,16 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend kernel on this kern
     expect(t.allocs + t.lostEvents).toBeGreaterThanOrEqual(ops);
   }, 60_000);
 
+  it('--folded and --flamegraph from a live run: the held keys under their stack, weights adding up', async () => {
+    const dir = mkdtempSync(`${tmpdir()}/kleak-live-flame-`);
+    const { report } = await holdAndReport(['--bytes', '4096', '--comm', 'python3', '--stacks', '--folded', `${dir}/held.folded`, '--flamegraph', `${dir}/held.html`], ['--hold', '23'], 'workload-keys.py', 1000);
+    const lines = readFileSync(`${dir}/held.folded`, 'utf8').trim().split('\n');
+    const keys = lines.filter((l) => /;user_preparse \d+$/.test(l));
+    expect(keys.reduce((n, l) => n + Number(l.split(' ').pop()), 0)).toBe(23 * 4096);
+    expect(lines.reduce((n, l) => n + Number(l.split(' ').pop()), 0)).toBe(report.totals.outstandingBytes);
+    expect(readFileSync(`${dir}/held.html`, 'utf8')).toContain('user_preparse');
+  });
+
   it('SIGKILL at any moment leaves no kleak program attached', async () => {
     for (const ms of [0, 400, 1300, 2600]) {
       const k = startKleak(['--backend', 'kernel', '--bytes', '64', '--stacks', '--json']);

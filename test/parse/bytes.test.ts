@@ -36,7 +36,8 @@ describe('forEachLine over bytes', () => {
   it('gives the same lines whatever the chunk boundaries, the last line without its newline too', async () => {
     const text = 'one\r\ntwo\n\n  three  \nfour\u00e9\nlast';
     for (let seed = 1; seed < 40; seed++) {
-      expect(await linesOf(Buffer.from(text, 'latin1'), seed)).toEqual(text.split('\n'));
+      // A CR before the newline is not part of the line (CRLF files).
+      expect(await linesOf(Buffer.from(text, 'latin1'), seed)).toEqual(text.split(/\r?\n/));
     }
   });
 
