@@ -42,7 +42,7 @@ USAGE
              [--events] [--record FILE.ndjson] [--max-pointers N] [--dry-run] [report options]
   kleak replay FILE|- [--format auto|trace-cmd|trace-pipe|bpftrace|ndjson] [--speed X] [filter] [report options]
   kleak replay RECORD... [--format kmemleak|allocinfo|slabinfo|alloc_traces|vmallocinfo] [--every SEC] [--top N] [--json]
-  kleak record [--backend tracefs|trace-cmd] [filter] [--stacks] [--duration SEC] -o FILE
+  kleak record [--backend tracefs|trace-cmd] [--alloc LIST] [filter] [--stacks] [--duration SEC] -o FILE
   kleak watch [--interval SEC] [--duration SEC] [--top N] [--record FILE.ndjson] [--json]
   kleak watch [--root DIR] [--kmemleak-scan] [--prometheus [HOST:]PORT] [--textfile DIR]
   kleak watch --replay FILE.ndjson
@@ -57,9 +57,9 @@ LIVE AND RECORD
   --stacks             record kernel stacks of outstanding allocations
   --duration SEC       stop after SEC seconds (default: at Ctrl-C / SIGTERM)
   --interval SEC       print a text report every SEC seconds (default 5; watch: sample every SEC, default 2)
-  --alloc LIST         allocators to pair: slab (default), vmalloc, page, percpu, a comma list, or all (kernel
-                       backend). vmalloc areas and pages are named by the first frame of their stack outside
-                       the allocator
+  --alloc LIST         allocators to pair: slab (default), vmalloc, page, percpu, a comma list, or all (kernel,
+                       bpftrace and tracefs backends; kleak record too). vmalloc areas and pages are named by
+                       the first frame of their stack outside the allocator
   --events             stream every tracked allocation and its free (kernel: a BPF ring buffer read a few times
                        a second; bpftrace: printed lines) and pair them in kleak, instead of kernel snapshots
   --record FILE        keep an NDJSON recording that \`kleak replay\` (or \`kleak watch --replay\`) reads back
@@ -228,7 +228,7 @@ const MAX_TIMER_SEC = 2_147_483;
 const COMMAND_OPTIONS: Record<string, readonly string[]> = {
   live: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'interval', 'events', 'record', 'max-pointers', 'dry-run', 'force', 'prometheus', 'textfile', 'folded', 'pprof', 'flamegraph', 'min-age', 'top', 'verdict'],
   replay: ['format', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'speed', 'every', 'folded', 'pprof', 'flamegraph', 'force', 'min-age', 'top', 'verdict'],
-  record: ['backend', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'output', 'force'],
+  record: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'output', 'force'],
   watch: ['interval', 'duration', 'top', 'record', 'force', 'replay', 'root', 'kmemleak-scan', 'prometheus', 'textfile'],
   inspect: ['from', 'site', 'length'],
   diff: ['top'],
@@ -387,6 +387,7 @@ export async function main(argv: string[]): Promise<number> {
       return runRecord({
         backend: checkRecordBackend(values.backend ?? 'tracefs'),
         filter: filterFrom(values),
+        allocators: allocatorsFrom(values.alloc),
         stacks: values.stacks,
         durationSec: num('duration', values.duration, { min: 0.1, max: MAX_TIMER_SEC }),
         output: values.output,

@@ -25,6 +25,8 @@ export interface KmemEvent {
   cpu?: number;
   /** Innermost frame first. */
   stack?: string[];
+  /** The allocator, when not slab (vmalloc areas, pages, percpu). */
+  allocator?: AllocatorName;
   /**
    * The engine's key for ptr (engine/pointer-table.ts PtrKey), when the parser computed it from the bytes; the
    * engine then neither needs nor makes the text.

@@ -73,7 +73,7 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
   try {
     switch (o.backend) {
       case 'auto':
-        source = [...o.allocators].some((a) => a !== 'slab') ? await startKernelBpf(kernelOptions(o), sink) : await startAuto(o, sink);
+        source = await startAuto(o, sink);
         break;
       case 'kernel':
         source = await startKernelBpf(kernelOptions(o), sink);
@@ -83,8 +83,7 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
         source = await startBpftrace(bpftraceOptions(o), sink);
         break;
       case 'tracefs':
-        slabOnly(o, 'tracefs');
-        source = await startTracefs({ filter: o.filter, stacks: o.stacks, bufferKb: 8192 }, sink);
+        source = await startTracefs(tracefsOptions(o), sink);
         break;
       case 'trace-cmd':
         slabOnly(o, 'trace-cmd');
@@ -120,16 +119,20 @@ async function startAuto(o: LiveOptions, sink: ParseSink): Promise<LiveSource> {
     if (!(err instanceof EnvironmentError) || /needs root/.test(err.message)) throw err;
     why.push(`kernel backend: ${err.message}`);
   }
-  try {
-    await preflightBpftrace();
-    const s = await startBpftrace(bpftraceOptions(o), sink);
-    s.notes.unshift(`using bpftrace${o.events ? ' (--events)' : ''}${why.length ? `; ${why.join('; ')}` : ''}`);
-    return s;
-  } catch (err) {
-    if (!(err instanceof EnvironmentError) || /needs root/.test(err.message)) throw err;
-    why.push(`bpftrace: ${err.message}`);
+  if ([...o.allocators].some((a) => a !== 'slab')) {
+    why.push('bpftrace: pairs slab allocations only');
+  } else {
+    try {
+      await preflightBpftrace();
+      const s = await startBpftrace(bpftraceOptions(o), sink);
+      s.notes.unshift(`using bpftrace${o.events ? ' (--events)' : ''}${why.length ? `; ${why.join('; ')}` : ''}`);
+      return s;
+    } catch (err) {
+      if (!(err instanceof EnvironmentError) || /needs root/.test(err.message)) throw err;
+      why.push(`bpftrace: ${err.message}`);
+    }
   }
-  const s = await startTracefs({ filter: o.filter, stacks: o.stacks, bufferKb: 8192 }, sink);
+  const s = await startTracefs(tracefsOptions(o), sink);
   s.notes.unshift(`using tracefs; ${why.join('; ')}`);
   return s;
 }
@@ -138,10 +141,14 @@ function kernelOptions(o: LiveOptions) {
   return { filter: o.filter, allocators: o.allocators, stacks: o.stacks, snapshotSec: 1, maxPointers: o.maxPointers, listMax: 10_000, events: o.events };
 }
 
-/** bpftrace, tracefs and trace-cmd read the slab tracepoints only (for now): say so before starting them. */
+function tracefsOptions(o: LiveOptions) {
+  return { filter: o.filter, allocators: o.allocators, stacks: o.stacks, bufferKb: 8192 };
+}
+
+/** trace-cmd (and, for now, bpftrace) read the slab tracepoints only: say so before starting them. */
 function slabOnly(o: LiveOptions, backend: string): void {
   const other = [...o.allocators].filter((a) => a !== 'slab');
-  if (other.length > 0) throw new InputError(`--alloc ${other.join(',')} needs the kernel backend; --backend ${backend} pairs slab allocations only.`, 'Drop --backend (or use --backend kernel): it needs root, BTF and libbpf.so.1.');
+  if (other.length > 0) throw new InputError(`--alloc ${other.join(',')} needs the kernel or tracefs backend; --backend ${backend} pairs slab allocations only.`, 'Drop --backend (or use --backend kernel or tracefs).');
 }
 
 /** The tracer command `o` would run, as a shell command line (--dry-run). */
@@ -157,7 +164,7 @@ export async function liveCommandLine(o: LiveOptions): Promise<string> {
     case 'trace-cmd':
       return traceCmdCommandLine({ filter: o.filter, stacks: o.stacks });
     case 'tracefs':
-      return tracefsPlan({ filter: o.filter, stacks: o.stacks, bufferKb: 8192 });
+      return tracefsPlan(tracefsOptions(o));
   }
 }
 

@@ -5,6 +5,7 @@
 import { Engine } from '../engine/engine.js';
 import type { EventFilter } from '../engine/filter.js';
 import { InputError } from '../errors.js';
+import type { AllocatorName } from '../event.js';
 import { fmtCount } from '../report/format.js';
 import { SyncLineWriter } from '../report/ndjson-writer.js';
 import type { LiveSource } from '../sources/live.js';
@@ -15,6 +16,7 @@ import { catchStopSignals } from './live.js';
 export interface RecordOptions {
   backend: 'tracefs' | 'trace-cmd';
   filter: EventFilter;
+  allocators: ReadonlySet<AllocatorName>;
   stacks: boolean;
   durationSec: number | undefined;
   output: string;
@@ -27,10 +29,13 @@ export async function runRecord(o: RecordOptions): Promise<number> {
   let writer: SyncLineWriter | undefined;
   let source: LiveSource;
   try {
+    if (o.backend === 'trace-cmd' && [...o.allocators].some((a) => a !== 'slab')) {
+      throw new InputError('kleak record --backend trace-cmd records the slab tracepoints only; --alloc needs --backend tracefs.');
+    }
     if (o.backend === 'tracefs') {
       writer = new SyncLineWriter(o.output, o.force);
       const w = writer;
-      source = await startTracefs({ filter: o.filter, stacks: o.stacks, bufferKb: 8192, rawLine: (l) => w.line(l) }, engine);
+      source = await startTracefs({ filter: o.filter, allocators: o.allocators, stacks: o.stacks, bufferKb: 8192, rawLine: (l) => w.line(l) }, engine);
     } else {
       source = await startTraceCmd({ filter: o.filter, stacks: o.stacks, output: o.output }, engine);
     }
@@ -47,7 +52,7 @@ export async function runRecord(o: RecordOptions): Promise<number> {
   writer?.close();
   stopper.release();
   const t = engine.totals;
-  const what = o.backend === 'tracefs' ? `${fmtCount(writer!.lines)} lines of trace_pipe text (${fmtCount(t.events)} kmem events, ${fmtCount(t.lostEvents)} lost)` : 'a trace.dat';
+  const what = o.backend === 'tracefs' ? `${fmtCount(writer!.lines)} lines of trace_pipe text (${fmtCount(t.events)} allocator events, ${fmtCount(t.lostEvents)} lost)` : 'a trace.dat';
   process.stderr.write(`kleak: ${end.how === 'died' ? `${end.why}; ` : ''}recorded ${what} in ${o.output}; read it with: kleak replay ${o.output}\n`);
   return end.how === 'died' ? 2 : 0;
 }

@@ -249,6 +249,7 @@ export class Engine implements ParseSink {
     const siteId = this.siteOf(callSiteId);
     const site = this.sites[siteId]!;
     site.allocs++;
+    if (e.allocator !== undefined && e.allocator !== 'slab') site.allocator = e.allocator;
 
     if (this.recentUnknownFrees !== undefined) {
       const freeTs = this.recentUnknownFrees.take(key);
@@ -510,6 +511,11 @@ export class Engine implements ParseSink {
     }
     if (this.recordedRun?.cutShort) {
       out.push({ severity: 'dataLoss', text: 'this recording has no end record: kleak was stopped before it finished (killed, or its disk filled); the report covers what was recorded, and frees after the cut are missing.' });
+    }
+    const vmallocPages = this.sites.filter((s) => s.allocator === 'page' && s.outstanding > 0 && /^__?v(?:m|z)alloc\w*$/.test(s.fn));
+    if (vmallocPages.length > 0 && this.sites.some((s) => s.allocator === 'vmalloc')) {
+      const n = vmallocPages.reduce((a, s) => a + s.outstanding, 0);
+      out.push({ severity: 'info', text: `${n} outstanding pages are vmalloc's own (at ${vmallocPages.map((s) => s.fn).join(', ')}): they back vmalloc areas counted at their callers too, so their bytes are counted twice.` });
     }
     if (t.badLines > 0) {
       const first = this.badSamples.slice(0, 5).map((b) => b.line).join(', ');

@@ -1,7 +1,9 @@
 // The machinery shared by the two ftrace text formats (trace-cmd report, raw trace_pipe): header tokenizer,
 // kmem fields, lost-event lines and stack blocks. Each format file configures it and adds its own sniffing.
 
-import type { LineParser, ParseSink, Tracepoint } from '../event.js';
+import { allocatorCaller } from '../engine/stacks.js';
+import type { KmemEvent, LineParser, ParseSink, Tracepoint } from '../event.js';
+import { ALLOCATOR_EVENTS, noStackSite, readAllocatorEvent } from './allocator-fields.js';
 import { latin1, newFtraceHeader, parseLostLine, readFtraceHeader } from './ftrace-line.js';
 import { KmemFieldReader } from './kmem-fields.js';
 
@@ -42,14 +44,30 @@ function isHeaderLine(line: string): boolean {
   );
 }
 
+export interface FtraceTextOptions {
+  /** Bytes per page, for the page allocator's orders (4096 unless the trace's machine said otherwise). */
+  pageSize?: number;
+}
+
 export class FtraceTextParser implements LineParser {
   private stackCpu = -1;
   private frames: string[] = [];
   private inUserStack = false;
   private readonly header = newFtraceHeader();
   private readonly fields = new KmemFieldReader();
+  /**
+   * A vmalloc area or page allocation waiting for the stack that follows it: they have no call site, so their stack
+   * names the caller, and the engine gets them only once it is known.
+   */
+  private pending: KmemEvent | undefined;
+  private readonly pageSize: number;
 
-  constructor(private readonly sink: ParseSink) {}
+  constructor(
+    private readonly sink: ParseSink,
+    o: FtraceTextOptions = {},
+  ) {
+    this.pageSize = o.pageSize ?? 4096;
+  }
 
   line(text: string, lineNo: number): void {
     const buf = Buffer.from(text, 'latin1');
@@ -75,6 +93,7 @@ export class FtraceTextParser implements LineParser {
 
     const h = this.header;
     if (!readFtraceHeader(buf, start, end, h)) {
+      this.emitPending();
       const text = latin1(buf, start, end);
       const lost = parseLostLine(text);
       if (lost) this.sink.lost(lost.count, lost.cpu);
@@ -82,6 +101,12 @@ export class FtraceTextParser implements LineParser {
       return;
     }
     const ev = h.event;
+    if (STACK_EVENTS.has(ev)) {
+      if (this.pending !== undefined && this.pending.cpu !== h.cpu) this.emitPending();
+      this.stackCpu = h.cpu;
+      return;
+    }
+    this.emitPending();
     if (h.kmem) {
       const r = this.fields.read(ev as Tracepoint, buf, h.bodyStart, end, h.ts, h.pid, h.commStart, h.commEnd, h.cpu);
       if (typeof r === 'string') {
@@ -89,23 +114,46 @@ export class FtraceTextParser implements LineParser {
       } else {
         this.sink.event(r);
       }
-    } else if (STACK_EVENTS.has(ev)) {
-      this.stackCpu = h.cpu;
     } else if (USER_STACK_EVENTS.has(ev)) {
       this.inUserStack = true;
+    } else if (ALLOCATOR_EVENTS.has(ev)) {
+      let c = h.commStart;
+      while (c < h.commEnd && buf[c] === 32) c++;
+      const at = { ts: h.ts, pid: h.pid, cpu: h.cpu, comm: latin1(buf, c, h.commEnd) };
+      const r = readAllocatorEvent(ev, latin1(buf, h.bodyStart, end), at, this.pageSize);
+      if (typeof r === 'string') {
+        if (r !== 'null') this.sink.bad(lineNo, r);
+      } else if (r.kind === 'alloc' && (r.allocator === 'vmalloc' || r.allocator === 'page')) {
+        this.pending = r;
+      } else {
+        this.sink.event(r);
+      }
     }
     // Any other tracepoint is not ours: neither an event nor a bad line.
   }
 
   end(): void {
     this.flushStack();
+    this.emitPending();
   }
 
   private flushStack(): void {
     if (this.stackCpu >= 0) {
-      if (this.frames.length > 0) this.sink.stack(this.stackCpu, this.frames);
+      const p = this.pending;
+      if (p !== undefined && p.cpu === this.stackCpu && (p.allocator === 'vmalloc' || p.allocator === 'page')) {
+        // The stack of the vmalloc area or page just read: its first frame outside the allocator is the caller.
+        this.pending = { ...p, stack: this.frames, callSite: allocatorCaller(p.allocator, this.frames) ?? noStackSite(p.allocator) };
+        this.emitPending();
+      } else if (this.frames.length > 0) this.sink.stack(this.stackCpu, this.frames);
       this.frames = [];
       this.stackCpu = -1;
     }
+  }
+
+  private emitPending(): void {
+    if (this.pending === undefined) return;
+    const p = this.pending;
+    this.pending = undefined;
+    this.sink.event(p);
   }
 }

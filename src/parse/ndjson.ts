@@ -3,7 +3,9 @@
 //   {"kleak":1,"kind":"header",...}   {"kind":"alloc"|"free",...KmemEvent}   {"kind":"stack","cpu":1,"frames":[…]}
 //   {"kind":"lost","count":12,"cpu":0}   {"kind":"snapshot",...KernelSnapshot}
 
-import type { KernelSnapshot, KmemEvent, LineParser, ParseSink, RecordedRun, TraceFormat } from '../event.js';
+import type { AllocatorName, KernelSnapshot, KmemEvent, LineParser, ParseSink, RecordedRun, TraceFormat } from '../event.js';
+
+const ALLOCATOR_NAMES: readonly AllocatorName[] = ['slab', 'vmalloc', 'page', 'percpu'];
 
 type Rec = { kind?: unknown; [k: string]: unknown };
 
@@ -15,7 +17,7 @@ function isEvent(r: Rec): r is Rec & KmemEvent {
   return (
     (r.kind === 'alloc' || r.kind === 'free') && typeof r.ts === 'number' && Number.isFinite(r.ts) && typeof r.ptr === 'string' && typeof r.callSite === 'string' &&
     size(r.bytesAlloc) && size(r.bytesReq) && strings(r.stack) && (r.pid === undefined || typeof r.pid === 'number') && (r.comm === undefined || typeof r.comm === 'string') &&
-    (r.cache === undefined || typeof r.cache === 'string') && (r.cpu === undefined || (typeof r.cpu === 'number' && Number.isInteger(r.cpu) && r.cpu >= 0 && r.cpu < 65536))
+    (r.cache === undefined || typeof r.cache === 'string') && (r.allocator === undefined || ALLOCATOR_NAMES.includes(r.allocator as AllocatorName)) && (r.cpu === undefined || (typeof r.cpu === 'number' && Number.isInteger(r.cpu) && r.cpu >= 0 && r.cpu < 65536))
   );
 }
 

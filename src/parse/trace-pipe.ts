@@ -13,7 +13,9 @@ export const tracePipe: TraceFormat = {
         l.startsWith('# tracer:') ||
         /\[LOST \d+ EVENTS\]/.test(l) ||
         /: <stack trace>$/.test(l) ||
-        /\] +\S+ +\d+\.\d+: (?:kmalloc|kfree|kmem_cache_\w+|kmalloc_node|kmem_cache_alloc_node): call_site=/.test(l),
+        /\] +\S+ +\d+\.\d+: (?:kmalloc|kfree|kmem_cache_\w+|kmalloc_node|kmem_cache_alloc_node): call_site=/.test(l) ||
+        // The vmalloc, page and percpu tracepoints (trace-cmd report prints the same fields: one parser reads both)
+        /\] +\S+ +\d+\.\d+: (?:alloc_vmap_area: va_start: \d|free_vmap_area_noflush: va_start=|mm_page_(?:alloc|free|free_batched): page=|percpu_(?:alloc|free)_percpu: )/.test(l),
     );
   },
   createParser: (sink) => new FtraceTextParser(sink),

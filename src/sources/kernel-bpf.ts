@@ -6,12 +6,14 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { kmallocCacheSize, type EventFilter } from '../engine/filter.js';
+import { ALLOCATOR_MACHINERY } from '../engine/stacks.js';
 import { EnvironmentError } from '../errors.js';
 import type { AllocatorName, KernelSnapshot, KmemEvent, OutstandingRecord, ParseSink, SiteTotalsRecord } from '../event.js';
 import { ALLOC, ALLOCATOR_SHIFT, ALLOCATORS, CACHE_LEN, COMM_LEN, COUNTER, COUNTERS, EVENT, F_ACCOUNTED, SITE_COUNTS, SITE_KEY, STACK_DEPTH, cString, encodeConfig, type BpfConfig } from '../kernel/bpf-layout.js';
 import { Btf } from '../kernel/btf.js';
 import { Kallsyms } from '../kernel/kallsyms.js';
 import { libbpf, type Libbpf } from '../kernel/libbpf.js';
+import { pageSize } from '../kernel/page-size.js';
 import { kmallocCache } from '../parse/kmem-fields.js';
 import { packagePath } from '../paths.js';
 import type { LiveEnd, LiveSource } from './live.js';
@@ -49,17 +51,6 @@ const ALLOCATOR_PROGRAMS: Record<Exclude<AllocatorName, 'slab'>, { group: string
   page: { group: 'kmem', programs: ['mm_page_alloc', 'mm_page_free', 'mm_page_free_batched'] },
   percpu: { group: 'percpu', programs: ['percpu_alloc_percpu', 'percpu_free_percpu'] },
 };
-
-/** The system's page size (a page allocation of order N is this << N bytes). */
-function pageSize(): number {
-  try {
-    const m = /^KernelPageSize:\s+(\d+) kB/m.exec(readFileSync('/proc/self/smaps', 'utf8'));
-    if (m) return Number(m[1]) * 1024;
-  } catch {
-    // no smaps: the common size
-  }
-  return 4096;
-}
 
 export interface KernelBpfPlan {
   config: BpfConfig;
@@ -249,15 +240,6 @@ function readHash(lib: Libbpf, fd: number, keySize: number, valueSize: number, e
   }
 }
 
-/**
- * Frames of an allocator's own machinery (and of the tracing that sees it): a vmalloc area or a page is
- * attributed to the first frame of its stack that is not one of these.
- */
-const MACHINERY: Record<'vmalloc' | 'page', RegExp> = {
-  vmalloc: /^(?:bpf_prog_\w+|bpf_trace_run\d+|__bpf_trace_\w+|__traceiter_\w+|trace_call_bpf|alloc_vmap_area|__get_vm_area\w*|get_vm_area\w*|__vmalloc\w*|vmalloc\w*|vzalloc\w*|vmap\w*|__kvmalloc\w*|kvmalloc\w*|kvzalloc\w*|execmem\w*|__execmem\w*)$/,
-  page: /^(?:bpf_prog_\w+|bpf_trace_run\d+|__bpf_trace_\w+|__traceiter_\w+|trace_call_bpf|__alloc_pages\w*|alloc_pages\w*|__alloc_frozen_pages\w*|alloc_frozen_pages\w*|get_page_from_freelist|post_alloc_hook|prep_new_page|__folio_alloc\w*|folio_alloc\w*|__get_free_pages\w*|get_zeroed_page\w*|rmqueue\w*|__rmqueue\w*|alloc_slab_page|allocate_slab|new_slab|___slab_alloc|__slab_alloc\w*|vma_alloc_folio\w*|alloc_anon_folio|__page_cache_alloc\w*|filemap_alloc_folio\w*)$/,
-};
-
 class Reader {
   private readonly cpus: number;
   private readonly cacheNames = new Map<bigint, string>();
@@ -330,7 +312,7 @@ class Reader {
     if (allocator !== 'vmalloc' && allocator !== 'page') return this.syms.format(raw);
     if (raw === 0n) return `(${allocator}: no stack)`;
     const addrs = this.stack(Number(raw) - 1);
-    const machinery = MACHINERY[allocator];
+    const machinery = ALLOCATOR_MACHINERY[allocator];
     // Leading frames with no symbol are kleak's own programs and trampolines (JIT images load after kallsyms was read).
     const first = addrs.find((a) => {
       const sym = this.syms.lookup(a);

@@ -30,7 +30,7 @@ export interface TraceCmdOptions {
  */
 export function traceCmdArgs(o: TraceCmdOptions, name: string, probes: { allocs: string[]; frees: string[] }, selfPid: number, output?: string): string[] {
   const namedCache = o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined;
-  const filter = allocFilter(o.filter, namedCache, selfPid);
+  const filter = allocFilter(o.filter, namedCache, [selfPid]);
   const args = output !== undefined ? ['record', '-B', name, '-o', output] : ['stream', '-B', name];
   for (const t of probes.allocs) args.push('-e', `kmem:${t}`, '-f', filter);
   for (const t of probes.frees) args.push('-e', `kmem:${t}`);

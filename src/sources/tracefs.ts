@@ -1,12 +1,14 @@
 // The tracefs backend: no dependency but the kernel. kmalloc (filtered in the kernel) and kfree (every one: the
-// event has no size to filter on) in a private instance, read from its trace_pipe, parsed as trace_pipe text.
+// event has no size to filter on) in a private instance, read from its trace_pipe, parsed as trace_pipe text; the
+// vmalloc, page and percpu tracepoints the same way, with a stack for the first two (it names their caller).
 
-import { createReadStream, openSync } from 'node:fs';
+import { createReadStream, existsSync, openSync, readdirSync } from 'node:fs';
 import type { EventFilter } from '../engine/filter.js';
 import { kmallocCacheSize } from '../engine/filter.js';
-import type { ParseSink } from '../event.js';
+import type { AllocatorName, ParseSink } from '../event.js';
 import { EnvironmentError, InputError } from '../errors.js';
 import { TracefsInstance } from '../kernel/instance.js';
+import { pageSize } from '../kernel/page-size.js';
 import { ensureTracefs, kmemTracepoints, probesFor } from '../kernel/tracefs.js';
 import { FtraceTextParser } from '../parse/ftrace-text.js';
 import { forEachLineSplit2 } from './lines.js';
@@ -14,7 +16,11 @@ import type { LiveEnd, LiveSource } from './live.js';
 
 export interface TracefsOptions {
   filter: EventFilter;
+  /** Which allocators to pair (slab when absent). */
+  allocators: ReadonlySet<AllocatorName>;
   stacks: boolean;
+  /** Bytes per page (the system's when absent). */
+  pageSize?: number;
   /** Ring buffer per CPU, KiB. */
   bufferKb: number;
   /** Every line of trace_pipe as read (kleak record keeps them as the file a kernel person can open). */
@@ -30,7 +36,7 @@ function filterString(what: string, v: string): string {
 }
 
 /** The kernel event filter for the allocation tracepoints (ftrace filter syntax). */
-export function allocFilter(f: EventFilter, namedCache: boolean, selfPid: number): string {
+export function allocFilter(f: EventFilter, namedCache: boolean, selfPids: readonly number[]): string {
   const parts: string[] = [];
   const size = f.cache !== undefined ? kmallocCacheSize(f.cache) : undefined;
   const bytes = f.bytes ?? size;
@@ -40,8 +46,17 @@ export function allocFilter(f: EventFilter, namedCache: boolean, selfPid: number
   if (namedCache) parts.push(`name == ${filterString('--cache', f.cache!)}`);
   if (f.pid !== undefined) parts.push(`common_pid == ${f.pid}`);
   if (f.comm !== undefined) parts.push(`comm == ${filterString('--comm', f.comm)}`);
-  parts.push(`common_pid != ${selfPid}`);
+  for (const p of selfPids) parts.push(`common_pid != ${p}`);
   return parts.join(' && ');
+}
+
+/** kleak's own threads (Node's workers allocate too, and reading trace_pipe faults pages in): not traced. */
+function ownThreads(): number[] {
+  try {
+    return readdirSync('/proc/self/task').map(Number).filter((t) => Number.isInteger(t) && t > 0).slice(0, 32);
+  } catch {
+    return [process.pid];
+  }
 }
 
 /**
@@ -63,19 +78,81 @@ async function closePipe(pipe: ReturnType<typeof createReadStream>, inst: Tracef
   inst.pipeFd = undefined;
 }
 
+/** One write into the instance: `file` under it gets `value`. */
+interface InstanceWrite {
+  file: string;
+  value: string;
+}
+
+/** The tracepoints of each allocator other than slab: the allocation first, then its frees. */
+const ALLOCATOR_TRACEPOINTS: Record<Exclude<AllocatorName, 'slab'>, { group: string; alloc: string; frees: string[] }> = {
+  vmalloc: { group: 'vmalloc', alloc: 'alloc_vmap_area', frees: ['free_vmap_area_noflush'] },
+  page: { group: 'kmem', alloc: 'mm_page_alloc', frees: ['mm_page_free', 'mm_page_free_batched'] },
+  percpu: { group: 'percpu', alloc: 'percpu_alloc_percpu', frees: ['percpu_free_percpu'] },
+};
+
+/** The kernel filter of an allocator's allocation event: sizes in its own field, then who allocates. */
+function allocatorFilter(allocator: Exclude<AllocatorName, 'slab'>, f: EventFilter, selfPids: readonly number[], page: number): string {
+  const parts: string[] = [];
+  const min = f.bytes ?? f.minBytes;
+  const max = f.bytes ?? f.maxBytes;
+  if (allocator === 'page') {
+    // A page allocation of order N is page << N bytes: the orders whose size is in [min, max].
+    if (min !== undefined) parts.push(`order >= ${Math.max(0, Math.ceil(Math.log2(min / page)))}`);
+    if (max !== undefined) parts.push(max < page ? 'order < 0' : `order <= ${Math.floor(Math.log2(max / page))}`);
+  } else {
+    const field = allocator === 'vmalloc' ? 'size' : 'bytes_alloc';
+    if (min !== undefined) parts.push(`${field} >= ${min}`);
+    if (max !== undefined) parts.push(`${field} <= ${max}`);
+  }
+  if (f.pid !== undefined) parts.push(`common_pid == ${f.pid}`);
+  if (f.comm !== undefined) parts.push(`comm == ${filterString('--comm', f.comm)}`);
+  for (const p of selfPids) parts.push(`common_pid != ${p}`);
+  return parts.join(' && ');
+}
+
+/** What the instance needs, in order: every write, and the events enabled (group/name) to switch off at the end. */
+function instanceSetup(root: string, o: TracefsOptions, selfPids: readonly number[]): { writes: InstanceWrite[]; events: string[] } {
+  const writes: InstanceWrite[] = [];
+  const events: string[] = [];
+  const enable = (event: string, filter?: string, stacks?: boolean) => {
+    if (filter !== undefined) writes.push({ file: `events/${event}/filter`, value: filter });
+    if (stacks) writes.push({ file: `events/${event}/trigger`, value: filter === undefined ? 'stacktrace' : `stacktrace if ${filter}` });
+    writes.push({ file: `events/${event}/enable`, value: '1' });
+    events.push(event);
+  };
+  if (o.allocators.has('slab')) {
+    const namedCache = o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined;
+    const probes = probesFor(kmemTracepoints(root), namedCache);
+    const filter = allocFilter(o.filter, namedCache, selfPids);
+    for (const t of probes.allocs) enable(`kmem/${t}`, filter, o.stacks);
+    // Frees of a named cache can be filtered by name (5.12+); kfree has nothing to filter on.
+    for (const t of probes.frees) enable(`kmem/${t}`, namedCache && t === 'kmem_cache_free' ? `name == ${filterString('--cache', o.filter.cache!)}` : undefined);
+  }
+  for (const [allocator, tp] of Object.entries(ALLOCATOR_TRACEPOINTS) as [Exclude<AllocatorName, 'slab'>, (typeof ALLOCATOR_TRACEPOINTS)['page']][]) {
+    if (!o.allocators.has(allocator)) continue;
+    const missing = [tp.alloc, ...tp.frees].filter((e) => !existsSync(`${root}/events/${tp.group}/${e}`));
+    // mm_page_free_batched is missing on some kernels; its pages then come back through mm_page_free.
+    if (missing.length > 0 && !(missing.length === 1 && missing[0] === 'mm_page_free_batched')) {
+      throw new EnvironmentError(`this kernel has no ${missing.map((m) => `${tp.group}:${m}`).join(' / ')} tracepoint, which --alloc ${allocator} needs.`, `ls ${root}/events/${tp.group} shows what it has; --alloc slab still works.`);
+    }
+    // vmalloc areas and pages have no call site: their stack names the caller, so they always take one.
+    enable(`${tp.group}/${tp.alloc}`, allocatorFilter(allocator, o.filter, selfPids, o.pageSize ?? pageSize()), o.stacks || allocator !== 'percpu');
+    for (const e of tp.frees) if (!missing.includes(e)) enable(`${tp.group}/${e}`);
+  }
+  return { writes, events };
+}
+
 /** What startTracefs would write, as shell commands (--dry-run). */
 export async function tracefsPlan(o: TracefsOptions): Promise<string> {
   const tracefs = await ensureTracefs();
-  const namedCache = o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined;
-  const probes = probesFor(kmemTracepoints(tracefs.root), namedCache);
   const I = `${tracefs.root}/instances/kleak-${process.pid}`;
-  const filter = allocFilter(o.filter, namedCache, process.pid);
+  const { writes } = instanceSetup(tracefs.root, o, ownThreads());
   return [
     `mkdir ${I}`,
     `echo ${o.bufferKb} > ${I}/buffer_size_kb`,
     `echo 0 > ${I}/options/hash-ptr`,
-    ...probes.allocs.flatMap((t) => [`echo '${filter}' > ${I}/events/kmem/${t}/filter`, ...(o.stacks ? [`echo 'stacktrace if ${filter}' > ${I}/events/kmem/${t}/trigger`] : []), `echo 1 > ${I}/events/kmem/${t}/enable`]),
-    ...probes.frees.flatMap((t) => [...(namedCache && t === 'kmem_cache_free' ? [`echo 'name == "${o.filter.cache}"' > ${I}/events/kmem/${t}/filter`] : []), `echo 1 > ${I}/events/kmem/${t}/enable`]),
+    ...writes.map((w) => `echo '${w.value}' > ${I}/${w.file}`),
     `cat ${I}/trace_pipe        # until stopped; then the events are switched off and: rmdir ${I}`,
   ].join('\n');
 }
@@ -83,8 +160,7 @@ export async function tracefsPlan(o: TracefsOptions): Promise<string> {
 export async function startTracefs(o: TracefsOptions, sink: ParseSink): Promise<LiveSource> {
   if (process.getuid?.() !== 0) throw new EnvironmentError('kleak live needs root: tracefs is readable and writable by root only.', 'Run it with sudo.');
   const tracefs = await ensureTracefs();
-  const namedCache = o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined;
-  const probes = probesFor(kmemTracepoints(tracefs.root), namedCache);
+  const { writes, events } = instanceSetup(tracefs.root, o, ownThreads());
   const notes: string[] = tracefs.mounted ? [tracefs.mounted] : [];
   const stale = TracefsInstance.removeStale(tracefs.root);
   if (stale.length > 0) notes.push(`removed ${stale.join(', ')}: tracefs instance${stale.length > 1 ? 's' : ''} a killed kleak left tracing.`);
@@ -95,17 +171,7 @@ export async function startTracefs(o: TracefsOptions, sink: ParseSink): Promise<
     inst.write('buffer_size_kb', String(o.bufferKb));
     if (inst.has('options/hash-ptr')) inst.write('options/hash-ptr', '0');
     else notes.push('this kernel prints hashed pointers in tracefs (no options/hash-ptr): pairing works, but addresses cannot be looked up.');
-    const filter = allocFilter(o.filter, namedCache, process.pid);
-    for (const t of probes.allocs) {
-      inst.write(`events/kmem/${t}/filter`, filter);
-      if (o.stacks) inst.write(`events/kmem/${t}/trigger`, `stacktrace if ${filter}`);
-      inst.write(`events/kmem/${t}/enable`, '1');
-    }
-    for (const t of probes.frees) {
-      // Frees of a named cache can be filtered by name (5.12+); kfree has nothing to filter on.
-      if (namedCache && t === 'kmem_cache_free') inst.write(`events/kmem/${t}/filter`, `name == ${filterString('--cache', o.filter.cache!)}`);
-      inst.write(`events/kmem/${t}/enable`, '1');
-    }
+    for (const w of writes) inst.write(w.file, w.value);
     inst.write('tracing_on', '1');
   } catch (err) {
     inst.remove();
@@ -122,7 +188,7 @@ export async function startTracefs(o: TracefsOptions, sink: ParseSink): Promise<
     },
     bad: (l, r) => sink.bad(l, r),
   };
-  const parser = new FtraceTextParser(counting);
+  const parser = new FtraceTextParser(counting, { pageSize: o.pageSize ?? pageSize() });
   inst.pipeFd = openSync(`${inst.path}/trace_pipe`, 'r');
   const pipe = createReadStream('', { fd: inst.pipeFd, highWaterMark: 1 << 20 });
   let lines = 0;
@@ -157,7 +223,7 @@ export async function startTracefs(o: TracefsOptions, sink: ParseSink): Promise<
       try {
         // Stop the kmem events, then mark the end: once the marker comes out of trace_pipe, every event before
         // it has been read.
-        for (const t of [...probes.allocs, ...probes.frees]) inst.write(`events/kmem/${t}/enable`, '0');
+        for (const e of events) inst.write(`events/${e}/enable`, '0');
         inst.write('trace_marker', END_MARK);
         await Promise.race([endSeen, new Promise((r) => setTimeout(r, 5000))]);
         parser.end();

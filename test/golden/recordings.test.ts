@@ -57,6 +57,10 @@ describe('recordings replay to their right answers', () => {
         expect(fn(m[1]!)?.verdict, `verdict at ${m[1]}`).not.toBe('growing');
         checks++;
       }
+      for (const m of row.answer.matchAll(/(vmalloc|page|percpu) allocator at (\w+)/g)) {
+        expect(fn(m[2]!)?.allocator, `allocator at ${m[2]}`).toBe(m[1]);
+        checks++;
+      }
       for (const m of row.answer.matchAll(/stacks at (\w+)/g)) {
         const s = fn(m[1]!)!;
         expect(s.stacks[0]!.frames[0]).toBe(m[1]);
