@@ -147,6 +147,8 @@ static __always_inline int on_alloc(void *ctx, __u64 call_site, __u64 ptr, __u32
 {
 	if (!ptr || bytes_alloc < cfg.min_bytes || bytes_alloc > cfg.max_bytes)
 		return 0;
+	if (call_site >= cfg.own_lo && call_site < cfg.own_hi)
+		return 0;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if ((cfg.pid && tgid != cfg.pid) || tgid == cfg.self_tgid)
 		return 0;

@@ -28,6 +28,10 @@ struct kleak_config {
 	char cache[KLEAK_CACHE_LEN];
 	__u32 page_size;   /* the system's page size: a page allocation of order N is page_size << N bytes */
 	__u32 events;      /* also stream each tracked allocation and its free through the ring buffer (--events) */
+	/* Call sites in [own_lo, own_hi) are not tracked: the BPF memory allocator's refill (alloc_bulk), which
+	 * kleak's own hash map inserts cause; tracked, each refill's objects would need more inserts, more refills. */
+	__u64 own_lo;
+	__u64 own_hi;
 };
 
 /* One outstanding allocation: the value of the pointer table, keyed by the pointer. */

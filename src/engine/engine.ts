@@ -512,6 +512,15 @@ export class Engine implements ParseSink {
     if (this.recordedRun?.cutShort) {
       out.push({ severity: 'dataLoss', text: 'this recording has no end record: kleak was stopped before it finished (killed, or its disk filled); the report covers what was recorded, and frees after the cut are missing.' });
     }
+    for (const { allocator, fns, what } of BOOKKEEPING) {
+      if (this.sites.some((x) => x.allocator === allocator)) continue; // traced already: the memory itself is in the report
+      const held = this.sites.filter((x) => (x.allocator ?? 'slab') === 'slab' && x.outstanding > 0 && fns.test(siteFunction(x.fn).replace(/ \[.*$/, '')));
+      if (held.length === 0) continue;
+      out.push({
+        severity: 'info',
+        text: `${held.map((x) => x.fn).join(', ')} ${held.length > 1 ? 'are' : 'is'} ${allocator}'s own bookkeeping (${what}): the memory those objects describe is in ${allocator} memory, which this run does not pair; kleak live --alloc ${allocator} finds who holds it.`,
+      });
+    }
     const vmallocPages = this.sites.filter((s) => s.allocator === 'page' && s.outstanding > 0 && /^__?v(?:m|z)alloc\w*$/.test(s.fn));
     if (vmallocPages.length > 0 && this.sites.some((s) => s.allocator === 'vmalloc')) {
       const n = vmallocPages.reduce((a, s) => a + s.outstanding, 0);
@@ -527,6 +536,15 @@ export class Engine implements ParseSink {
     return out;
   }
 }
+
+/**
+ * Slab call sites that are another allocator's own metadata: a slab run on a vmalloc or percpu leak shows only
+ * these (20 BPF maps of 1 MiB: 104 KiB of slab here for 20 MiB of vmalloc), so the report says where to look.
+ */
+const BOOKKEEPING: readonly { allocator: AllocatorName; fns: RegExp; what: string }[] = [
+  { allocator: 'vmalloc', fns: /^(?:__vmalloc_node_range\w*|__vmalloc_area_node|__get_vm_area_node|__get_vm_area\w*|alloc_vmap_area|vm_area_alloc_pages|__bpf_map_area_alloc)$/, what: 'vm_struct, vmap_area and page arrays' },
+  { allocator: 'percpu', fns: /^(?:pcpu_mem_zalloc|pcpu_alloc_chunk|pcpu_create_chunk|pcpu_alloc_pages|pcpu_populate_chunk)$/, what: 'percpu chunks and their maps' },
+];
 
 /**
  * Functions that free objects for the RCU machinery (6.x: kvfree_rcu_list frees one by one what could not be

@@ -6,9 +6,9 @@ export const CACHE_LEN = 32;
 export const STACK_DEPTH = 20;
 
 export const CONFIG = {
-  size: 112,
+  size: 128,
   minBytes: 0, maxBytes: 8, pid: 16, selfTgid: 20, commOn: 24, cacheOn: 28, stacks: 32, gfpAccount: 36,
-  rcuMonitorFn: 40, rcuWorkFn: 48, comm: 56, cache: 72, pageSize: 104, events: 108,
+  rcuMonitorFn: 40, rcuWorkFn: 48, comm: 56, cache: 72, pageSize: 104, events: 108, ownLo: 112, ownHi: 120,
 } as const;
 
 export const ALLOC = {
@@ -45,6 +45,9 @@ export interface BpfConfig {
   rcuWorkFn: bigint;
   pageSize: number;
   events: boolean;
+  /** Call sites kleak's own map causes (the BPF memory allocator's refill): [lo, hi), 0/0 for none. */
+  ownLo: bigint;
+  ownHi: bigint;
 }
 
 /** A name as the kernel holds it: at most n-1 bytes and a NUL (a longer name could never match, so it is refused upstream). */
@@ -66,6 +69,8 @@ export function encodeConfig(c: BpfConfig): Buffer {
   b.writeBigUInt64LE(c.rcuWorkFn, CONFIG.rcuWorkFn);
   b.writeUInt32LE(c.pageSize, CONFIG.pageSize);
   b.writeUInt32LE(c.events ? 1 : 0, CONFIG.events);
+  b.writeBigUInt64LE(c.ownLo, CONFIG.ownLo);
+  b.writeBigUInt64LE(c.ownHi, CONFIG.ownHi);
   putName(b, CONFIG.comm, COMM_LEN, c.comm);
   putName(b, CONFIG.cache, CACHE_LEN, c.cache);
   return b;

@@ -33,6 +33,16 @@ export class Kallsyms {
     return i < 0 ? undefined : this.addrs[i];
   }
 
+  /** [start, end) of a text symbol by name: its address up to the next symbol's; undefined when absent. */
+  range(name: string): { start: bigint; end: bigint } | undefined {
+    const i = this.names.indexOf(name);
+    if (i < 0) return undefined;
+    const start = this.addrs[i]!;
+    let j = i + 1;
+    while (j < this.addrs.length && this.addrs[j] === start) j++;
+    return { start, end: j < this.addrs.length ? this.addrs[j]! : start + 1n };
+  }
+
   /** 'func+0xOFF' or 'func+0xOFF [module]', as the kernel's %pS prints it; raw hex when no symbol covers it. */
   format(addr: bigint): string {
     const s = this.lookup(addr);

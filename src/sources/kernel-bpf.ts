@@ -99,6 +99,10 @@ export function kernelBpfPlan(o: KernelBpfOptions, btf: Btf, syms: Kallsyms | un
   // vmalloc areas and pages have no call site: their stack names who allocated them.
   const byStack = o.allocators.has('vmalloc') || o.allocators.has('page');
   const account = btf.enumValue('___GFP_ACCOUNT_BIT');
+  // The pointer table is a hash map that is not preallocated: its inserts take elements the BPF memory allocator
+  // refills with kmalloc from alloc_bulk, in whichever task runs then. Tracked, those would need inserts of their
+  // own, and so on until the table is full (seen: 262,144 "allocations" at alloc_bulk in 3 s, --comm python3).
+  const own = syms?.range('alloc_bulk');
   return {
     config: {
       minBytes: BigInt(min), maxBytes: BigInt(max), pid: f.pid ?? 0, selfTgid: process.pid, comm: f.comm,
@@ -108,6 +112,8 @@ export function kernelBpfPlan(o: KernelBpfOptions, btf: Btf, syms: Kallsyms | un
       rcuWorkFn: programs.includes('workqueue_execute_start') ? work! : 0n,
       pageSize: pageSize(),
       events: o.events === true,
+      ownLo: own?.start ?? 0n,
+      ownHi: own?.end ?? 0n,
     },
     programs,
     optional: [...optional],
