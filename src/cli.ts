@@ -11,6 +11,7 @@ import type { EventFilter } from './engine/filter.js';
 import type { AllocatorName, FormatName } from './event.js';
 import type { BackendChoice } from './commands/live.js';
 import { kmallocCacheSize } from './engine/filter.js';
+import { checkSshDestination, type SshTarget } from './sources/ssh-target.js';
 import { parseThresholds, type VerdictThresholds } from './engine/verdict.js';
 import { renderJson } from './report/json.js';
 import { renderText } from './report/text.js';
@@ -60,6 +61,9 @@ LIVE AND RECORD
   --alloc LIST         allocators to pair: slab (default), vmalloc, page, percpu, a comma list, or all (kernel,
                        bpftrace and tracefs backends; kleak record too). vmalloc areas and pages are named by
                        the first frame of their stack outside the allocator
+  --ssh [USER@]HOST    live and watch: run on that host over ssh (it needs a shell and tracefs, not Node; root
+                       there). The remote instance goes when kleak stops or the connection drops
+  --ssh-config FILE    an ssh_config for --ssh (port, key, known hosts); else yours
   --events             stream every tracked allocation and its free (kernel: a BPF ring buffer read a few times
                        a second; bpftrace: printed lines) and pair them in kleak, instead of kernel snapshots
   --record FILE        keep an NDJSON recording that \`kleak replay\` (or \`kleak watch --replay\`) reads back
@@ -145,6 +149,8 @@ const OPTIONS = {
   replay: { type: 'string' },
   every: { type: 'string' },
   root: { type: 'string' },
+  ssh: { type: 'string' },
+  'ssh-config': { type: 'string' },
   'kmemleak-scan': { type: 'boolean', default: false },
   from: { type: 'string' },
   site: { type: 'string' },
@@ -226,10 +232,10 @@ const MAX_TIMER_SEC = 2_147_483;
 
 /** Options each command takes (beyond --help, --version, --debug, --json, --text); any other is refused up front. */
 const COMMAND_OPTIONS: Record<string, readonly string[]> = {
-  live: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'interval', 'events', 'record', 'max-pointers', 'dry-run', 'force', 'prometheus', 'textfile', 'folded', 'pprof', 'flamegraph', 'min-age', 'top', 'verdict'],
+  live: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'interval', 'events', 'record', 'max-pointers', 'dry-run', 'force', 'prometheus', 'textfile', 'folded', 'pprof', 'flamegraph', 'min-age', 'top', 'verdict', 'ssh', 'ssh-config'],
   replay: ['format', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'speed', 'every', 'folded', 'pprof', 'flamegraph', 'force', 'min-age', 'top', 'verdict'],
   record: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'output', 'force'],
-  watch: ['interval', 'duration', 'top', 'record', 'force', 'replay', 'root', 'kmemleak-scan', 'prometheus', 'textfile'],
+  watch: ['interval', 'duration', 'top', 'record', 'force', 'replay', 'root', 'kmemleak-scan', 'prometheus', 'textfile', 'ssh', 'ssh-config'],
   inspect: ['from', 'site', 'length'],
   diff: ['top'],
   '': ['speed', 'format', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'min-age', 'top', 'verdict', 'folded', 'pprof', 'flamegraph', 'force', 'every'],
@@ -273,6 +279,19 @@ function reportOptions(v: Values) {
   return { ...(top !== undefined ? { top } : {}), ...(minAgeSec !== undefined ? { minAgeSec } : {}) };
 }
 
+/** --ssh [user@]host (and --ssh-config FILE): where to run, checked before anything starts. */
+function sshFrom(v: Values): { ssh?: SshTarget } {
+  if (v.ssh === undefined) {
+    if (v['ssh-config'] !== undefined) throw new InputError('--ssh-config goes with --ssh HOST.');
+    return {};
+  }
+  if (v.root !== undefined) throw new InputError('--ssh and --root both say where /proc is: give one.');
+  if (v['kmemleak-scan']) throw new InputError('--kmemleak-scan writes to the kernel being watched; it does not go with --ssh.', 'Run kleak watch --kmemleak-scan on that host, or trigger the scan there yourself.');
+  if (v.backend !== undefined && v.backend !== 'auto' && v.backend !== 'tracefs') throw new InputError(`--ssh runs the tracefs backend on the remote host (a shell and tracefs are all it needs); --backend ${v.backend} does not go with it.`);
+  if (v.events) throw new InputError('--events does not go with --ssh: the remote run streams every event already (tracefs).');
+  return { ssh: { destination: checkSshDestination(v.ssh), ...(v['ssh-config'] !== undefined ? { config: v['ssh-config'] } : {}) } };
+}
+
 async function live(v: Values): Promise<number> {
   const backends: BackendChoice[] = ['auto', 'kernel', 'bpftrace', 'tracefs', 'trace-cmd'];
   const backend = (v.backend ?? 'auto') as BackendChoice;
@@ -296,6 +315,7 @@ async function live(v: Values): Promise<number> {
       // Each tracked pointer costs ~100 bytes of kernel memory (bpftrace: preallocated in every map it sizes).
       maxPointers: num('max-pointers', v['max-pointers'], { integer: true, min: 16, max: 4_194_304 }) ?? 262_144,
       ...thresholdsFrom(v),
+      ...sshFrom(v),
   };
   if (v['dry-run']) {
     const { liveCommandLine } = await import('./commands/live.js');
@@ -367,6 +387,7 @@ export async function main(argv: string[]): Promise<number> {
         force: values.force,
         ...(await metricsOptions(values)),
         ...(values.root !== undefined ? { root: values.root } : {}),
+        ...sshFrom(values),
         kmemleakScan: values['kmemleak-scan'],
         replay: values.replay,
         json: values.json,

@@ -14,6 +14,7 @@ import { renderText } from '../report/text.js';
 import { bpftraceCommandLine, preflightBpftrace, startBpftrace } from '../sources/bpftrace.js';
 import { kernelBpfDescription, startKernelBpf } from '../sources/kernel-bpf.js';
 import { startTracefs, tracefsPlan } from '../sources/tracefs.js';
+import { sshTracefsPlan, startSshTracefs, type SshTarget } from '../sources/ssh.js';
 import { startTraceCmd, traceCmdCommandLine } from '../sources/trace-cmd.js';
 import type { LiveEnd, LiveSource } from '../sources/live.js';
 import type { AllocatorName, ParseSink } from '../event.js';
@@ -45,6 +46,8 @@ export interface LiveOptions {
   flamegraph?: string;
   maxPointers: number;
   thresholds?: VerdictThresholds;
+  /** Trace this host over ssh (tracefs through a shell there). */
+  ssh?: SshTarget;
 }
 
 export interface LiveRun {
@@ -66,12 +69,13 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
     ...(o.thresholds ? { thresholds: o.thresholds } : {}),
   });
   const recorder = o.record
-    ? new NdjsonRecorder(o.record, { source: { kind: 'live', backend: o.backend, mode: o.events || o.backend === 'tracefs' || o.backend === 'trace-cmd' ? 'events' : 'pairs' }, filter: o.filter, started: new Date().toISOString() }, o.force)
+    ? new NdjsonRecorder(o.record, { source: { kind: 'live', backend: o.ssh ? 'tracefs' : o.backend, ...(o.ssh ? { host: o.ssh.destination } : {}), mode: o.events || o.ssh || o.backend === 'tracefs' || o.backend === 'trace-cmd' ? 'events' : 'pairs' }, filter: o.filter, started: new Date().toISOString() }, o.force)
     : undefined;
   const sink = recorder ? teeSink(engine, recorder) : engine;
   let source: LiveSource;
   try {
-    switch (o.backend) {
+    if (o.ssh) source = await startSshTracefs(tracefsOptions(o), o.ssh, sink);
+    else switch (o.backend) {
       case 'auto':
         source = await startAuto(o, sink);
         break;
@@ -153,6 +157,7 @@ function slabOnly(o: LiveOptions, backend: string): void {
 
 /** The tracer command `o` would run, as a shell command line (--dry-run). */
 export async function liveCommandLine(o: LiveOptions): Promise<string> {
+  if (o.ssh) return sshTracefsPlan(tracefsOptions(o), o.ssh);
   switch (o.backend) {
     case 'auto':
       return o.events ? bpftraceCommandLine(bpftraceOptions(o)) : `${kernelBpfDescription(kernelOptions(o))}

@@ -12,6 +12,7 @@ import { parseVmallocinfo, type VmallocGroup } from '../kernel/vmallocinfo.js';
 import { fit, fmtBytes, fmtCount, fmtRate, sparkline } from '../report/format.js';
 import { SyncLineWriter } from '../report/ndjson-writer.js';
 import { catchStopSignals } from './live.js';
+import { RemoteFiles, type SshTarget } from '../sources/ssh.js';
 
 export interface WatchOptions {
   intervalSec: number;
@@ -26,6 +27,8 @@ export interface WatchOptions {
   root?: string;
   /** Ask kmemleak for a scan before each reading (expensive: never by default). */
   kmemleakScan?: boolean;
+  /** Read the files of this host over ssh (--ssh), copied into a private directory read as --root. */
+  ssh?: SshTarget;
   replay: string | undefined;
   json: boolean;
   /** Interactive view (a terminal): Enter on a cache returns it, to trace live. */
@@ -236,19 +239,44 @@ export async function runWatch(o: WatchOptions): Promise<number | { trace: strin
     if (n === 0) throw new InputError(`${o.replay} holds no watch samples (record them with kleak watch --record FILE).`);
     return finish();
   }
-  ROOT_DIR = o.root && o.root !== '/' ? o.root.replace(/\/+$/, '') : '';
-  records = new RecordWatch(o.kmemleakScan === true);
+  const remote = o.ssh ? new RemoteFiles(o.ssh) : undefined;
+  try {
+    if (remote) await remote.read();
+    ROOT_DIR = remote ? remote.root : o.root && o.root !== '/' ? o.root.replace(/\/+$/, '') : '';
+    return await watchHere(o, model, finish, (r) => (records = r), remote);
+  } finally {
+    remote?.close();
+  }
+}
+
+/** The watch of this host's files, or of a remote host's copied into a private directory at each reading. */
+async function watchHere(o: WatchOptions, model: WatchModel, finish: () => number, setRecords: (r: RecordWatch) => void, remote: RemoteFiles | undefined): Promise<number | { trace: string }> {
+  const records = new RecordWatch(o.kmemleakScan === true);
+  setRecords(records);
   const rec = records;
   if (rec.missing.length > 0) process.stderr.write(`kleak: this kernel keeps ${rec.missing.join('; ')}: watch reads what it has.\n`);
   const writer = o.record ? new SyncLineWriter(o.record, o.force) : undefined;
   writer?.line(JSON.stringify({ kleak: 1, kind: 'header', what: 'watch', intervalSec: o.intervalSec, started: new Date().toISOString() }));
-  const take = () => {
+  const takeNow = () => {
     const s = sample();
     model.add(s);
     rec.take(s.ts);
-    writer?.line(JSON.stringify({ kind: 'watch-sample', ...s }));
+    writer?.line(JSON.stringify({ kind: 'watch-sample', ...s, ...(o.ssh ? { host: o.ssh.destination } : {}) }));
   };
-  take();
+  // A remote host's files are copied first; a reading still on its way is not asked for twice.
+  let busy = false;
+  let failed: Error | undefined;
+  const take = () => {
+    if (!remote) return takeNow();
+    if (busy || failed) return;
+    busy = true;
+    remote.read().then(takeNow, (err: Error) => {
+      failed = err;
+      process.stderr.write(`kleak: ${err.message}; watch stops here.\n`);
+      process.kill(process.pid, 'SIGTERM');
+    }).finally(() => (busy = false));
+  };
+  takeNow();
   const metrics = await exportWatchMetrics(o, () => model.report({ top: o.top, aliases: aliasesOf, merged: mergeable() }));
   const takeAndExport = () => {
     take();
@@ -262,7 +290,7 @@ export async function runWatch(o: WatchOptions): Promise<number | { trace: strin
     }
   }
   const stopper = catchStopSignals();
-  process.stderr.write(`kleak: watching /proc/slabinfo, /proc/meminfo and /proc/vmallocinfo every ${o.intervalSec}s; ${o.durationSec ? `for ${o.durationSec}s` : 'Ctrl-C to stop'}${writer ? `; recording to ${writer.path}` : ''}\n`);
+  process.stderr.write(`kleak: watching ${o.ssh ? `${o.ssh.destination}'s ` : ''}/proc/slabinfo, /proc/meminfo and /proc/vmallocinfo every ${o.intervalSec}s; ${o.durationSec ? `for ${o.durationSec}s` : 'Ctrl-C to stop'}${writer ? `; recording to ${writer.path}` : ''}\n`);
   await new Promise<void>((resolve) => {
     const started = Date.now();
     const timer = setInterval(() => {

@@ -13,6 +13,8 @@ export interface SourceInfo {
   mode?: string;
   /** Replay of a kleak recording: the backend (and mode) that made it. */
   recordedWith?: string;
+  /** Live over ssh (--ssh): the host traced. */
+  host?: string;
 }
 
 export interface Totals {

@@ -5,7 +5,7 @@
 import { createReadStream, existsSync, openSync, readdirSync } from 'node:fs';
 import type { EventFilter } from '../engine/filter.js';
 import { kmallocCacheSize } from '../engine/filter.js';
-import type { AllocatorName, ParseSink } from '../event.js';
+import { TRACEPOINTS, type AllocatorName, type ParseSink } from '../event.js';
 import { EnvironmentError, InputError } from '../errors.js';
 import { TracefsInstance } from '../kernel/instance.js';
 import { pageSize } from '../kernel/page-size.js';
@@ -79,7 +79,7 @@ async function closePipe(pipe: ReturnType<typeof createReadStream>, inst: Tracef
 }
 
 /** One write into the instance: `file` under it gets `value`. */
-interface InstanceWrite {
+export interface InstanceWrite {
   file: string;
   value: string;
 }
@@ -111,8 +111,11 @@ function allocatorFilter(allocator: Exclude<AllocatorName, 'slab'>, f: EventFilt
   return parts.join(' && ');
 }
 
-/** What the instance needs, in order: every write, and the events enabled (group/name) to switch off at the end. */
-function instanceSetup(root: string, o: TracefsOptions, selfPids: readonly number[]): { writes: InstanceWrite[]; events: string[] } {
+/**
+ * What the instance needs, in order: every write, and the events enabled (group/name) to switch off at the end.
+ * `root` is the local tracefs, or undefined for a remote host's (--ssh), whose script skips the events its kernel lacks.
+ */
+export function instanceSetup(root: string | undefined, o: TracefsOptions, selfPids: readonly number[]): { writes: InstanceWrite[]; events: string[] } {
   const writes: InstanceWrite[] = [];
   const events: string[] = [];
   const enable = (event: string, filter?: string, stacks?: boolean) => {
@@ -123,7 +126,7 @@ function instanceSetup(root: string, o: TracefsOptions, selfPids: readonly numbe
   };
   if (o.allocators.has('slab')) {
     const namedCache = o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined;
-    const probes = probesFor(kmemTracepoints(root), namedCache);
+    const probes = probesFor(root === undefined ? new Set(TRACEPOINTS) : kmemTracepoints(root), namedCache);
     const filter = allocFilter(o.filter, namedCache, selfPids);
     for (const t of probes.allocs) enable(`kmem/${t}`, filter, o.stacks);
     // Frees of a named cache can be filtered by name (5.12+); kfree has nothing to filter on.
@@ -131,7 +134,7 @@ function instanceSetup(root: string, o: TracefsOptions, selfPids: readonly numbe
   }
   for (const [allocator, tp] of Object.entries(ALLOCATOR_TRACEPOINTS) as [Exclude<AllocatorName, 'slab'>, (typeof ALLOCATOR_TRACEPOINTS)['page']][]) {
     if (!o.allocators.has(allocator)) continue;
-    const missing = [tp.alloc, ...tp.frees].filter((e) => !existsSync(`${root}/events/${tp.group}/${e}`));
+    const missing = root === undefined ? [] : [tp.alloc, ...tp.frees].filter((e) => !existsSync(`${root}/events/${tp.group}/${e}`));
     // mm_page_free_batched is missing on some kernels; its pages then come back through mm_page_free.
     if (missing.length > 0 && !(missing.length === 1 && missing[0] === 'mm_page_free_batched')) {
       throw new EnvironmentError(`this kernel has no ${missing.map((m) => `${tp.group}:${m}`).join(' / ')} tracepoint, which --alloc ${allocator} needs.`, `ls ${root}/events/${tp.group} shows what it has; --alloc slab still works.`);
