@@ -168,6 +168,8 @@ function configs(floorObj: string | undefined, only: string): Config[] {
     { group: 'bpftrace', name: 'kleak live --backend bpftrace --bytes 1024 --stacks', start: kleak(['--backend', 'bpftrace', '--bytes', '1024', '--stacks']) },
     { group: 'tracefs', name: 'kleak live --backend tracefs --bytes 8192', start: kleak(['--backend', 'tracefs', '--bytes', '8192']) },
     { group: 'tracefs', name: 'kleak live --backend tracefs --bytes 1024', start: kleak(['--backend', 'tracefs', '--bytes', '1024']) },
+    { group: 'tracefs', name: 'kleak live --backend tracefs --alloc page (every page, a stack each)', start: kleak(['--backend', 'tracefs', '--alloc', 'page']) },
+    { group: 'tracefs', name: 'kleak live --backend tracefs --alloc vmalloc,percpu', start: kleak(['--backend', 'tracefs', '--alloc', 'vmalloc,percpu']) },
     { group: 'kernel', name: 'kleak live --bytes 1024 --events (kernel backend; ring buffer)', start: kleak(['--backend', 'kernel', '--bytes', '1024', '--events']) },
     { group: 'kernel', name: 'kleak live --alloc page (kernel backend; every page, no filter)', start: kleak(['--backend', 'kernel', '--alloc', 'page']) },
     { group: 'kernel', name: 'kleak live --alloc vmalloc,percpu (kernel backend)', start: kleak(['--backend', 'kernel', '--alloc', 'vmalloc,percpu']) },

@@ -41,7 +41,7 @@ EXAMPLES
 USAGE
   kleak live [--backend kernel|bpftrace|tracefs|trace-cmd] [--alloc slab,vmalloc,page,percpu|all] [filter] [--stacks] [--duration SEC] [--interval SEC]
              [--events] [--record FILE.ndjson] [--max-pointers N] [--dry-run] [report options]
-  kleak replay FILE|- [--format auto|trace-cmd|trace-pipe|bpftrace|ndjson] [--speed X] [filter] [report options]
+  kleak replay FILE|- [--format auto|trace-cmd|trace-pipe|bpftrace|ndjson] [--speed X] [--kallsyms FILE] [filter] [report options]
   kleak replay RECORD... [--format kmemleak|allocinfo|slabinfo|alloc_traces|vmallocinfo] [--every SEC] [--top N] [--json]
   kleak record [--backend tracefs|trace-cmd] [--alloc LIST] [filter] [--stacks] [--duration SEC] -o FILE
   kleak watch [--interval SEC] [--duration SEC] [--top N] [--record FILE.ndjson] [--json]
@@ -94,6 +94,8 @@ FILTER (allocations)
 
 REPLAY
   --format NAME        the trace's format, when detection from its first lines is not enough
+  --kallsyms FILE      replay: name raw hex call sites and stack frames (old kernels' traces) from a copy of
+                       the traced host's /proc/kallsyms (as root) or its System.map
   --speed X            in the interactive view, replay at X times the trace's own pace (default: at once)
   --every SEC          kernel records that do not say when they were taken: one every SEC seconds (default 60)
 
@@ -150,6 +152,7 @@ const OPTIONS = {
   every: { type: 'string' },
   root: { type: 'string' },
   ssh: { type: 'string' },
+  kallsyms: { type: 'string' },
   'ssh-config': { type: 'string' },
   'kmemleak-scan': { type: 'boolean', default: false },
   from: { type: 'string' },
@@ -233,7 +236,7 @@ const MAX_TIMER_SEC = 2_147_483;
 /** Options each command takes (beyond --help, --version, --debug, --json, --text); any other is refused up front. */
 const COMMAND_OPTIONS: Record<string, readonly string[]> = {
   live: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'interval', 'events', 'record', 'max-pointers', 'dry-run', 'force', 'prometheus', 'textfile', 'folded', 'pprof', 'flamegraph', 'min-age', 'top', 'verdict', 'ssh', 'ssh-config'],
-  replay: ['format', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'speed', 'every', 'folded', 'pprof', 'flamegraph', 'force', 'min-age', 'top', 'verdict'],
+  replay: ['format', 'kallsyms', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'speed', 'every', 'folded', 'pprof', 'flamegraph', 'force', 'min-age', 'top', 'verdict'],
   record: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'output', 'force'],
   watch: ['interval', 'duration', 'top', 'record', 'force', 'replay', 'root', 'kmemleak-scan', 'prometheus', 'textfile', 'ssh', 'ssh-config'],
   inspect: ['from', 'site', 'length'],
@@ -334,7 +337,7 @@ function useTui(v: Values): boolean {
 async function replay(path: string, v: Values): Promise<void> {
   const format = v.format as FormatName | 'auto';
   const speed = num('speed', v.speed, { min: 0.01 });
-  const o = { path, format, filter: filterFrom(v), report: reportOptions(v), ...(speed !== undefined ? { speed } : {}), ...thresholdsFrom(v) };
+  const o = { path, format, filter: filterFrom(v), report: reportOptions(v), ...(speed !== undefined ? { speed } : {}), ...thresholdsFrom(v), ...(v.kallsyms !== undefined ? { kallsyms: v.kallsyms } : {}) };
   // Commands are loaded on demand: on a terminal the replay's worker starts before the parsers are loaded here.
   const exports = { ...(v.folded !== undefined ? { folded: v.folded } : {}), ...(v.pprof !== undefined ? { pprof: v.pprof } : {}), ...(v.flamegraph !== undefined ? { flamegraph: v.flamegraph } : {}), force: v.force };
   // The view runs the replay on another thread; exports read the engine here, so they take the report path.

@@ -1,10 +1,12 @@
 // kleak replay: a saved trace → parser → engine → report. No parsing or math here, only wiring.
 
+import { readFileSync } from 'node:fs';
 import { Engine, type ReportOptions } from '../engine/engine.js';
 import type { VerdictThresholds } from '../engine/verdict.js';
 import type { EventFilter } from '../engine/filter.js';
 import type { FormatName } from '../event.js';
 import { InputError } from '../errors.js';
+import { Kallsyms } from '../kernel/kallsyms.js';
 import { DetectingParser } from '../parse/detect.js';
 import { acceptedFormatsSentence, formatByName } from '../parse/formats.js';
 import type { Report, SourceInfo } from '../report/model.js';
@@ -21,6 +23,8 @@ export interface ReplayOptions {
   /** Replay at this many trace seconds per second (the TUI shows the trace unfold); undefined: as fast as possible. */
   speed?: number;
   thresholds?: VerdictThresholds;
+  /** A /proc/kallsyms copy or System.map of the traced kernel: names raw hex call sites and frames (old traces). */
+  kallsyms?: string;
 }
 
 export interface ReplayRun {
@@ -34,12 +38,30 @@ export interface ReplayRun {
   report(): Report;
 }
 
+/** --kallsyms FILE: its text symbols, as a namer of hex addresses; one sentence when the file holds none. */
+function symbolsFrom(path: string): (hex: string) => string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'latin1');
+  } catch (err) {
+    throw new InputError(`cannot read --kallsyms ${path}: ${(err as Error).message}.`);
+  }
+  const syms = Kallsyms.load(text);
+  if (syms.size === 0) {
+    throw new InputError(`--kallsyms ${path} holds no text symbols with addresses (lines like "ffffffff81000000 T _stext").`, 'Copy /proc/kallsyms as root (other users see zeros), or use the kernel\'s System.map.');
+  }
+  return (hex) => {
+    const a = BigInt(`0x${hex}`);
+    return syms.lookup(a) ? syms.format(a) : undefined;
+  };
+}
+
 export async function startReplay(o: ReplayOptions): Promise<ReplayRun> {
   const forced = o.format === 'auto' ? undefined : formatByName(o.format);
   if (o.format !== 'auto' && !forced) throw new InputError(`--format ${o.format} is not a format kleak reads; it reads ${acceptedFormatsSentence()}.`);
   const input = await openReplayInput(o.path, o.speed ? 16 * 1024 : undefined);
   const source: SourceInfo = { kind: 'replay', path: o.path === '-' ? 'stdin' : o.path };
-  const engine = new Engine({ filter: o.filter, ...(o.thresholds ? { thresholds: o.thresholds } : {}) });
+  const engine = new Engine({ filter: o.filter, ...(o.thresholds ? { thresholds: o.thresholds } : {}), ...(o.kallsyms !== undefined ? { symbolize: symbolsFrom(o.kallsyms) } : {}) });
   const what = o.path === '-' ? 'stdin' : o.path;
   const parser = new DetectingParser(engine, what, input.traceDat ? formatByName('trace-cmd') : forced, (name) => (source.format = name));
   if (o.speed) pace(input.stream, engine, o.speed);

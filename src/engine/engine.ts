@@ -26,6 +26,11 @@ export interface EngineOptions {
   thresholds?: VerdictThresholds;
   /** Processes whose allocations are ignored (kleak and its tracer see themselves); may grow while running. */
   excludePids?: ReadonlySet<number>;
+  /**
+   * Names a raw hex address ("ffffffff813c8fd6" → "kmem_cache_create+0x1c6"), for old traces' call sites and stack
+   * frames (replay --kallsyms FILE); undefined when it has no symbol.
+   */
+  symbolize?: (hex: string) => string | undefined;
 }
 
 export interface ReportOptions {
@@ -138,7 +143,7 @@ export class Engine implements ParseSink {
     const slot = this.lastSlotByCpu[cpu];
     if (slot === undefined || slot < 0) return;
     if (this.table.serial[slot] !== this.lastSerialByCpu[cpu] || !this.table.isLive(slot)) return;
-    this.table.stack[slot] = this.stacks.id(trimTracingFrames(frames).join('\n'));
+    this.table.stack[slot] = this.stacks.id(trimTracingFrames(this.namedFrames(frames)).join('\n'));
     this.lastSlotByCpu[cpu] = -1;
   }
 
@@ -216,11 +221,34 @@ export class Engine implements ParseSink {
 
   // ---- folding ----
 
+  private readonly symbolNames = new Map<string, string>();
+
+  /** A call site or frame as shown: a raw hex address named when --kallsyms gave symbols for it. */
+  private named(text: string): string {
+    const sym = this.opts.symbolize;
+    if (sym === undefined || !/^(?:0x)?[0-9a-f]{8,16}$/.test(text)) return text;
+    let n = this.symbolNames.get(text);
+    if (n === undefined) {
+      n = sym(text.replace(/^0x/, '')) ?? text;
+      this.symbolNames.set(text, n);
+    }
+    return n;
+  }
+
+  /** A stack's frames, named where they are raw addresses (before the tracer's own frames are trimmed by name). */
+  private namedFrames(frames: readonly string[]): readonly string[] {
+    return this.opts.symbolize === undefined ? frames : frames.map((x) => siteFunction(this.named(x)));
+  }
+
+  private frames(id: number): string[] {
+    return this.stacks.values[id]!.split('\n');
+  }
+
   /** The site (function) of an interned call site. */
   private siteOf(cs: number): number {
     const known = this.callSiteToSite[cs];
     if (known !== undefined) return known;
-    const fn = siteFunction(this.callSites.values[cs]!);
+    const fn = siteFunction(this.named(this.callSites.values[cs]!));
     let site = this.siteIds.get(fn);
     if (site === undefined) {
       site = this.sites.length;
@@ -286,7 +314,7 @@ export class Engine implements ParseSink {
     tb.bytesReq[slot] = e.bytesReq ?? -1;
     tb.pid[slot] = e.pid ?? -1;
     tb.comm[slot] = e.comm === undefined ? -1 : this.comms.id(e.comm);
-    if (e.stack !== undefined && e.stack.length > 0) tb.stack[slot] = this.stacks.id(trimTracingFrames(e.stack).join('\n'));
+    if (e.stack !== undefined && e.stack.length > 0) tb.stack[slot] = this.stacks.id(trimTracingFrames(this.namedFrames(e.stack)).join('\n'));
     const site = this.sites[siteId]!;
     site.outstanding++;
     site.outstandingBytes += bytes;
@@ -361,7 +389,7 @@ export class Engine implements ParseSink {
       const key = st >= 0 ? `s${st}` : `f${site.fn}`;
       let w = byKey.get(key);
       if (!w) {
-        const frames = st >= 0 ? this.stacks.values[st]!.split('\n').reverse() : [site.fn];
+        const frames = st >= 0 ? this.frames(st).reverse() : [site.fn];
         byKey.set(key, (w = { frames, bytes: 0, objects: 0, ...(site.allocator ? { allocator: site.allocator } : {}) }));
       }
       w.bytes += tb.bytesAlloc[slot]!;
@@ -422,7 +450,7 @@ export class Engine implements ParseSink {
       // A trace with no free events at all (alloc-only captures) cannot tell a leak from churn.
       const noFrees = !this.snapshotMode && this.totals.frees === 0;
       const verdict = verdictOf(series, now - this.series.times[0]!, allocs, frees, this.thresholds);
-      const callSite = listed ? this.callSites.values[top(csCount[s]!)]! : site.fn;
+      const callSite = listed ? this.named(this.callSites.values[top(csCount[s]!)]!) : site.fn;
       const module = /\[([\w-]+)\]\s*$/.exec(callSite)?.[1];
       sites.push({
         function: site.fn,
@@ -439,7 +467,7 @@ export class Engine implements ParseSink {
         growthPerMin: series.length >= this.thresholds.minPoints && now - (this.series.times[0] ?? now) >= this.thresholds.minSpanSec ? Math.round(growthPerMinute(times, series) * 10) / 10 : 0,
         // Objects that leave unseen make any count rise: that alone is no leak (FORMATS.md, RCU frees).
         verdict: (unseenFrees !== undefined || noFrees) && verdict === 'growing' ? 'steady' : verdict,
-        stacks: stackCount[s] ? topN(stackCount[s]!, nStacks).map(([id, c]) => ({ frames: this.stacks.values[id]!.split('\n'), outstanding: c })) : [],
+        stacks: stackCount[s] ? topN(stackCount[s]!, nStacks).map(([id, c]) => ({ frames: this.frames(id), outstanding: c })) : [],
         samples: (samples[s] ?? []).map((slot) => this.sample(slot, now)),
         missedFrees,
         possiblePhantoms: phantoms[s]!,
