@@ -4,16 +4,43 @@
 //            (a blank line and indented kstack frames may follow: that allocation's stack)
 //            F <nsecs> <cpu> <pid> 0x<ptr>
 //   pairs:   S <nsecs> <tracked> <listed>, bpftrace map prints (@site_*[func]: N, @untracked: N,
-//            @ptr[0xPTR]: (nsecs, func, req, alloc, pid, comm), @stk[0xPTR]: + frames), E
+//            @ptr[0xPTR]: (nsecs, func, req, alloc, pid, comm), @stk[0xPTR]: + frames), E; the call sites (func)
+//            are addresses in decimal since kleak names them itself (older output: ksym names)
 //   both:    R (every probe attached), "Lost N events" (bpftrace's ring buffer overflowed)
 
 import type { KernelSnapshot, KmemEvent, LineParser, OutstandingRecord, ParseSink, TraceFormat } from '../event.js';
 import { kmallocCache, normalisePtr } from './kmem-fields.js';
 
-/** ksym() prints a function name, or the address in hex when it cannot resolve it. */
-function callSiteOf(sym: string, hex?: string): string {
-  if (/^0x[0-9a-f]+$/.test(sym)) return sym.slice(2);
-  return sym === '' && hex ? hex.replace(/^0x/, '') : sym;
+/** Names a kernel address as %pS does ("func+0x2f [module]"); undefined when no symbol covers it. */
+export type Symbolizer = (addr: bigint) => string | undefined;
+
+/**
+ * A call site as the program printed it: an address (pairs: decimal; events: 0x hex beside ksym's name) named
+ * from kallsyms when the parser has them, else kept in hex; or, in older output, ksym()'s function name.
+ */
+function callSiteOf(symbols: Symbolizer | undefined, sym: string, hex?: string): string {
+  let addr: bigint | undefined;
+  // bpftrace 0.17 prints the u64 as signed: kernel addresses come out negative (-2122985142 = 0xffffffff8175d14a).
+  if (/^-?\d{6,20}$/.test(sym)) addr = BigInt.asUintN(64, BigInt(sym));
+  else if (hex !== undefined && /^0x[0-9a-f]+$/.test(hex) && symbols !== undefined) addr = BigInt(hex);
+  else if (/^0x[0-9a-f]+$/.test(sym)) return sym.slice(2);
+  if (addr === undefined) return sym === '' && hex ? hex.replace(/^0x/, '') : sym;
+  return symbols?.(addr) ?? addr.toString(16);
+}
+
+/**
+ * A kstack frame line: perf mode "\tffffffff8164da2b __kvmalloc_node_noprof+779" (named from kallsyms, module kept),
+ * or the older "        user_preparse+47". Offsets are dropped: stacks group by function.
+ */
+function frameOf(symbols: Symbolizer | undefined, f: string): string {
+  const perf = /^([0-9a-f]{8,16}) (\S+)/.exec(f);
+  if (perf) {
+    const named = symbols?.(BigInt(`0x${perf[1]}`));
+    if (named !== undefined) return named.replace(/\+0x[0-9a-f]+/, '');
+    f = perf[2]!;
+  }
+  const plus = f.indexOf('+');
+  return plus > 0 ? f.slice(0, plus) : f;
 }
 
 interface SiteCounters {
@@ -51,15 +78,18 @@ export class BpftraceEventsParser implements LineParser {
   private frames: string[] = [];
   private snap: PendingSnapshot | undefined;
 
-  constructor(private readonly sink: ParseSink) {}
+  constructor(
+    private readonly sink: ParseSink,
+    /** Names call sites and frames from this host's kallsyms (live runs); replays of raw output keep addresses. */
+    private readonly symbols?: Symbolizer,
+  ) {}
 
   line(text: string, lineNo: number): void {
     const c0 = text.charCodeAt(0);
     if (c0 === 9 || c0 === 32) {
-      // A kstack frame: "        user_preparse+47"
+      // A kstack frame
       const f = text.trim();
-      const plus = f.indexOf('+');
-      const frame = plus > 0 ? f.slice(0, plus) : f;
+      const frame = frameOf(this.symbols, f);
       if (this.snap?.stackPtr !== undefined) this.snap.stacks.get(this.snap.stackPtr)!.push(frame);
       else if (this.pending !== undefined) this.frames.push(frame);
       else if (f !== '') this.sink.bad(lineNo, 'stack frame without an allocation');
@@ -106,7 +136,7 @@ export class BpftraceEventsParser implements LineParser {
     if (ptr === undefined || !Number.isFinite(bytesAlloc) || !Number.isFinite(ts)) return this.sink.bad(lineNo, 'malformed allocation record');
     const kmalloc = sp[7] === '-';
     this.pending = {
-      kind: 'alloc', ts: ts / 1e9, ptr, callSite: callSiteOf(sp[8]!, sp[9]), tracepoint: kmalloc ? 'kmalloc' : 'kmem_cache_alloc',
+      kind: 'alloc', ts: ts / 1e9, ptr, callSite: callSiteOf(this.symbols, sp[8]!, sp[9]), tracepoint: kmalloc ? 'kmalloc' : 'kmem_cache_alloc',
       pid: Number(sp[3]), comm: sp.slice(10).join(' '), cpu: Number(sp[2]),
       bytesReq: Number(sp[5]), bytesAlloc, cache: kmalloc ? kmallocCache(bytesAlloc, false) : sp[7]!,
     };
@@ -134,7 +164,7 @@ export class BpftraceEventsParser implements LineParser {
     s.stackPtr = undefined;
     const field = SITE_FIELD[map];
     if (field !== undefined && key !== undefined) {
-      const site = callSiteOf(key);
+      const site = callSiteOf(this.symbols, key);
       let c = s.sites.get(site);
       if (!c) s.sites.set(site, (c = { allocs: 0, frees: 0, missed: 0, abytes: 0, fbytes: 0, mbytes: 0 }));
       c[field] += Number(value);
@@ -147,7 +177,7 @@ export class BpftraceEventsParser implements LineParser {
       if (inner.length < 6 || !ptr) return this.sink.bad(lineNo, 'malformed pointer record');
       const bytesAlloc = Number(inner[3]);
       s.records.set(ptr, {
-        ptr, ts: Number(inner[0]) / 1e9, callSite: callSiteOf(inner[1]!), bytesReq: Number(inner[2]), bytesAlloc,
+        ptr, ts: Number(inner[0]) / 1e9, callSite: callSiteOf(this.symbols, inner[1]!), bytesReq: Number(inner[2]), bytesAlloc,
         cache: kmallocCache(bytesAlloc, false), pid: Number(inner[4]), comm: inner.slice(5).join(', '),
       });
     } else if (map === 'stk' && key !== undefined) {

@@ -9,6 +9,7 @@ import type { ParseSink } from '../event.js';
 import { EnvironmentError } from '../errors.js';
 import { kmemTracepoints, probesFor, type ProbeSet, ensureTracefs } from '../kernel/tracefs.js';
 import { BpftraceEventsParser } from '../parse/bpftrace-events.js';
+import { Kallsyms } from '../kernel/kallsyms.js';
 import { packagePath } from '../paths.js';
 import { forEachLineSplit2 } from './lines.js';
 import { interrupt, shellQuote, type LiveEnd, type LiveSource } from './live.js';
@@ -39,8 +40,8 @@ export function bpftraceProgram(o: Pick<BpftraceOptions, 'events' | 'stacks'>, p
   sub(' CACHE_PRED', namedCache ? ' && ($7 == 0 || str(args->name) == str($8))' : '');
   sub('CACHE_FIELD', namedCache ? 'str(args->name)' : '"-"');
   sub('STACK_FORMAT', o.stacks ? '%s' : '');
-  sub(' STACK_ARG', o.stacks ? `, kstack(${STACK_DEPTH})` : '');
-  sub('STACK_STORE', o.stacks ? `@stk[args->ptr] = kstack(${STACK_DEPTH});` : '');
+  sub(' STACK_ARG', o.stacks ? `, kstack(perf, ${STACK_DEPTH})` : '');
+  sub('STACK_STORE', o.stacks ? `@stk[args->ptr] = kstack(perf, ${STACK_DEPTH});` : '');
   sub('STACK_DELETE', o.stacks ? 'delete(@stk[args->ptr]);' : '');
   sub('STACK_PRINT', o.stacks ? 'print(@stk);' : '');
   sub('STACK_CLEAR', o.stacks ? 'clear(@stk);' : '');
@@ -108,7 +109,9 @@ export async function startBpftrace(o: BpftraceOptions, sink: ParseSink): Promis
   child.stderr!.on('data', (d: string) => {
     for (const l of d.split('\n')) if (!NOISE.test(l)) stderrLines.push(l.trim());
   });
-  const parser = new BpftraceEventsParser(sink);
+  // bpftrace's ksym() drops module names: kleak names call sites and frames from kallsyms itself.
+  const syms = Kallsyms.load();
+  const parser = new BpftraceEventsParser(sink, (a) => (syms.lookup(a) ? syms.format(a) : undefined));
   let markReady: () => void = () => {};
   const ready = new Promise<void>((r) => (markReady = r));
   let lines = 0;

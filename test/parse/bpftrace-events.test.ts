@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { bpftraceEvents } from '../../src/parse/bpftrace-events.js';
+import { BpftraceEventsParser, bpftraceEvents } from '../../src/parse/bpftrace-events.js';
 import { detectFormat } from '../../src/parse/formats.js';
-import { parseLines } from '../helpers/collect.js';
+import { Collector, parseLines } from '../helpers/collect.js';
 
 // Real output of bpftrace 0.17 running bpftrace/kleak-events.bt and kleak-pairs.bt on this VM
 // (recordings/bt-events19-stacks.out.gz, bt-pairs17-stacks.out.gz).
@@ -101,5 +101,42 @@ describe("kleak's bpftrace output", () => {
   it('is detected from its first lines', () => {
     expect(detectFormat(EVENTS.split('\n'))?.name).toBe('bpftrace');
     expect(detectFormat(PAIRS.split('\n'))?.name).toBe('bpftrace');
+  });
+});
+
+describe('bpftrace output with raw call sites (kleak names them from kallsyms, modules kept)', () => {
+  // Lines as bpftrace 0.17 prints them on this VM: a u64 map key comes out signed, perf-mode frames carry addresses.
+  const PAIRS = [
+    'S 12000000000 0 1',
+    '@site_allocs[-2122985142]: 423',
+    '@site_frees[-2122985142]: 346',
+    '@ptr[0xffff888104758000]: (11000000000, -2122985142, 200, 256, 6946, python3)',
+    '@stk[0xffff888104758000]: ',
+    '\tffffffff8164da2b __kvmalloc_node_noprof+779',
+    '\tffffffff8175d14a timerfd_thing+42',
+    '\tffffffff8225a6c1 do_syscall_64+113',
+    '',
+    'E',
+  ];
+  // A fake kallsyms: 0xffffffff8175d14a is in a module's function (this VM has no modules to load).
+  const symbols = (a: bigint) =>
+    a === 0xffffffff8175d14an ? 'drv_open+0x2a [mydrv]' : a === 0xffffffff8164da2bn ? '__kvmalloc_node_noprof+0x30b' : a === 0xffffffff8225a6c1n ? 'do_syscall_64+0x71' : undefined;
+
+  it('names the signed decimal call site and the perf-mode frames, module included', () => {
+    const c = new Collector();
+    const p = new BpftraceEventsParser(c, symbols);
+    PAIRS.forEach((l, i) => p.line(l, i + 1));
+    p.end();
+    expect(c.badLines).toEqual([]);
+    const snap = c.snapshots[0]!;
+    expect(snap.sites).toEqual([expect.objectContaining({ callSite: 'drv_open+0x2a [mydrv]', allocs: 423, frees: 346 })]);
+    expect(snap.outstanding![0]).toMatchObject({ callSite: 'drv_open+0x2a [mydrv]', bytesAlloc: 256, comm: 'python3' });
+    expect(snap.outstanding![0]!.stack).toEqual(['__kvmalloc_node_noprof', 'drv_open [mydrv]', 'do_syscall_64']);
+  });
+
+  it('without symbols (a replay elsewhere) the addresses stay, in hex, for --kallsyms to name', () => {
+    const c = parseLines(bpftraceEvents, PAIRS);
+    expect(c.snapshots[0]!.sites[0]!.callSite).toBe('ffffffff8175d14a');
+    expect(c.snapshots[0]!.outstanding![0]!.stack).toEqual(['__kvmalloc_node_noprof', 'timerfd_thing', 'do_syscall_64']);
   });
 });
