@@ -44,7 +44,7 @@ USAGE
   kleak replay FILE|- [--format auto|trace-cmd|trace-pipe|bpftrace|ndjson] [--speed X] [--kallsyms FILE] [filter] [report options]
   kleak replay RECORD... [--format kmemleak|allocinfo|slabinfo|alloc_traces|vmallocinfo] [--every SEC] [--top N] [--json]
   kleak record [--backend tracefs|trace-cmd] [--alloc LIST] [filter] [--stacks] [--duration SEC] -o FILE
-  kleak watch [--interval SEC] [--duration SEC] [--top N] [--record FILE.ndjson] [--json]
+  kleak watch [--interval SEC] [--duration SEC] [--top N] [--cache NAME,...] [--record FILE.ndjson] [--json]
   kleak watch [--root DIR] [--kmemleak-scan] [--prometheus [HOST:]PORT] [--textfile DIR]
   kleak watch --replay FILE.ndjson
   kleak inspect PTR... [--length N] | --from REPORT.json [--site FUNC]
@@ -77,8 +77,9 @@ LIVE AND RECORD
 WATCH
   --root DIR           read /proc and /sys under DIR (a copy taken from a broken host) instead of the live ones
   --kmemleak-scan      ask kmemleak for a scan before each reading (echo scan: expensive, so never by default)
-  watch reads every record this kernel keeps: slabinfo, meminfo, vmallocinfo, and /proc/allocinfo and kmemleak
-  where they exist (it says which are missing and what turns them on)
+  watch reads every record this kernel keeps: slabinfo, meminfo, vmallocinfo, and /proc/allocinfo, kmemleak and
+  SLUB alloc_traces (slub_debug=U; of the first caches it lists, or --cache NAME,...) where they exist (it says
+  which are missing and what turns them on)
 
 METRICS (live, watch)
   --prometheus [HOST:]PORT   serve Prometheus metrics on /metrics (a bare port: every interface)
@@ -238,7 +239,7 @@ const COMMAND_OPTIONS: Record<string, readonly string[]> = {
   live: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'interval', 'events', 'record', 'max-pointers', 'dry-run', 'force', 'prometheus', 'textfile', 'folded', 'pprof', 'flamegraph', 'min-age', 'top', 'verdict', 'ssh', 'ssh-config'],
   replay: ['format', 'kallsyms', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'speed', 'every', 'folded', 'pprof', 'flamegraph', 'force', 'min-age', 'top', 'verdict'],
   record: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'output', 'force'],
-  watch: ['interval', 'duration', 'top', 'record', 'force', 'replay', 'root', 'kmemleak-scan', 'prometheus', 'textfile', 'ssh', 'ssh-config'],
+  watch: ['interval', 'duration', 'top', 'record', 'force', 'replay', 'root', 'kmemleak-scan', 'prometheus', 'textfile', 'ssh', 'ssh-config', 'cache'],
   inspect: ['from', 'site', 'length'],
   diff: ['top'],
   '': ['speed', 'format', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'min-age', 'top', 'verdict', 'folded', 'pprof', 'flamegraph', 'force', 'every'],
@@ -391,6 +392,8 @@ export async function main(argv: string[]): Promise<number> {
         ...(await metricsOptions(values)),
         ...(values.root !== undefined ? { root: values.root } : {}),
         ...sshFrom(values),
+        // Cache names as /proc/slabinfo and /sys/kernel/debug/slab spell them (kmalloc-4k).
+        ...(values.cache !== undefined ? { caches: values.cache.split(',').filter((c) => c !== '') } : {}),
         kmemleakScan: values['kmemleak-scan'],
         replay: values.replay,
         json: values.json,

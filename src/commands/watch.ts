@@ -27,6 +27,8 @@ export interface WatchOptions {
   root?: string;
   /** Ask kmemleak for a scan before each reading (expensive: never by default). */
   kmemleakScan?: boolean;
+  /** --cache: the caches whose SLUB alloc_traces to read (default: the first listed that have them). */
+  caches?: string[];
   /** Read the files of this host over ssh (--ssh), copied into a private directory read as --root. */
   ssh?: SshTarget;
   replay: string | undefined;
@@ -167,19 +169,62 @@ const RECORDS = [
   { name: 'kmemleak', path: '/sys/kernel/debug/kmemleak', enable: 'CONFIG_DEBUG_KMEMLEAK and debugfs mounted (mount -t debugfs none /sys/kernel/debug)' },
 ] as const;
 
+/** Where SLUB lists the live objects of a cache by allocating location (slub_debug=U): debugfs, or older sysfs. */
+function allocTracesPath(cache: string): string | undefined {
+  if (!/^[\w.:-]+$/.test(cache)) return undefined;
+  return [`/sys/kernel/debug/slab/${cache}/alloc_traces`, `/sys/kernel/slab/${cache}/alloc_calls`].find((p) => existsSync(at(p)));
+}
+
+/** Caches read by default: the first ones watch lists that have alloc_traces (each read walks the cache's objects). */
+const ALLOC_TRACES_DEFAULT = 5;
+
 class RecordWatch {
   readonly models = new Map<string, RecordsModel>();
   readonly bad = new Map<string, RecordsReport['badLines']>();
   readonly present: string[] = [];
   readonly missing: string[] = [];
 
-  constructor(private readonly scan: boolean) {
+  constructor(
+    private readonly scan: boolean,
+    /** --cache: the caches whose alloc_traces to read; undefined: the first ones listed that have them. */
+    private readonly traceCaches: readonly string[] | undefined,
+  ) {
     for (const r of RECORDS) {
       if (existsSync(at(r.path))) {
         this.present.push(r.name);
         this.models.set(r.name, new RecordsModel());
         this.bad.set(r.name, []);
       } else this.missing.push(`no ${r.name} (${r.enable})`);
+    }
+    const named = traceCaches?.filter((c) => allocTracesPath(c) !== undefined) ?? [];
+    if (traceCaches !== undefined && named.length < traceCaches.length) {
+      const without = traceCaches.filter((c) => !named.includes(c));
+      this.missing.push(`no alloc_traces for ${without.join(', ')} (boot with slub_debug=U,${without[0]} and mount debugfs: mount -t debugfs none /sys/kernel/debug)`);
+    } else if (traceCaches === undefined && !existsSync(at('/sys/kernel/debug/slab')) && !existsSync(at('/sys/kernel/slab/kmalloc-64/alloc_calls'))) {
+      this.missing.push('no SLUB alloc_traces (boot with slub_debug=U, or slub_debug=U,CACHE for one cache, and mount debugfs)');
+    }
+  }
+
+  /** alloc_traces of the caches asked for (or the first listed that have them): one section each, bytes from the object size. */
+  takeAllocTraces(ts: number, listed: readonly { name: string; objSize: number }[]): void {
+    const sizes = new Map(listed.map((c) => [c.name, c.objSize]));
+    const caches = this.traceCaches ?? listed.map((c) => c.name).filter((c) => allocTracesPath(c) !== undefined).slice(0, ALLOC_TRACES_DEFAULT);
+    for (const cache of caches) {
+      const path = allocTracesPath(cache);
+      const name = `alloc_traces ${cache}`;
+      if (path === undefined) continue;
+      try {
+        const bad = this.bad.get(name) ?? [];
+        this.bad.set(name, bad);
+        const readings = recordFormatByName('alloc_traces')!.read(readFileSync(at(path), 'utf8'), (line, reason) => bad.length < 100 && bad.push({ file: at(path), line, reason }));
+        const last = readings[readings.length - 1] ?? { sites: [] };
+        const size = sizes.get(cache) ?? 0;
+        let model = this.models.get(name);
+        if (!model) this.models.set(name, (model = new RecordsModel()));
+        model.add(ts, { sites: last.sites.map((x) => ({ ...x, bytes: x.count * size })) });
+      } catch (err) {
+        process.stderr.write(`kleak: reading ${at(path)} failed: ${(err as Error).message}.\n`);
+      }
     }
   }
 
@@ -251,7 +296,7 @@ export async function runWatch(o: WatchOptions): Promise<number | { trace: strin
 
 /** The watch of this host's files, or of a remote host's copied into a private directory at each reading. */
 async function watchHere(o: WatchOptions, model: WatchModel, finish: () => number, setRecords: (r: RecordWatch) => void, remote: RemoteFiles | undefined): Promise<number | { trace: string }> {
-  const records = new RecordWatch(o.kmemleakScan === true);
+  const records = new RecordWatch(o.kmemleakScan === true, o.caches);
   setRecords(records);
   const rec = records;
   if (rec.missing.length > 0) process.stderr.write(`kleak: this kernel keeps ${rec.missing.join('; ')}: watch reads what it has.\n`);
@@ -261,6 +306,7 @@ async function watchHere(o: WatchOptions, model: WatchModel, finish: () => numbe
     const s = sample();
     model.add(s);
     rec.take(s.ts);
+    rec.takeAllocTraces(s.ts, model.report({ top: o.top }).caches);
     writer?.line(JSON.stringify({ kind: 'watch-sample', ...s, ...(o.ssh ? { host: o.ssh.destination } : {}) }));
   };
   // A remote host's files are copied first; a reading still on its way is not asked for twice.

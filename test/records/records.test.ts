@@ -196,6 +196,13 @@ describe('kleak watch --root DIR (a copy of /proc and /sys from another host)', 
     const write = () => {
       writeFileSync(`${root}/proc/allocinfo`, `allocinfo - version: 1.0\n#     <size>  <calls> <tag info>\n  ${65536 * (1 + i)}  ${16 * (1 + i)} drivers/net/foo/foo_main.c:812 [foo] func:foo_alloc_ring\n`);
       writeFileSync(`${root}/sys/kernel/debug/kmemleak`, Array.from({ length: 3 + 2 * i }, (_, k) => object(0x1000 + k, 512, LEAK, false)).join('\n') + '\n');
+      // SLUB alloc_traces of kmalloc-4k (slub_debug=U), newer layout with the stack below each entry
+      mkdirSync(`${root}/sys/kernel/debug/slab/kmalloc-4k`, { recursive: true });
+      writeFileSync(`${root}/sys/kernel/debug/slab/kmalloc-4k/alloc_traces`, [
+        `    ${40 + 30 * i} drv_rx_refill+0x64/0x120 [drv] age=10/5120/90210 pid=0-812 cpus=0-3`,
+        '        __kmalloc_cache_noprof+0x2a1/0x3c0', '        drv_rx_refill+0x64/0x120 [drv]', '        drv_poll+0x1b0/0x400 [drv]', '',
+        '     12 seq_open+0x2c/0xa0 age=300/400/500 pid=1-1 cpus=0', '        seq_open+0x2c/0xa0', '',
+      ].join('\n'));
       i++;
     };
     write();
@@ -206,10 +213,19 @@ describe('kleak watch --root DIR (a copy of /proc and /sys from another host)', 
     const w = JSON.parse(r.stdout) as { records: Record<string, RecordsReport> };
     expect(w.records.allocinfo!.sites[0]).toMatchObject({ label: 'foo_alloc_ring', module: 'foo', verdict: 'growing' });
     expect(w.records.kmemleak!.sites[0]).toMatchObject({ label: 'drv_rx_refill', module: 'drv', verdict: 'growing' });
+    // alloc_traces of the cache watch lists, bytes from its object size; the steady location is not growing
+    const traces = w.records['alloc_traces kmalloc-4k']!;
+    expect(traces.sites[0]).toMatchObject({ label: 'drv_rx_refill', module: 'drv', verdict: 'growing' });
+    expect(traces.sites[0]!.bytes).toBe(traces.sites[0]!.count * 4096);
+    expect(traces.sites.find((x) => x.label === 'seq_open')?.verdict).not.toBe('growing');
     const { rmSync } = await import('node:fs');
     rmSync(`${root}/proc/allocinfo`);
     rmSync(`${root}/sys/kernel/debug/kmemleak`);
+    const asked = await execa(process.execPath, [CLI, 'watch', '--root', root, '--cache', 'kmalloc-4k,dentry', '--interval', '0.5', '--duration', '1', '--json'], { cwd: ROOT, reject: false });
+    expect(asked.stderr).toMatch(/no alloc_traces for dentry \(boot with slub_debug=U,dentry/);
+    expect((JSON.parse(asked.stdout) as { records: Record<string, RecordsReport> }).records['alloc_traces kmalloc-4k']!.sites[0]!.label).toBe('drv_rx_refill');
+    rmSync(`${root}/sys/kernel/debug/slab`, { recursive: true });
     const none = await execa(process.execPath, [CLI, 'watch', '--root', root, '--interval', '0.5', '--duration', '1', '--json'], { cwd: ROOT, reject: false });
-    expect(none.stderr).toMatch(/this kernel keeps no allocinfo \(a 6\.10\+ kernel with CONFIG_MEM_ALLOC_PROFILING.*; no kmemleak \(CONFIG_DEBUG_KMEMLEAK/);
+    expect(none.stderr).toMatch(/this kernel keeps no allocinfo \(a 6\.10\+ kernel with CONFIG_MEM_ALLOC_PROFILING.*; no kmemleak \(CONFIG_DEBUG_KMEMLEAK.*; no SLUB alloc_traces \(boot with slub_debug=U/);
   }, 30_000);
 });
