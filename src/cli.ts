@@ -433,13 +433,18 @@ export async function main(argv: string[]): Promise<number> {
       // or several files; traces are one stream.
       const { isRecordFormatName } = await import('./records/formats.js');
       const recordsAsked = isRecordFormatName(values.format);
-      const { sniffRecordFile, recordsReport, renderRecords } = await import('./commands/records.js');
+      const { sniffRecordFile, recordsReport, renderRecords, recordsInTui } = await import('./commands/records.js');
       if (recordsAsked || (values.format === 'auto' && rest.length > 0 && rest[0] !== '-' && sniffRecordFile(rest[0]!))) {
         if (rest.length === 0) throw new InputError('kleak replay needs the record files.', 'Example: kleak replay kmemleak-*.txt --every 600');
-        const r = recordsReport({
+        const ro = {
           paths: rest, format: values.format, everySec: num('every', values.every, { min: 0.001 }) ?? 60,
           ...(values.top !== undefined ? { top: num('top', values.top, { integer: true, min: 1 })! } : {}), ...thresholdsFrom(values),
-        });
+        };
+        if (useTui(values)) {
+          await recordsInTui(ro);
+          return 0;
+        }
+        const r = recordsReport(ro);
         process.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : renderRecords(r));
         return 0;
       }

@@ -7,7 +7,7 @@ import type { VerdictThresholds } from '../engine/verdict.js';
 import { InputError } from '../errors.js';
 import type { RecordFormat } from '../records/format.js';
 import { RECORD_FORMATS, detectRecordFormat, recordFormatByName } from '../records/formats.js';
-import { RecordsModel, type RecordsReport } from '../records/model.js';
+import { RecordsModel, type Reading, type RecordsReport } from '../records/model.js';
 import { fit, fmtBytes, fmtCount, fmtRate, sparkline } from '../report/format.js';
 
 export interface RecordsOptions {
@@ -61,36 +61,86 @@ export function sniffRecordFile(path: string): RecordFormat | undefined {
 /** Natural order of names (kmemleak-2 before kmemleak-10): how people number their captures. */
 const natural = (a: string, b: string) => a.localeCompare(b, undefined, { numeric: true });
 
-export function recordsReport(o: RecordsOptions): RecordsReport {
+interface LoadedRecords {
+  format: RecordFormat;
+  paths: string[];
+  readings: { ts: number; reading: Reading }[];
+  badLines: RecordsReport['badLines'];
+  /** Some reading said no time (or went back): one every o.everySec was assumed. */
+  assumed: boolean;
+}
+
+function loadRecords(o: RecordsOptions): LoadedRecords {
   const paths = [...o.paths].sort(natural);
   const forced = o.format === 'auto' ? undefined : recordFormatByName(o.format);
   const texts = paths.map((p) => ({ path: p, text: readText(p) }));
   const format = forced ?? detectRecordFormat(texts[0]!.text.slice(0, 65536).split('\n').slice(0, 200));
   if (!format) throw new InputError(`${paths[0]} is not a kernel record kleak reads (${RECORD_FORMATS.map((f) => f.describe).join(', ')}).`);
   const badLines: RecordsReport['badLines'] = [];
-  const model = new RecordsModel(o.thresholds);
+  const readings: LoadedRecords['readings'] = [];
   let last: number | undefined;
   let assumed = false;
   for (const { path, text } of texts) {
-    const readings = format.read(text, (line, reason) => {
+    const rs = format.read(text, (line, reason) => {
       if (badLines.length < 1000) badLines.push({ file: path, line, reason });
     });
-    for (const r of readings) {
+    for (const r of rs) {
       let ts = r.ts;
       if (ts === undefined || (last !== undefined && ts <= last)) {
         ts = last === undefined ? 0 : last + o.everySec;
         assumed = true;
       }
-      model.add(ts, r);
+      readings.push({ ts, reading: r });
       last = ts;
     }
   }
-  if (model.readings === 0) throw new InputError(`${paths.join(', ')} hold no ${format.describe} (a reading starts with ${format.name === 'kmemleak' ? '"unreferenced object"' : `its "${format.name} - version" header`}).`);
+  if (readings.length === 0) throw new InputError(`${paths.join(', ')} hold no ${format.describe} (a reading starts with ${format.name === 'kmemleak' ? '"unreferenced object"' : `its "${format.name} - version" header`}).`);
+  return { format, paths, readings, badLines, assumed };
+}
+
+function reportOf(model: RecordsModel, l: LoadedRecords, o: RecordsOptions): RecordsReport {
+  const { format, badLines, assumed } = l;
   const notices: string[] = [];
   if (assumed) notices.push(`the ${format.name === 'kmemleak' ? 'reports' : 'dumps'} do not say when each was taken: kleak assumed one every ${o.everySec} s (--every SEC), in file-name order.`);
   if (model.readings < 3) notices.push(`only ${model.readings} reading${model.readings === 1 ? '' : 's'}: a verdict needs a series (${o.thresholds?.minPoints ?? 3} or more).`);
   if (badLines.length > 0) notices.push(`${badLines.length} lines were not in the documented layout and were skipped (first: ${badLines[0]!.file} line ${badLines[0]!.line}: ${badLines[0]!.reason}).`);
   return model.report(format.name, { badLines, notices, ...(assumed ? { assumedEverySec: o.everySec } : {}), ...(o.top !== undefined ? { top: o.top } : {}) });
+}
+
+export function recordsReport(o: RecordsOptions): RecordsReport {
+  const l = loadRecords(o);
+  const model = new RecordsModel(o.thresholds);
+  for (const { ts, reading } of l.readings) model.add(ts, reading);
+  return reportOf(model, l, o);
+}
+
+/** The report after each reading (after evenly spaced ones past `max`), for the terminal view to replay. */
+export function recordsFrames(o: RecordsOptions, max = 300): RecordsReport[] {
+  const l = loadRecords(o);
+  const model = new RecordsModel(o.thresholds);
+  const every = Math.ceil(l.readings.length / max);
+  const frames: RecordsReport[] = [];
+  l.readings.forEach(({ ts, reading }, k) => {
+    model.add(ts, reading);
+    if ((k + 1) % every === 0 || k === l.readings.length - 1) frames.push(reportOf(model, l, o));
+  });
+  return frames;
+}
+
+/** The records replay on a terminal; the final report is printed after, as the trace replay does. */
+export async function recordsInTui(o: RecordsOptions): Promise<void> {
+  const frames = recordsFrames(o);
+  const { render } = await import('ink');
+  const { createElement } = await import('react');
+  const { RecordsApp } = await import('../tui/RecordsApp.js');
+  process.stdout.write('\x1b[?1049h\x1b[H');
+  try {
+    const app = render(createElement(RecordsApp, { frames }), { exitOnCtrlC: false, patchConsole: false });
+    await app.waitUntilExit();
+  } finally {
+    process.stdout.write('\x1b[?1049l');
+  }
+  process.stdout.write(renderRecords(frames[frames.length - 1]!));
 }
 
 export function renderRecords(r: RecordsReport): string {

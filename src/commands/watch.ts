@@ -88,17 +88,24 @@ function mergeable(): boolean | undefined {
   }
 }
 
-async function watchInTui(o: WatchOptions, model: WatchModel, take: () => void, writer: SyncLineWriter | undefined): Promise<number | { trace: string }> {
+async function watchInTui(o: WatchOptions, model: WatchModel, take: () => void, writer: SyncLineWriter | undefined, records: RecordWatch): Promise<number | { trace: string }> {
   const { render } = await import('ink');
   const { createElement } = await import('react');
-  const { WatchApp } = await import('../tui/WatchApp.js');
+  const { WatchApp, vmallocSection } = await import('../tui/WatchApp.js');
+  const { recordRows } = await import('../tui/RecordsApp.js');
+  // Tab cycles: vmalloc callers, then each kernel record this host keeps.
+  const sections = () => {
+    const v = vmallocSection(model.report({ top: 100 }));
+    const recs = Object.entries(records.reports(100)).map(([name, r]) => ({ title: `${name} (${r.readings} readings)`, countLabel: 'COUNT', rows: recordRows(r) }));
+    return [...(v ? [v] : []), ...recs];
+  };
   const timer = setInterval(take, o.intervalSec * 1000);
   const stopTimer = o.durationSec ? setTimeout(() => app.unmount(), o.durationSec * 1000) : undefined;
   let chosen: string | undefined;
   const merged = mergeable();
   const report = () => model.report({ top: 100, aliases: aliasesOf, ...(merged !== undefined ? { merged } : {}) });
   process.stdout.write('\x1b[?1049h\x1b[H');
-  const app = render(createElement(WatchApp, { report, onTrace: (c: string) => (chosen = c), onQuit: () => undefined }), { exitOnCtrlC: false, patchConsole: false });
+  const app = render(createElement(WatchApp, { report, sections, onTrace: (c: string) => (chosen = c), onQuit: () => undefined }), { exitOnCtrlC: false, patchConsole: false });
   try {
     await app.waitUntilExit();
   } finally {
@@ -330,7 +337,7 @@ async function watchHere(o: WatchOptions, model: WatchModel, finish: () => numbe
   };
   if (o.tui) {
     try {
-      return await watchInTui(o, model, takeAndExport, writer);
+      return await watchInTui(o, model, takeAndExport, writer, rec);
     } finally {
       await metrics.stop();
     }
