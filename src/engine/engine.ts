@@ -466,7 +466,7 @@ export class Engine implements ParseSink {
         // A slope through a handful of points is noise, not a rate.
         growthPerMin: series.length >= this.thresholds.minPoints && now - (this.series.times[0] ?? now) >= this.thresholds.minSpanSec ? Math.round(growthPerMinute(times, series) * 10) / 10 : 0,
         // Objects that leave unseen make any count rise: that alone is no leak (FORMATS.md, RCU frees).
-        verdict: (unseenFrees !== undefined || noFrees) && verdict === 'growing' ? 'steady' : verdict,
+        verdict: (unseenFrees !== undefined || noFrees || SLAB_METADATA.test(site.fn)) && verdict === 'growing' ? 'steady' : verdict,
         stacks: stackCount[s] ? topN(stackCount[s]!, nStacks).map(([id, c]) => ({ frames: this.frames(id), outstanding: c })) : [],
         samples: (samples[s] ?? []).map((slot) => this.sample(slot, now)),
         missedFrees,
@@ -549,6 +549,10 @@ export class Engine implements ParseSink {
         text: `${held.map((x) => x.fn).join(', ')} ${held.length > 1 ? 'are' : 'is'} ${allocator}'s own bookkeeping (${what}): the memory those objects describe is in ${allocator} memory, which this run does not pair; kleak live --alloc ${allocator} finds who holds it.`,
       });
     }
+    const meta = this.sites.filter((x) => x.outstanding > 0 && SLAB_METADATA.test(x.fn));
+    if (meta.length > 0) {
+      out.push({ severity: 'info', text: `${meta.map((x) => x.fn).join(', ')}: the slab allocator's own metadata (a vector per slab for memcg accounting), which follows how many slabs the caches hold; never called growing itself (kleak watch shows which cache grows).` });
+    }
     const vmallocPages = this.sites.filter((s) => s.allocator === 'page' && s.outstanding > 0 && /^__?v(?:m|z)alloc\w*$/.test(s.fn));
     if (vmallocPages.length > 0 && this.sites.some((s) => s.allocator === 'vmalloc')) {
       const n = vmallocPages.reduce((a, s) => a + s.outstanding, 0);
@@ -564,6 +568,9 @@ export class Engine implements ParseSink {
     return out;
   }
 }
+
+/** Call sites inside the slab allocator itself: their objects follow the number of slabs, not a caller's objects. */
+const SLAB_METADATA = /^alloc_slab_obj_exts$/;
 
 /**
  * Slab call sites that are another allocator's own metadata: a slab run on a vmalloc or percpu leak shows only

@@ -62,3 +62,14 @@ it('an allocation-only trace gets no growing verdict, and a notice that it has n
   expect(r.sites[0]!.verdict).not.toBe('growing');
   expect(r.notices.map((n) => n.text).join(' ')).toMatch(/no free events/);
 });
+
+describe('the slab allocator\'s own metadata', () => {
+  it('alloc_slab_obj_exts rising with the slabs is said to be slab metadata, never called growing', () => {
+    const e = run('alloc_slab_obj_exts', undefined, false);
+    e.event(ev('alloc', 1, 'ffff888400000000', 'other+0x1'));
+    e.event(ev('free', 2, 'ffff888400000000', 'other_release+0x1'));
+    const r = e.report(src);
+    expect(r.sites.find((x) => x.function === 'alloc_slab_obj_exts')!.verdict).not.toBe('growing');
+    expect(r.notices.some((n) => /alloc_slab_obj_exts: the slab allocator's own metadata/.test(n.text))).toBe(true);
+  });
+});
