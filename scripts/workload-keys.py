@@ -53,6 +53,22 @@ def payload(tag: str, size: int) -> bytes:
     unit = f"kleak-{tag}-payload|".encode()
     return (unit * (size // len(unit) + 1))[:size]
 
+def msg_queues_holding(n: int) -> list[int]:
+    """Private SysV queues with n unread 900-byte messages in all: each is one kmalloc of 48 + 900 bytes (msg_msg-1k).
+    A queue takes 16 (the default kernel.msgmnb is 16384 bytes), IPC_NOWAIT so a full one fails instead of blocking."""
+    queues: list[int] = []
+    buf = ctypes.create_string_buffer(8 + 900)
+    ctypes.c_long.from_buffer(buf).value = 1  # mtype
+    for i in range(n):
+        if i % 16 == 0:
+            q = libc.msgget(0, 0o600 | 0o1000)  # IPC_PRIVATE, IPC_CREAT
+            if q < 0:
+                sys.exit(f"workload-keys: msgget failed: {os.strerror(ctypes.get_errno())}")
+            queues.append(q)
+        if libc.msgsnd(queues[-1], buf, 900, 0o4000) != 0:  # IPC_NOWAIT
+            sys.exit(f"workload-keys: msgsnd failed: {os.strerror(ctypes.get_errno())}")
+    return queues
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hold", type=int, default=0, help="keys to hold until the end")
@@ -63,6 +79,7 @@ def main() -> None:
     ap.add_argument("--pipe-burst", type=int, default=0, help="with --burst-every: hold this many resized pipes, then close them")
     ap.add_argument("--pipe-churn-rate", type=float, default=0, help="resized pipes a second to open and close at once (pipe_resize_ring churn)")
     ap.add_argument("--hold-proc", type=int, default=0, help="hold this many open /proc/version files (single_open: a 32-byte seq_operations of function pointers each)")
+    ap.add_argument("--hold-msg", type=int, default=0, help="hold this many 900-byte SysV messages in a private queue (kmem_buckets msg_msg-1k: 48 + 900 bytes each, through kmalloc)")
     ap.add_argument("--burst-every", type=float, default=0, help="seconds between bursts")
     ap.add_argument("--size", type=int, default=4000, help="payload bytes (kmalloc of 24 + SIZE)")
     ap.add_argument("--seconds", type=float, default=0, help="run this long, then end (0: until stdin EOF or SIGTERM)")
@@ -84,6 +101,7 @@ def main() -> None:
     for i in range(a.hold):
         held.append(add_key(f"kleak-hold-{os.getpid()}-{i}", payload("hold", a.size)))
     proc_files = [open("/proc/version") for _ in range(a.hold_proc)]
+    queues = msg_queues_holding(a.hold_msg)
     print(f"ready pid={os.getpid()} held={len(held)}", flush=True)
 
     start = time.monotonic()
@@ -128,6 +146,8 @@ def main() -> None:
             pass
     for f in proc_files:
         f.close()
+    for q in queues:
+        libc.msgctl(q, 0, None)  # IPC_RMID frees the queued messages
     for r, w in pipes:  # the last burst is held until the end, like the keys
         os.close(r); os.close(w)
     released = 0

@@ -10,7 +10,7 @@ import { KleakError, InputError } from './errors.js';
 import type { EventFilter } from './engine/filter.js';
 import type { AllocatorName, FormatName } from './event.js';
 import type { BackendChoice } from './commands/live.js';
-import { kmallocCacheSize } from './engine/filter.js';
+import { kmallocCacheSize, kmemBucketSize } from './engine/filter.js';
 import { checkSshDestination, type SshTarget } from './sources/ssh-target.js';
 import { parseThresholds, type VerdictThresholds } from './engine/verdict.js';
 import { renderJson } from './report/json.js';
@@ -200,6 +200,8 @@ function filterFrom(v: Values): EventFilter {
   if (max !== undefined) f.maxBytes = max;
   // Spell kmalloc caches as the events do ("kmalloc-4k" in /proc/slabinfo is "kmalloc-4096" here).
   if (v.cache !== undefined) {
+    const bucket = kmemBucketSize(v.cache);
+    if (bucket !== undefined) throw new InputError(`--cache ${v.cache} would see nothing: its objects come through kmalloc (a kmem_buckets cache), so no event names it.`, `Use --bytes ${bucket} (every kmalloc of that size class, ${v.cache}'s among them).`);
     const size = kmallocCacheSize(v.cache);
     f.cache = size !== undefined ? v.cache.replace(/-\d+k?$/, `-${size}`) : v.cache;
   }
@@ -401,7 +403,7 @@ export async function main(argv: string[]): Promise<number> {
       });
       if (typeof r === 'number') return r;
       // Enter on a cache in the watch view: trace it live, with its kmalloc size or its name as the filter.
-      const size = kmallocCacheSize(r.trace);
+      const size = kmallocCacheSize(r.trace) ?? kmemBucketSize(r.trace);
       return live({ ...values, duration: undefined, interval: undefined, record: undefined, ...(size !== undefined ? { bytes: String(size) } : { cache: r.trace }) });
     }
     case 'inspect':

@@ -51,3 +51,13 @@ export function kmallocCacheSize(name: string): number | undefined {
   if (!m) return undefined;
   return Number(m[1]) * (m[2] ? 1024 : 1);
 }
+
+/**
+ * The size of a kmem_buckets cache (6.11+: msg_msg-1k, memdup_user-4k), whose objects come through kmalloc: no
+ * kmem_cache event names them, so `--bytes N` is what finds them. Undefined for any other name.
+ */
+export function kmemBucketSize(name: string): number | undefined {
+  const m = /^(?:msg_msg|memdup_user)-(\d+)(k?)$/.exec(name);
+  if (!m) return undefined;
+  return Number(m[1]) * (m[2] ? 1024 : 1);
+}

@@ -1,7 +1,7 @@
 // kleak watch, the step before tracing: which slab cache grows, and is it a kmalloc size class kleak live can filter
 // on. Pure: samples in, a report out; the verdict is the one the engine gives call sites (verdict.ts).
 
-import { kmallocCacheSize } from './filter.js';
+import { kmallocCacheSize, kmemBucketSize } from './filter.js';
 import { DEFAULT_THRESHOLDS, growthPerMinute, verdictOf, type Verdict, type VerdictThresholds } from './verdict.js';
 import { KERNEL_MEMINFO, unaccountedKb, type SlabSample } from '../kernel/slabinfo.js';
 import type { VmallocGroup } from '../kernel/vmallocinfo.js';
@@ -115,7 +115,7 @@ export class WatchModel {
       // A count whose fitted rate falls is not growing, whatever its last steps did.
       const judged = verdictOf(c.series.map((v) => v - min), span, 0, 0, th);
       const verdict = judged === 'growing' && perMin <= 0 ? 'steady' : judged;
-      const size = kmallocCacheSize(name);
+      const size = kmallocCacheSize(name) ?? kmemBucketSize(name);
       const r: CacheReport = {
         name, objSize: c.size, activeObjs: last, activeBytes: last * c.size, objsPerMin: round1(perMin), bytesPerMin: Math.round(perMin * c.size), verdict, series: c.series,
       };

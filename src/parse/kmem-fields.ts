@@ -239,7 +239,11 @@ export class KmemFieldReader {
     let comm: string | undefined;
     if (isAlloc) {
       const reqKey = fieldAt(buf, BYTES_REQ, pe + 1, pe, end);
-      if (reqKey >= 0) bytesReq = decimal(buf, reqKey + 10, end);
+      if (reqKey >= 0) {
+        bytesReq = decimal(buf, reqKey + 10, end);
+        // "bytes_req=56bytes_alloc=64" (fields glued by whoever pasted the line) is no number, never a silent 0
+        if (Number.isNaN(bytesReq)) return `bytes_req=${buf.toString('latin1', reqKey + 10, valueEnd(buf, reqKey + 10, end))} is not a number`;
+      }
       const allocKey = fieldAt(buf, BYTES_ALLOC, reqKey < 0 ? pe + 1 : valueStop + 1, pe, end);
       if (allocKey < 0) return 'no bytes_alloc= field';
       bytesAlloc = decimal(buf, allocKey + 12, end);

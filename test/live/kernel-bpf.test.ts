@@ -5,6 +5,7 @@ import { execa, execaSync } from 'execa';
 import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { WatchModel } from '../../src/engine/watch.js';
 import { ensureTracefs } from '../../src/kernel/tracefs.js';
 import type { JsonReport } from '../../src/report/json.js';
 import { isRoot, onPath } from '../helpers/env.js';
@@ -139,6 +140,21 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend kernel on this kern
     expect(report.notices.some((n) => n.severity === 'dataLoss'), JSON.stringify(report.notices)).toBe(false);
     expect(report.sites.find((s) => s.function === '__vmalloc_node_range_noprof')?.outstanding).toBe(20);
     expect(report.notices.find((n) => /vmalloc's own bookkeeping/.test(n.text))?.text).toMatch(/kleak live --alloc vmalloc/);
+  });
+
+  it('watch\'s suggestion for a kmem_buckets cache (msg_msg-1k) is --bytes 1024, and following it finds exactly the 37 held messages', async () => {
+    // What watch suggests, from the real cache name; --cache with that name is refused with the same advice.
+    const m = new WatchModel();
+    for (let i = 0; i < 6; i++) m.add({ ts: i * 2, meminfo: {}, slabs: [{ name: 'msg_msg-1k', activeObjs: 16 * (i + 1), numObjs: 16 * (i + 1), objSize: 1024 }] });
+    const suggestion = m.report({}).caches[0]!.liveFilter!;
+    expect(suggestion).toBe('--bytes 1024');
+    const { report } = await holdAndReport([...suggestion.split(' '), '--comm', 'python3'], ['--hold-msg', '37'], 'workload-keys.py', 500);
+    const site = report.sites.find((s) => s.function === 'load_msg')!;
+    expect(site.outstanding).toBe(37);
+    expect(site.samples[0]).toMatchObject({ bytesReq: 948 }); // struct msg_msg (48) + 900 bytes of text
+    const refused = execaSync(process.execPath, ['dist/src/cli.js', 'live', '--cache', 'msg_msg-1k', '--dry-run'], { reject: false });
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toMatch(/--cache msg_msg-1k would see nothing.*\n.*Use --bytes 1024/);
   });
 
   it('--alloc page: exactly 29 held pages (pipes with unread data) among 500 churned, at the pipe writer', async () => {
