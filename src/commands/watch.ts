@@ -275,13 +275,16 @@ export async function runWatch(o: WatchOptions): Promise<number | { trace: strin
       throw new InputError(`cannot read ${o.replay}: ${(err as Error).message}.`);
     }
     let n = 0;
+    const bad: number[] = [];
     text.split('\n').forEach((line, i) => {
       if (line.trim() === '') return;
       let rec: { kind?: string } & Partial<WatchSample>;
       try {
         rec = JSON.parse(line) as typeof rec;
       } catch {
-        throw new InputError(`${o.replay} line ${i + 1} is not JSON: it is not a kleak watch recording.`);
+        // A line cut by a kill (or damaged): counted and named, the rest still read.
+        bad.push(i + 1);
+        return;
       }
       if (rec.kind === 'watch-sample' && typeof rec.ts === 'number' && rec.meminfo && Array.isArray(rec.slabs)) {
         model.add(rec as WatchSample);
@@ -289,6 +292,13 @@ export async function runWatch(o: WatchOptions): Promise<number | { trace: strin
       }
     });
     if (n === 0) throw new InputError(`${o.replay} holds no watch samples (record them with kleak watch --record FILE).`);
+    if (bad.length > 0) {
+      const lines = text.split('\n');
+      let last = lines.length;
+      while (last > 0 && lines[last - 1]!.trim() === '') last--;
+      const cut = bad.length === 1 && bad[0] === last ? ', the last one: cut short when the recording stopped' : '';
+      process.stderr.write(`kleak: skipped ${bad.length} line${bad.length > 1 ? 's' : ''} of ${o.replay} that ${bad.length > 1 ? 'are' : 'is'} not JSON (line ${bad.slice(0, 5).join(', ')}${cut}).\n`);
+    }
     return finish();
   }
   const remote = o.ssh ? new RemoteFiles(o.ssh) : undefined;

@@ -27,6 +27,14 @@ describe.skipIf(!isRoot)(`kleak watch on this kernel${isRoot ? '' : ' (skipped: 
     expect(k4!.objsPerMin).toBeGreaterThan(60 * 60 * 0.5);
     const again = await execa(process.execPath, [CLI, 'watch', '--replay', rec, '--json'], { cwd: ROOT });
     expect((JSON.parse(again.stdout) as WatchReport).caches.find((c) => c.name === 'kmalloc-4k')?.verdict).toBe('growing');
+    // A recording whose last line a kill cut short: that line is named and skipped, the rest replays.
+    const { readFileSync, writeFileSync } = await import('node:fs');
+    const whole = readFileSync(rec, 'utf8');
+    writeFileSync(`${tmp}/cut.ndjson`, whole.slice(0, whole.trimEnd().length - 40));
+    const cut = await execa(process.execPath, [CLI, 'watch', '--replay', `${tmp}/cut.ndjson`, '--json'], { cwd: ROOT, reject: false });
+    expect(cut.exitCode).toBe(0);
+    expect(cut.stderr).toMatch(/skipped 1 line of .*cut\.ndjson that is not JSON \(line \d+, the last one: cut short/);
+    expect((JSON.parse(cut.stdout) as WatchReport).caches.find((c) => c.name === 'kmalloc-4k')?.verdict).toBe('growing');
   });
 
   it('names the vmalloc caller that grows (1 MiB areas, 3 a second) and the live run that finds its holder', async () => {
