@@ -19,7 +19,7 @@ Prints "ready pid=P held=N" once the held keys exist, "holding held=N churned=C"
 With --release (default) the held keys are invalidated before exit; --keep leaves them to the process keyring,
 which the kernel also frees at exit.
 """
-import argparse, ctypes, fcntl, os, platform, signal, sys, time
+import argparse, ctypes, fcntl, os, platform, shutil, signal, sys, tempfile, time
 
 SYSCALLS = {"x86_64": (248, 250), "aarch64": (217, 219)}
 KEY_SPEC_PROCESS_KEYRING = -2
@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--pipe-churn-rate", type=float, default=0, help="resized pipes a second to open and close at once (pipe_resize_ring churn)")
     ap.add_argument("--hold-proc", type=int, default=0, help="hold this many open /proc/version files (single_open: a 32-byte seq_operations of function pointers each)")
     ap.add_argument("--hold-msg", type=int, default=0, help="hold this many 900-byte SysV messages in a private queue (kmem_buckets msg_msg-1k: 48 + 900 bytes each, through kmalloc)")
+    ap.add_argument("--hold-inotify", type=int, default=0, help="hold this many inotify watches (one inotify_inode_mark each, a cache SLUB merges with others)")
     ap.add_argument("--burst-every", type=float, default=0, help="seconds between bursts")
     ap.add_argument("--size", type=int, default=4000, help="payload bytes (kmalloc of 24 + SIZE)")
     ap.add_argument("--seconds", type=float, default=0, help="run this long, then end (0: until stdin EOF or SIGTERM)")
@@ -102,6 +103,13 @@ def main() -> None:
         held.append(add_key(f"kleak-hold-{os.getpid()}-{i}", payload("hold", a.size)))
     proc_files = [open("/proc/version") for _ in range(a.hold_proc)]
     queues = msg_queues_holding(a.hold_msg)
+    watch_dir = tempfile.mkdtemp(prefix="kleak-inotify-") if a.hold_inotify > 0 else ""
+    inotify_fd = libc.inotify_init1(0o2000000) if a.hold_inotify > 0 else -1  # IN_CLOEXEC
+    for i in range(a.hold_inotify):
+        path = os.path.join(watch_dir, str(i)).encode()
+        open(path, "w").close()
+        if libc.inotify_add_watch(inotify_fd, path, 0x2) < 0:  # IN_MODIFY
+            sys.exit(f"workload-keys: inotify_add_watch failed: {os.strerror(ctypes.get_errno())}")
     print(f"ready pid={os.getpid()} held={len(held)}", flush=True)
 
     start = time.monotonic()
@@ -148,6 +156,9 @@ def main() -> None:
         f.close()
     for q in queues:
         libc.msgctl(q, 0, None)  # IPC_RMID frees the queued messages
+    if inotify_fd >= 0:
+        os.close(inotify_fd)  # the marks go with the instance
+        shutil.rmtree(watch_dir)
     for r, w in pipes:  # the last burst is held until the end, like the keys
         os.close(r); os.close(w)
     released = 0

@@ -11,6 +11,7 @@ import type { EventFilter } from './engine/filter.js';
 import type { AllocatorName, FormatName } from './event.js';
 import type { BackendChoice } from './commands/live.js';
 import { kmallocCacheSize, kmemBucketSize } from './engine/filter.js';
+import { cacheName } from './kernel/slabinfo.js';
 import { checkSshDestination, type SshTarget } from './sources/ssh-target.js';
 import { parseThresholds, type VerdictThresholds } from './engine/verdict.js';
 import { renderJson } from './report/json.js';
@@ -285,6 +286,19 @@ function reportOptions(v: Values) {
   return { ...(top !== undefined ? { top } : {}), ...(minAgeSec !== undefined ? { minAgeSec } : {}) };
 }
 
+/**
+ * --cache NAME of a cache this kernel merged into another: events carry the other's name, so that one is traced,
+ * and the user is told. A name this kernel does not have is refused (never an empty answer without a sentence).
+ */
+function resolveMergedCache(f: EventFilter, remote: boolean): void {
+  if (f.cache === undefined || remote || kmallocCacheSize(f.cache) !== undefined) return;
+  const c = cacheName(f.cache);
+  if (c.kind === 'absent') throw new InputError(`this kernel has no slab cache named ${f.cache} (/proc/slabinfo lists the caches, /sys/kernel/slab the merged names too).`);
+  if (c.kind !== 'merged') return;
+  process.stderr.write(`kleak: --cache ${f.cache}: this kernel merged it into ${c.into} (no slab_nomerge), whose name its allocations carry; tracing ${c.into}, which also holds ${c.alsoHolds.length > 0 ? c.alsoHolds.slice(0, 4).join(', ') + (c.alsoHolds.length > 4 ? ' …' : '') + ' objects' : 'its own objects'} (boot with slab_nomerge to keep them apart).\n`);
+  f.cache = c.into;
+}
+
 /** --ssh [user@]host (and --ssh-config FILE): where to run, checked before anything starts. */
 function sshFrom(v: Values): { ssh?: SshTarget } {
   if (v.ssh === undefined) {
@@ -323,6 +337,7 @@ async function live(v: Values): Promise<number> {
       ...thresholdsFrom(v),
       ...sshFrom(v),
   };
+  resolveMergedCache(o.filter, o.ssh !== undefined);
   if (v['dry-run']) {
     const { liveCommandLine } = await import('./commands/live.js');
     process.stdout.write(await liveCommandLine(o) + '\n');

@@ -1,5 +1,7 @@
 // /proc/slabinfo (version 2.x) and /proc/meminfo as data: what `kleak watch` samples.
 
+import { lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+
 export interface SlabSample {
   name: string;
   activeObjs: number;
@@ -39,4 +41,38 @@ export function unaccountedKb(m: Record<string, number>): number {
   const counted = ['MemFree', 'Buffers', 'Cached', 'SwapCached', 'AnonPages', 'Slab', 'KernelStack', 'PageTables', 'SecPageTables', 'Percpu', 'VmallocUsed']
     .reduce((sum, k) => sum + (m[k] ?? 0), 0);
   return (m.MemTotal ?? 0) - counted;
+}
+
+export type CacheName = { kind: 'listed' } | { kind: 'merged'; into: string; alsoHolds: string[] } | { kind: 'absent' } | { kind: 'unknown' };
+
+/**
+ * What a cache name is on this kernel: listed in /proc/slabinfo (events carry it), merged into another cache (SLUB
+ * merges caches of one size and flags unless slab_nomerge: /sys/kernel/slab/NAME is then a link to the same
+ * directory as the cache whose name the events carry), absent, or unknown (slabinfo unreadable: not root).
+ */
+export function cacheName(name: string, root = ''): CacheName {
+  let listed: Set<string>;
+  try {
+    listed = new Set(parseSlabinfo(readFileSync(`${root}/proc/slabinfo`, 'utf8')).map((s) => s.name));
+  } catch {
+    return { kind: 'unknown' };
+  }
+  if (listed.has(name)) return { kind: 'listed' };
+  const dir = `${root}/sys/kernel/slab`;
+  let target: string;
+  try {
+    if (!/^[\w.:-]+$/.test(name) || !lstatSync(`${dir}/${name}`).isSymbolicLink()) return { kind: 'absent' };
+    target = readlinkSync(`${dir}/${name}`);
+  } catch {
+    return { kind: 'absent' };
+  }
+  const same = readdirSync(dir).filter((n) => n !== name && (() => {
+    try {
+      return readlinkSync(`${dir}/${n}`) === target;
+    } catch {
+      return false;
+    }
+  })());
+  const into = same.find((n) => listed.has(n));
+  return into === undefined ? { kind: 'absent' } : { kind: 'merged', into, alsoHolds: same.filter((n) => n !== into) };
 }

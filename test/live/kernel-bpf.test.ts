@@ -157,6 +157,25 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend kernel on this kern
     expect(refused.stderr).toMatch(/--cache msg_msg-1k would see nothing.*\n.*Use --bytes 1024/);
   });
 
+  it('--cache of a merged cache (inotify_inode_mark, merged into another here) traces the cache it was merged into and says so: exactly 19 marks', async (ctx) => {
+    const { readlinkSync } = await import('node:fs');
+    const merged = (() => {
+      try {
+        return readlinkSync('/sys/kernel/slab/inotify_inode_mark') !== '';
+      } catch {
+        return false;
+      }
+    })();
+    ctx.skip(!merged, 'this kernel keeps inotify_inode_mark apart (slab_nomerge, or SLAB)');
+    const { report, stderr } = await holdAndReport(['--cache', 'inotify_inode_mark', '--comm', 'python3'], ['--hold-inotify', '19'], 'workload-keys.py', 500);
+    expect(stderr).toMatch(/--cache inotify_inode_mark: this kernel merged it into (\S+) \(no slab_nomerge\).*tracing \1/);
+    const site = report.sites.find((s) => s.function === 'inotify_update_watch')!;
+    expect(site.outstanding).toBe(19);
+    const absent = execaSync(process.execPath, ['dist/src/cli.js', 'live', '--cache', 'no_such_cache', '--dry-run'], { reject: false });
+    expect(absent.exitCode).toBe(1);
+    expect(absent.stderr).toMatch(/this kernel has no slab cache named no_such_cache/);
+  });
+
   it('--alloc page: exactly 29 held pages (pipes with unread data) among 500 churned, at the pipe writer', async () => {
     const { report } = await holdAndReport(['--alloc', 'page', '--comm', 'python3', '--stacks'], ['--hold-pages', '29', '--churn-pages', '500'], 'workload-alloc.py', 1500);
     const site = report.sites.find((s) => /pipe_write/.test(s.function))!;
