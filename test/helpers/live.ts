@@ -1,5 +1,6 @@
 // Running kleak live against the real kernel while scripts/workload-keys.py holds known objects.
 import { execa, type ResultPromise } from 'execa';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { CLI, ROOT } from './cli.js';
 
 export interface Workload {
@@ -52,6 +53,33 @@ export interface LiveKleak {
   /** Resolves once kleak says it is tracing. */
   ready: Promise<void>;
   stderr: () => string;
+  /** Pids of the processes kleak started (its tracer), seen while it ran: what the test checks is gone after. */
+  children: Set<number>;
+}
+
+/** Every kleak a test file started: tests check what they started, never other users' tracers on the machine. */
+export const startedKleaks: LiveKleak[] = [];
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((t) => readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+  } catch {
+    return [];
+  }
+}
+
+/** The tracers started kleaks left running (by pid), and the tracefs instances named after them. */
+export function leftBehind(): { pids: number[]; instances: string[] } {
+  const pids = startedKleaks.flatMap((k) => [...k.children]).filter((p) => {
+    try {
+      return !readFileSync(`/proc/${p}/stat`, 'utf8').includes(') Z ');
+    } catch {
+      return false;
+    }
+  });
+  const names = new Set(startedKleaks.map((k) => `kleak-${k.proc.pid}`));
+  const instances = existsSync('/sys/kernel/tracing/instances') ? readdirSync('/sys/kernel/tracing/instances').filter((n) => names.has(n)) : [];
+  return { pids, instances };
 }
 
 export function startKleak(args: string[]): LiveKleak {
@@ -65,7 +93,14 @@ export function startKleak(args: string[]): LiveKleak {
     if (/tracing with/.test(err)) markReady();
   });
   void proc.then(() => markReady());
-  return { proc, ready, stderr: () => err };
+  const children = new Set<number>();
+  const poll = setInterval(() => {
+    for (const c of childrenOf(proc.pid!)) children.add(c);
+  }, 100);
+  void proc.finally(() => clearInterval(poll));
+  const k = { proc, ready, stderr: () => err, children };
+  startedKleaks.push(k);
+  return k;
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -2,27 +2,22 @@
 // 4024-byte kmalloc at user_preparse each, kmalloc-4096) while churning resized pipes at the same size
 // (pipe_resize_ring); kleak must report exactly the held keys, and not call the churn a leak.
 import { execa, execaSync } from 'execa';
-import { existsSync, readFileSync, readdirSync, mkdtempSync } from 'node:fs';
+import { existsSync, readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureTracefs } from '../../src/kernel/tracefs.js';
 import type { JsonReport } from '../../src/report/json.js';
 import { isRoot, onPath } from '../helpers/env.js';
-import { sleep, startKleak, startWorkload } from '../helpers/live.js';
+import { leftBehind, sleep, startKleak, startWorkload } from '../helpers/live.js';
 
 const skipWhy = !isRoot ? 'needs root to load BPF programs on kmem tracepoints' : !onPath('bpftrace') ? 'bpftrace is not installed; .ci/run installs it' : undefined;
 const tmp = mkdtempSync(`${tmpdir()}/kleak-live-`);
 
+/** No bpftrace this file's kleaks started is still running, and none of their tracefs instances exists. */
 function noTracerLeft(): void {
-  const left = (() => {
-    try {
-      return execaSync('pgrep', ['-x', 'bpftrace']).stdout.trim();
-    } catch {
-      return '';
-    }
-  })();
-  expect(left, 'bpftrace processes left behind').toBe('');
-  expect(readdirSync('/sys/kernel/tracing/instances').filter((n) => n.startsWith('kleak'))).toEqual([]);
+  const left = leftBehind();
+  expect(left.pids.filter((p) => existsSync(`/proc/${p}`)), 'bpftrace processes left behind').toEqual([]);
+  expect(left.instances).toEqual([]);
 }
 
 async function holdAndReport(kleakArgs: string[], hold: number): Promise<{ report: JsonReport; workloadPid: number; stderr: string }> {
@@ -164,7 +159,7 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend bpftrace on this ke
   it('a --comm or --cache value that looks like a bpftrace option stays a value (nothing runs, no file appears)', async () => {
     const marker = `${tmp}/touched-by-bpftrace`;
     for (const value of [`-c/usr/bin/touch ${marker}`, `-o${marker}`, '--', '--unsafe']) {
-      const r = await execa(process.execPath, ['dist/src/cli.js', 'live', '--backend', 'bpftrace', `--comm=${value}`, '--duration', '1.5', '--json'], { reject: false });
+      const r = await startKleak(['--backend', 'bpftrace', `--comm=${value}`, '--duration', '1.5', '--json']).proc;
       expect(r.exitCode, `${value}: ${r.stderr}`).toBe(0);
       expect(existsSync(marker), value).toBe(false);
       expect((JSON.parse(r.stdout) as JsonReport).filter).toMatchObject({ comm: value });
