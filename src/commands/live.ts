@@ -83,7 +83,6 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
         source = await startKernelBpf(kernelOptions(o), sink);
         break;
       case 'bpftrace':
-        slabOnly(o, 'bpftrace');
         source = await startBpftrace(bpftraceOptions(o), sink);
         break;
       case 'tracefs':
@@ -123,8 +122,8 @@ async function startAuto(o: LiveOptions, sink: ParseSink): Promise<LiveSource> {
     if (!(err instanceof EnvironmentError) || /needs root/.test(err.message)) throw err;
     why.push(`kernel backend: ${err.message}`);
   }
-  if ([...o.allocators].some((a) => a !== 'slab')) {
-    why.push('bpftrace: pairs slab allocations only');
+  if ([...o.allocators].some((a) => a !== 'slab') && o.events) {
+    why.push('bpftrace: pairs vmalloc, page and percpu allocations in the kernel only (not with --events)');
   } else {
     try {
       await preflightBpftrace();
@@ -149,10 +148,10 @@ function tracefsOptions(o: LiveOptions) {
   return { filter: o.filter, allocators: o.allocators, stacks: o.stacks, bufferKb: 8192 };
 }
 
-/** trace-cmd (and, for now, bpftrace) read the slab tracepoints only: say so before starting them. */
+/** trace-cmd reads the slab tracepoints only: say so before starting it. */
 function slabOnly(o: LiveOptions, backend: string): void {
   const other = [...o.allocators].filter((a) => a !== 'slab');
-  if (other.length > 0) throw new InputError(`--alloc ${other.join(',')} needs the kernel or tracefs backend; --backend ${backend} pairs slab allocations only.`, 'Drop --backend (or use --backend kernel or tracefs).');
+  if (other.length > 0) throw new InputError(`--alloc ${other.join(',')} needs the kernel, bpftrace or tracefs backend; --backend ${backend} pairs slab allocations only.`, 'Drop --backend (or use --backend kernel, bpftrace or tracefs).');
 }
 
 /** The tracer command `o` would run, as a shell command line (--dry-run). */
@@ -174,7 +173,7 @@ export async function liveCommandLine(o: LiveOptions): Promise<string> {
 }
 
 function bpftraceOptions(o: LiveOptions) {
-  return { filter: o.filter, stacks: o.stacks, events: o.events, snapshotSec: 1, maxPointers: o.maxPointers, listMax: 10_000 };
+  return { filter: o.filter, allocators: o.allocators, stacks: o.stacks, events: o.events, snapshotSec: 1, maxPointers: o.maxPointers, listMax: 10_000 };
 }
 
 /** --prometheus and --textfile for a run: started once it traces; stop() writes the textfile a last time. */

@@ -8,7 +8,9 @@
 //            are addresses in decimal since kleak names them itself (older output: ksym names)
 //   both:    R (every probe attached), "Lost N events" (bpftrace's ring buffer overflowed)
 
-import type { KernelSnapshot, KmemEvent, LineParser, OutstandingRecord, ParseSink, TraceFormat } from '../event.js';
+import { allocatorCaller } from '../engine/stacks.js';
+import type { AllocatorName, KernelSnapshot, KmemEvent, LineParser, OutstandingRecord, ParseSink, TraceFormat } from '../event.js';
+import { noStackSite } from './allocator-fields.js';
 import { kmallocCache, normalisePtr } from './kmem-fields.js';
 
 /** Names a kernel address as %pS does ("func+0x2f [module]"); undefined when no symbol covers it. */
@@ -65,10 +67,25 @@ interface PendingSnapshot {
   ts: number;
   listed: boolean;
   untracked: number;
+  /** By call site and allocator ("site\0allocator"). */
   sites: Map<string, SiteCounters>;
   records: Map<string, OutstandingRecord>;
   stacks: Map<string, string[]>;
   stackPtr: string | undefined;
+  /** A stack-keyed site map entry being read: its map name and frames so far (@ssite_*[\n frames \n, A]: N). */
+  stackKey: { map: string; frames: string[] } | undefined;
+}
+
+/** The allocator numbers of kleak-pairs.bt (0 is slab). */
+const ALLOCATOR_OF: readonly AllocatorName[] = ['slab', 'vmalloc', 'page', 'percpu'];
+
+/** A pointer as printed: 0x hex (a pointer type), or a decimal u64 printed signed (a cast to uint64). */
+function ptrOf(text: string): string | null | undefined {
+  if (/^-?\d+$/.test(text)) {
+    const v = BigInt.asUintN(64, BigInt(text));
+    return v === 0n ? null : v.toString(16);
+  }
+  return normalisePtr(text);
 }
 
 const MAP_LINE = /^@(\w+)(?:\[(.*)\])?: ?(.*)$/;
@@ -90,7 +107,8 @@ export class BpftraceEventsParser implements LineParser {
       // A kstack frame
       const f = text.trim();
       const frame = frameOf(this.symbols, f);
-      if (this.snap?.stackPtr !== undefined) this.snap.stacks.get(this.snap.stackPtr)!.push(frame);
+      if (this.snap?.stackKey !== undefined) this.snap.stackKey.frames.push(frame);
+      else if (this.snap?.stackPtr !== undefined) this.snap.stacks.get(this.snap.stackPtr)!.push(frame);
       else if (this.pending !== undefined) this.frames.push(frame);
       else if (f !== '') this.sink.bad(lineNo, 'stack frame without an allocation');
       return;
@@ -111,7 +129,7 @@ export class BpftraceEventsParser implements LineParser {
         const sp = text.split(' ');
         const ts = Number(sp[1]);
         if (sp.length !== 4 || !Number.isFinite(ts)) return this.sink.bad(lineNo, 'malformed snapshot start');
-        this.snap = { ts: ts / 1e9, listed: sp[3] === '1', untracked: 0, sites: new Map(), records: new Map(), stacks: new Map(), stackPtr: undefined };
+        this.snap = { ts: ts / 1e9, listed: sp[3] === '1', untracked: 0, sites: new Map(), records: new Map(), stacks: new Map(), stackPtr: undefined, stackKey: undefined };
         return;
       }
     }
@@ -158,30 +176,49 @@ export class BpftraceEventsParser implements LineParser {
       this.snap = undefined;
       return this.emitSnapshot(s);
     }
+    // A stack-keyed site: "@ssite_allocs[" … frames … ", 1]: 3"
+    const open = /^@(ssite_\w+)\[$/.exec(text);
+    if (open) {
+      s.stackPtr = undefined;
+      s.stackKey = { map: open[1]!, frames: [] };
+      return;
+    }
+    if (s.stackKey !== undefined) {
+      const close = /^, (\d+)\]: (\d+)$/.exec(text);
+      const k = s.stackKey;
+      s.stackKey = undefined;
+      if (!close) return this.sink.bad(lineNo, `malformed stack-keyed site: ${JSON.stringify(text.slice(0, 60))}`);
+      const allocator = ALLOCATOR_OF[Number(close[1])] ?? 'slab';
+      const by = allocator === 'vmalloc' || allocator === 'page' ? allocator : undefined;
+      const site = by ? (allocatorCaller(by, k.frames) ?? noStackSite(by)) : (k.frames[0] ?? noStackSite(allocator));
+      return this.count(s, k.map.slice(1), site, allocator, Number(close[2]));
+    }
     const m = MAP_LINE.exec(text);
     if (!m) return this.sink.bad(lineNo, `malformed snapshot line: ${JSON.stringify(text.slice(0, 60))}`);
     const [, map, key, value] = m as unknown as [string, string, string | undefined, string];
     s.stackPtr = undefined;
-    const field = SITE_FIELD[map];
-    if (field !== undefined && key !== undefined) {
-      const site = callSiteOf(this.symbols, key);
-      let c = s.sites.get(site);
-      if (!c) s.sites.set(site, (c = { allocs: 0, frees: 0, missed: 0, abytes: 0, fbytes: 0, mbytes: 0 }));
-      c[field] += Number(value);
+    if (SITE_FIELD[map] !== undefined && key !== undefined) {
+      // "(call site, allocator)" keys; older output: the call site alone (slab)
+      const comma = key.lastIndexOf(', ');
+      const allocator = comma > 0 ? (ALLOCATOR_OF[Number(key.slice(comma + 2))] ?? 'slab') : 'slab';
+      this.count(s, map, callSiteOf(this.symbols, comma > 0 ? key.slice(0, comma) : key), allocator, Number(value));
     } else if (map === 'untracked') {
       s.untracked = Number(value);
     } else if (map === 'ptr' && key !== undefined) {
-      // (nsecs, func, bytes_req, bytes_alloc, pid, comm) — comm may hold ", ", so it is everything after the 5th.
+      // (nsecs, site, bytes_req, bytes_alloc, pid, comm[, allocator]) — comm may hold ", ".
       const inner = value.replace(/^\(/, '').replace(/\)$/, '').split(', ');
-      const ptr = normalisePtr(key);
+      const ptr = ptrOf(key);
       if (inner.length < 6 || !ptr) return this.sink.bad(lineNo, 'malformed pointer record');
+      const withAllocator = inner.length >= 7 && /^\d$/.test(inner[inner.length - 1]!);
+      const allocator = withAllocator ? (ALLOCATOR_OF[Number(inner[inner.length - 1])] ?? 'slab') : 'slab';
       const bytesAlloc = Number(inner[3]);
       s.records.set(ptr, {
-        ptr, ts: Number(inner[0]) / 1e9, callSite: callSiteOf(this.symbols, inner[1]!), bytesReq: Number(inner[2]), bytesAlloc,
-        cache: kmallocCache(bytesAlloc, false), pid: Number(inner[4]), comm: inner.slice(5).join(', '),
+        ptr, ts: Number(inner[0]) / 1e9, callSite: allocator === 'vmalloc' || allocator === 'page' ? noStackSite(allocator) : callSiteOf(this.symbols, inner[1]!),
+        bytesReq: Number(inner[2]), bytesAlloc, cache: allocator === 'slab' ? kmallocCache(bytesAlloc, false) : allocator, pid: Number(inner[4]),
+        comm: inner.slice(5, withAllocator ? -1 : undefined).join(', '), ...(allocator !== 'slab' ? { allocator } : {}),
       });
     } else if (map === 'stk' && key !== undefined) {
-      const ptr = normalisePtr(key);
+      const ptr = ptrOf(key);
       if (ptr) {
         s.stacks.set(ptr, []);
         s.stackPtr = ptr;
@@ -189,12 +226,24 @@ export class BpftraceEventsParser implements LineParser {
     }
   }
 
+  /** Adds a site counter (site_* and ssite_* maps share the field names after the prefix). */
+  private count(s: PendingSnapshot, map: string, callSite: string, allocator: AllocatorName, value: number): void {
+    const field = SITE_FIELD[map.replace(/^ssite_/, 'site_')];
+    if (field === undefined) return;
+    const key = `${callSite}\0${allocator}`;
+    let c = s.sites.get(key);
+    if (!c) s.sites.set(key, (c = { allocs: 0, frees: 0, missed: 0, abytes: 0, fbytes: 0, mbytes: 0 }));
+    c[field] += value;
+  }
+
   private emitSnapshot(s: PendingSnapshot): void {
     const snap: KernelSnapshot = {
       ts: s.ts,
       untracked: s.untracked,
-      sites: [...s.sites].map(([callSite, c]) => ({
-        callSite, allocs: c.allocs, frees: c.frees, missedFrees: c.missed,
+      sites: [...s.sites].map(([key, c]) => ({
+        callSite: key.slice(0, key.indexOf('\0')),
+        ...(key.endsWith('\0slab') ? {} : { allocator: key.slice(key.indexOf('\0') + 1) as AllocatorName }),
+        allocs: c.allocs, frees: c.frees, missedFrees: c.missed,
         outstanding: Math.max(0, c.allocs - c.frees - c.missed), outstandingBytes: Math.max(0, c.abytes - c.fbytes - c.mbytes),
       })),
     };
@@ -203,6 +252,8 @@ export class BpftraceEventsParser implements LineParser {
       for (const r of snap.outstanding) {
         const st = s.stacks.get(r.ptr);
         if (st && st.length > 0) r.stack = st;
+        // vmalloc areas and pages are named by the first frame of their stack outside the allocator.
+        if ((r.allocator === 'vmalloc' || r.allocator === 'page') && st) r.callSite = allocatorCaller(r.allocator, st) ?? r.callSite;
       }
     }
     this.sink.snapshot?.(snap);

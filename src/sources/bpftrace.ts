@@ -2,14 +2,15 @@
 // kleak-events.bt (every event) through execa and feeds its stdout, via split2, to the bpftrace parser.
 
 import { execa, type ResultPromise } from 'execa';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { EventFilter } from '../engine/filter.js';
 import { kmallocCacheSize } from '../engine/filter.js';
-import type { ParseSink } from '../event.js';
-import { EnvironmentError } from '../errors.js';
+import type { AllocatorName, ParseSink } from '../event.js';
+import { EnvironmentError, InputError } from '../errors.js';
 import { kmemTracepoints, probesFor, type ProbeSet, ensureTracefs } from '../kernel/tracefs.js';
 import { BpftraceEventsParser } from '../parse/bpftrace-events.js';
 import { Kallsyms } from '../kernel/kallsyms.js';
+import { pageSize } from '../kernel/page-size.js';
 import { packagePath } from '../paths.js';
 import { forEachLineSplit2 } from './lines.js';
 import { interrupt, shellQuote, type LiveEnd, type LiveSource } from './live.js';
@@ -17,6 +18,8 @@ import { onPath } from './which.js';
 
 export interface BpftraceOptions {
   filter: EventFilter;
+  /** Which allocators to pair (slab when absent); others than slab in pairs mode only. */
+  allocators?: ReadonlySet<AllocatorName>;
   stacks: boolean;
   /** Stream every event instead of pairing in the kernel. */
   events: boolean;
@@ -30,21 +33,137 @@ export interface BpftraceOptions {
 
 const STACK_DEPTH = 12;
 
+/** Allocator numbers in the program's site keys and pointer records (0 is slab). */
+const ALLOCATOR_NUMBER: Record<Exclude<AllocatorName, 'slab'>, number> = { vmalloc: 1, page: 2, percpu: 3 };
+
+const WHO = '($3 == 0 || pid == $3) && pid != $4 && comm != "bpftrace" && ($5 == 0 || comm == str($6)) && @done == 0';
+
+/**
+ * The probes of the allocators other than slab (pairs mode), kleak's own text. A pointer re-allocated while tracked
+ * lost its free: counted as freed at its site, so the site's count stays right. Page size is $12.
+ */
+function otherAllocatorProbes(allocators: ReadonlySet<AllocatorName>, stacks: boolean): string {
+  const out: string[] = [];
+  const S = `kstack(perf, ${STACK_DEPTH})`;
+  /** vmalloc areas and pages: sites by stack (@ssite_*), the stack kept per pointer to find the site at free. */
+  const byStack = (a: 'vmalloc' | 'page', alloc: string, pred: string, key: string, bytes: string, frees: { probe: string; key: string }[]) => {
+    const n = ALLOCATOR_NUMBER[a];
+    out.push(`${alloc}
+/${pred}/
+{
+  if (${WHO}) {
+    $k = (uint64)${key};
+    $b = (uint64)${bytes};
+    if (@live[$k]) {
+      $old = @ptr[$k];
+      @ssite_frees[@stk[$k], $old.6] = count();
+      @ssite_fbytes[@stk[$k], $old.6] = sum($old.3);
+    }
+    @live[$k] = 1;
+    if (@live[$k]) {
+      @ptr[$k] = (nsecs, (uint64)0, $b, $b, pid, comm, ${n});
+      @stk[$k] = ${S};
+      @ssite_allocs[@stk[$k], ${n}] = count();
+      @ssite_abytes[@stk[$k], ${n}] = sum($b);
+    } else {
+      @untracked = count();
+    }
+  }
+}`);
+    for (const f of frees) {
+      out.push(`${f.probe}
+/@live[(uint64)${f.key}]/
+{
+  if (@done == 0) {
+    $k = (uint64)${f.key};
+    $t = @ptr[$k];
+    @ssite_frees[@stk[$k], $t.6] = count();
+    @ssite_fbytes[@stk[$k], $t.6] = sum($t.3);
+    delete(@live[$k]);
+    delete(@ptr[$k]);
+    delete(@stk[$k]);
+  }
+}`);
+    }
+  };
+  if (allocators.has('vmalloc')) {
+    byStack('vmalloc', 'tracepoint:vmalloc:alloc_vmap_area', 'args->failed == 0 && args->size >= $1 && args->size <= $2', 'args->addr', 'args->size', [{ probe: 'tracepoint:vmalloc:free_vmap_area_noflush', key: 'args->va_start' }]);
+  }
+  if (allocators.has('page')) {
+    byStack('page', 'tracepoint:kmem:mm_page_alloc', '($12 << args->order) >= $1 && ($12 << args->order) <= $2', 'args->pfn', '$12 << args->order', [
+      { probe: 'tracepoint:kmem:mm_page_free', key: 'args->pfn' },
+      { probe: 'tracepoint:kmem:mm_page_free_batched', key: 'args->pfn' },
+    ]);
+  }
+  if (allocators.has('percpu')) {
+    const n = ALLOCATOR_NUMBER.percpu;
+    out.push(`tracepoint:percpu:percpu_alloc_percpu
+/args->bytes_alloc >= $1 && args->bytes_alloc <= $2/
+{
+  if (${WHO}) {
+    $k = (uint64)args->ptr;
+    if (@live[$k]) {
+      $old = @ptr[$k];
+      @site_missed[$old.1, $old.6] = count();
+      @site_mbytes[$old.1, $old.6] = sum($old.3);
+    }
+    @live[$k] = 1;
+    if (@live[$k]) {
+      @ptr[$k] = (nsecs, args->call_site, (uint64)args->size, (uint64)args->bytes_alloc, pid, comm, ${n});
+      ${stacks ? `@stk[$k] = ${S};` : ''}
+      @site_allocs[args->call_site, ${n}] = count();
+      @site_abytes[args->call_site, ${n}] = sum(args->bytes_alloc);
+    } else {
+      @untracked = count();
+    }
+  }
+}
+tracepoint:percpu:percpu_free_percpu
+/@live[(uint64)args->ptr]/
+{
+  if (@done == 0) {
+    $k = (uint64)args->ptr;
+    $t = @ptr[$k];
+    delete(@live[$k]);
+    delete(@ptr[$k]);
+    ${stacks ? 'delete(@stk[$k]);' : ''}
+    @site_frees[$t.1, $t.6] = count();
+    @site_fbytes[$t.1, $t.6] = sum($t.3);
+  }
+}`);
+  }
+  return out.join('\n\n');
+}
+
 /** The program text: kleak's own fixed fragments only; user values go in positional parameters. */
-export function bpftraceProgram(o: Pick<BpftraceOptions, 'events' | 'stacks'>, probes: ProbeSet, namedCache: boolean): string {
+export function bpftraceProgram(o: Pick<BpftraceOptions, 'events' | 'stacks'> & { allocators?: ReadonlySet<AllocatorName> }, probes: ProbeSet | undefined, namedCache: boolean): string {
   const file = o.events ? 'kleak-events.bt' : 'kleak-pairs.bt';
+  const allocators = o.allocators ?? new Set<AllocatorName>(['slab']);
   let text = readFileSync(packagePath('bpftrace', file), 'utf8');
   const sub = (token: string, value: string) => (text = text.split(token).join(value));
-  sub('ALLOC_PROBES', probes.allocs.map((t) => `tracepoint:kmem:${t}`).join(',\n'));
-  sub('FREE_PROBES', probes.frees.map((t) => `tracepoint:kmem:${t}`).join(',\n'));
+  text = allocators.has('slab') ? text.replace(/^\/\/ (?:SLAB\{|\}SLAB)\n/gm, '') : text.replace(/\/\/ SLAB\{[\s\S]*?\/\/ \}SLAB\n/, '');
+  const byStack = allocators.has('vmalloc') || allocators.has('page');
+  // Maps that no probe writes are undefined to bpftrace: print and clear only those in use.
+  const bySite = allocators.has('slab') || allocators.has('percpu');
+  const stk = (o.stacks && bySite) || byStack;
+  if (probes) {
+    sub('ALLOC_PROBES', probes.allocs.map((t) => `tracepoint:kmem:${t}`).join(',\n'));
+    sub('FREE_PROBES', probes.frees.map((t) => `tracepoint:kmem:${t}`).join(',\n'));
+  }
+  sub('OTHER_ALLOCATORS', otherAllocatorProbes(allocators, o.stacks));
   sub(' CACHE_PRED', namedCache ? ' && ($7 == 0 || str(args->name) == str($8))' : '');
   sub('CACHE_FIELD', namedCache ? 'str(args->name)' : '"-"');
   sub('STACK_FORMAT', o.stacks ? '%s' : '');
   sub(' STACK_ARG', o.stacks ? `, kstack(perf, ${STACK_DEPTH})` : '');
-  sub('STACK_STORE', o.stacks ? `@stk[args->ptr] = kstack(perf, ${STACK_DEPTH});` : '');
-  sub('STACK_DELETE', o.stacks ? 'delete(@stk[args->ptr]);' : '');
-  sub('STACK_PRINT', o.stacks ? 'print(@stk);' : '');
-  sub('STACK_CLEAR', o.stacks ? 'clear(@stk);' : '');
+  sub('STACK_STORE', o.stacks ? `@stk[$k] = kstack(perf, ${STACK_DEPTH});` : '');
+  sub('STACK_DELETE', o.stacks ? 'delete(@stk[$k]);' : '');
+  sub('STACK_PRINT', stk ? 'print(@stk);' : '');
+  sub('STACK_CLEAR', stk ? 'clear(@stk);' : '');
+  sub('STACK_SITES_PRINT', byStack ? 'print(@ssite_frees); print(@ssite_fbytes); print(@ssite_allocs); print(@ssite_abytes);' : '');
+  sub('STACK_SITES_CLEAR', byStack ? 'clear(@ssite_frees); clear(@ssite_fbytes); clear(@ssite_allocs); clear(@ssite_abytes);' : '');
+  // (after STACK_SITES_*, whose names contain these)
+  sub('SITES_PRINT', bySite ? 'print(@site_frees); print(@site_missed); print(@site_fbytes); print(@site_mbytes); print(@site_allocs); print(@site_abytes);' : '');
+  sub('SITES_CLEAR', bySite ? 'clear(@site_frees); clear(@site_missed); clear(@site_fbytes); clear(@site_mbytes); clear(@site_allocs); clear(@site_abytes);' : '');
   return text;
 }
 
@@ -58,7 +177,7 @@ export function bpftraceParams(o: BpftraceOptions, namedCache: boolean): string[
     String(min), String(max), String(f.pid ?? 0), String(process.pid),
     f.comm !== undefined ? '1' : '0', f.comm ?? '',
     namedCache ? '1' : '0', namedCache ? f.cache! : '',
-    String(o.maxPointers), String(Math.max(1, Math.round(o.snapshotSec * 10))), String(o.listMax),
+    String(o.maxPointers), String(Math.max(1, Math.round(o.snapshotSec * 10))), String(o.listMax), String(pageSize()),
   ];
 }
 
@@ -75,9 +194,16 @@ export async function preflightBpftrace(): Promise<void> {
 async function plan(o: BpftraceOptions): Promise<{ args: string[]; env: Record<string, string>; mounted?: string }> {
   const tracefs = await ensureTracefs();
   const namedCache = o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined;
-  const probes = probesFor(kmemTracepoints(tracefs.root), namedCache);
+  const allocators = o.allocators ?? new Set<AllocatorName>(['slab']);
+  const others = [...allocators].filter((a) => a !== 'slab');
+  if (o.events && others.length > 0) throw new InputError(`--alloc ${others.join(',')} with --backend bpftrace pairs in the kernel: drop --events.`);
+  for (const [a, events] of [['vmalloc', ['vmalloc/alloc_vmap_area', 'vmalloc/free_vmap_area_noflush']], ['page', ['kmem/mm_page_alloc', 'kmem/mm_page_free', 'kmem/mm_page_free_batched']], ['percpu', ['percpu/percpu_alloc_percpu', 'percpu/percpu_free_percpu']]] as const) {
+    const missing = allocators.has(a) ? events.filter((e) => !existsSync(`${tracefs.root}/events/${e}`)) : [];
+    if (missing.length > 0) throw new EnvironmentError(`this kernel has no ${missing.map((m) => m.replace('/', ':')).join(' / ')} tracepoint, which --alloc ${a} needs.`, '--alloc slab still works.');
+  }
+  const probes = allocators.has('slab') ? probesFor(kmemTracepoints(tracefs.root), namedCache) : undefined;
   // `--` ends bpftrace's options: a parameter such as a --comm value "-c/usr/bin/touch" stays a parameter.
-  const args = ['-B', 'none', '-e', bpftraceProgram(o, probes, namedCache), '--', ...bpftraceParams(o, namedCache)];
+  const args = ['-B', 'none', '-e', bpftraceProgram({ ...o, allocators }, probes, namedCache), '--', ...bpftraceParams(o, namedCache)];
   return { args, env: { BPFTRACE_MAP_KEYS_MAX: String(o.maxPointers) }, ...(tracefs.mounted ? { mounted: tracefs.mounted } : {}) };
 }
 

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { bpftraceParams, bpftraceProgram } from '../../src/sources/bpftrace.js';
 import { probesFor, type KmemTracepoint } from '../../src/kernel/tracefs.js';
 import { onPath } from '../helpers/env.js';
+import type { AllocatorName } from '../../src/event.js';
 
 const MODERN = new Set<KmemTracepoint>(['kmalloc', 'kfree', 'kmem_cache_alloc', 'kmem_cache_free']);
 const dir = mkdtempSync(`${tmpdir()}/kleak-bt-`);
@@ -19,7 +20,7 @@ const variants = [false, true].flatMap((events) =>
 describe('bpftrace programs', () => {
   it.each(variants)('events=$events stacks=$stacks namedCache=$namedCache: every placeholder filled', ({ events, stacks, namedCache }) => {
     const program = bpftraceProgram({ events, stacks }, probesFor(MODERN, namedCache), namedCache);
-    expect(program).not.toMatch(/ALLOC_PROBES|FREE_PROBES|CACHE_PRED|CACHE_FIELD|STACK_[A-Z]+/);
+    expect(program).not.toMatch(/ALLOC_PROBES|FREE_PROBES|OTHER_ALLOCATORS|CACHE_PRED|CACHE_FIELD|STACK_[A-Z]+/);
     expect(program).toContain(namedCache ? 'tracepoint:kmem:kmem_cache_alloc' : 'tracepoint:kmem:kmalloc');
     expect(program.includes('kstack(')).toBe(stacks);
   });
@@ -30,6 +31,22 @@ describe('bpftrace programs', () => {
     const program = bpftraceProgram({ events, stacks }, probesFor(MODERN, namedCache), namedCache);
     const params = bpftraceParams({ ...base, events, stacks, filter: namedCache ? { cache: 'names_cache' } : { bytes: 4096 } }, namedCache);
     const r = await execa('bpftrace', ['--emit-elf', `${dir}/p.o`, '-e', program, ...params], { reject: false });
+    expect(r.stderr.replace(/.*RLIMIT_MEMLOCK.*\n?/g, '').trim()).toBe('');
+    expect(r.exitCode).toBe(0);
+  });
+
+  const allocatorSets: AllocatorName[][] = [['vmalloc'], ['page'], ['percpu'], ['slab', 'vmalloc', 'page', 'percpu']];
+  it.for(allocatorSets.flatMap((a) => [false, true].map((stacks) => ({ a, stacks }))))('--alloc $a stacks=$stacks (pairs): placeholders filled, the slab probes only with slab, compiles', async ({ a, stacks }, ctx) => {
+    const allocators = new Set(a);
+    const program = bpftraceProgram({ events: false, stacks, allocators }, allocators.has('slab') ? probesFor(MODERN, false) : undefined, false);
+    expect(program).not.toMatch(/ALLOC_PROBES|FREE_PROBES|OTHER_ALLOCATORS|CACHE_PRED|CACHE_FIELD|STACK_[A-Z]+|\/\/ SLAB\{/);
+    expect(program.includes('tracepoint:kmem:kmalloc')).toBe(allocators.has('slab'));
+    expect(program.includes('tracepoint:vmalloc:alloc_vmap_area')).toBe(allocators.has('vmalloc'));
+    expect(program.includes('tracepoint:kmem:mm_page_free_batched')).toBe(allocators.has('page'));
+    expect(program.includes('tracepoint:percpu:percpu_free_percpu')).toBe(allocators.has('percpu'));
+    ctx.skip(!onPath('bpftrace') || process.getuid?.() !== 0, 'compiling needs bpftrace and root');
+    const params = bpftraceParams({ ...base, events: false, stacks, filter: { comm: 'python3' } }, false);
+    const r = await execa('bpftrace', ['--emit-elf', `${dir}/a.o`, '-e', program, ...params], { reject: false });
     expect(r.stderr.replace(/.*RLIMIT_MEMLOCK.*\n?/g, '').trim()).toBe('');
     expect(r.exitCode).toBe(0);
   });

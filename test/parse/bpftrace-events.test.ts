@@ -140,3 +140,54 @@ describe('bpftrace output with raw call sites (kleak names them from kallsyms, m
     expect(c.snapshots[0]!.outstanding![0]!.stack).toEqual(['__kvmalloc_node_noprof', 'timerfd_thing', 'do_syscall_64']);
   });
 });
+
+describe('bpftrace output of the vmalloc, page and percpu probes (kleak-pairs.bt with --alloc)', () => {
+  // As bpftrace 0.17 printed them on this VM: (site, allocator) keys, stack-keyed sites over several lines, u64
+  // pointer keys in signed decimal, and a 7th element in each pointer record (the allocator).
+  const LINES = [
+    'S 14193953477637 0 1',
+    '@site_allocs[-2126417710, 3]: 71',
+    '@site_frees[-2126417710, 3]: 60',
+    '@site_abytes[-2126417710, 3]: 2272',
+    '@site_fbytes[-2126417710, 3]: 1920',
+    '@ssite_frees[',
+    '\tffffffff816214cc alloc_vmap_area+1676',
+    '\tffffffff8162439d __get_vm_area_node+205',
+    '\tffffffff81624d75 __vmalloc_node_range_noprof+325',
+    '\tffffffff814e3add __bpf_map_area_alloc+125',
+    '\tffffffff81535ad2 array_map_alloc+146',
+    ', 1]: 40',
+    '@ssite_allocs[',
+    '\tffffffff816214cc alloc_vmap_area+1676',
+    '\tffffffff8162439d __get_vm_area_node+205',
+    '\tffffffff81624d75 __vmalloc_node_range_noprof+325',
+    '\tffffffff814e3add __bpf_map_area_alloc+125',
+    '\tffffffff81535ad2 array_map_alloc+146',
+    ', 1]: 47',
+    '@ptr[-60473113956352]: (13930055646598, 0, 1056768, 1056768, 29795, python3, 1)',
+    '@ptr[106093123354856]: (13930055646600, -2126417710, 8, 32, 29795, python3, 3)',
+    '@stk[-60473113956352]: ',
+    '\tffffffff816214cc alloc_vmap_area+1676',
+    '\tffffffff8162439d __get_vm_area_node+205',
+    '\tffffffff81624d75 __vmalloc_node_range_noprof+325',
+    '\tffffffff814e3add __bpf_map_area_alloc+125',
+    '',
+    'E',
+  ];
+
+  it('names the stack-keyed vmalloc site by its first frame outside vmalloc; percpu by its call site; records carry their allocator', () => {
+    const c = new Collector();
+    const p = new BpftraceEventsParser(c, (a) => (a === 0xffffffff814170d2n ? 'bpf_map_alloc_percpu+0x5a' : undefined));
+    LINES.forEach((l, i) => p.line(l, i + 1));
+    p.end();
+    expect(c.badLines).toEqual([]);
+    const snap = c.snapshots[0]!;
+    expect(snap.sites).toEqual(expect.arrayContaining([
+      expect.objectContaining({ callSite: 'bpf_map_alloc_percpu+0x5a', allocator: 'percpu', allocs: 71, frees: 60, outstanding: 11, outstandingBytes: 352 }),
+      expect.objectContaining({ callSite: '__bpf_map_area_alloc', allocator: 'vmalloc', allocs: 47, frees: 40, outstanding: 7 }),
+    ]));
+    const byPtr = new Map(snap.outstanding!.map((r) => [r.ptr, r]));
+    expect(byPtr.get('ffffc90001863000')).toMatchObject({ allocator: 'vmalloc', callSite: '__bpf_map_area_alloc', bytesAlloc: 1056768, comm: 'python3', cache: 'vmalloc' });
+    expect(byPtr.get('607dbaee40e8')).toMatchObject({ allocator: 'percpu', callSite: 'bpf_map_alloc_percpu+0x5a', bytesAlloc: 32, comm: 'python3' });
+  });
+});
