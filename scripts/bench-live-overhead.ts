@@ -166,6 +166,8 @@ function configs(floorObj: string | undefined, only: string): Config[] {
     { group: 'bpftrace', name: 'kleak live --backend bpftrace --bytes 8192', start: kleak(['--backend', 'bpftrace', '--bytes', '8192']) },
     { group: 'bpftrace', name: 'kleak live --backend bpftrace --bytes 1024', start: kleak(['--backend', 'bpftrace', '--bytes', '1024']) },
     { group: 'bpftrace', name: 'kleak live --backend bpftrace --bytes 1024 --stacks', start: kleak(['--backend', 'bpftrace', '--bytes', '1024', '--stacks']) },
+    { group: 'bpftrace', name: 'kleak live --backend bpftrace --alloc page (every page, its stack)', start: kleak(['--backend', 'bpftrace', '--alloc', 'page']) },
+    { group: 'bpftrace', name: 'kleak live --backend bpftrace --alloc vmalloc,percpu', start: kleak(['--backend', 'bpftrace', '--alloc', 'vmalloc,percpu']) },
     { group: 'tracefs', name: 'kleak live --backend tracefs --bytes 8192', start: kleak(['--backend', 'tracefs', '--bytes', '8192']) },
     { group: 'tracefs', name: 'kleak live --backend tracefs --bytes 1024', start: kleak(['--backend', 'tracefs', '--bytes', '1024']) },
     { group: 'tracefs', name: 'kleak live --backend tracefs --alloc page (every page, a stack each)', start: kleak(['--backend', 'tracefs', '--alloc', 'page']) },

@@ -19,7 +19,9 @@ What each holds, on Linux 6.18 (found with one-off probes):
 Prints "ready pid=P" once the held objects exist, "holding ..." after the churn (with --wait it then holds until
 stdin EOF or SIGTERM), and "done ..." at the end.
 """
-import argparse, ctypes, os, platform, signal, sys
+import argparse, ctypes, os, platform, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from workload_common import Stop  # noqa: E402
 
 NR_BPF = {"x86_64": 321, "aarch64": 280}
 BPF_MAP_CREATE = 0
@@ -58,7 +60,7 @@ def main() -> None:
     a = ap.parse_args()
     if platform.machine() not in NR_BPF:
         sys.exit(f"workload-alloc: unsupported architecture {platform.machine()}")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    stop = Stop()  # a stop signal ends the hold; what is held is released as at stdin's end
 
     maps = [vmalloc_area() for _ in range(a.hold_vmalloc)] + [percpu() for _ in range(a.hold_percpu)]
     pipes = [page() for _ in range(a.hold_pages)]
@@ -79,10 +81,7 @@ def main() -> None:
             time.sleep(1 / a.leak_vmalloc_rate)
     print(f"holding vmalloc={a.hold_vmalloc} pages={a.hold_pages} percpu={a.hold_percpu}", flush=True)
     if a.wait:
-        try:
-            sys.stdin.read()
-        except (KeyboardInterrupt, InterruptedError):
-            pass
+        stop.hold_until_stdin_ends()
     for fd in maps:
         os.close(fd)
     for r, w in pipes:

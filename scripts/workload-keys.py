@@ -19,7 +19,9 @@ Prints "ready pid=P held=N" once the held keys exist, "holding held=N churned=C"
 With --release (default) the held keys are invalidated before exit; --keep leaves them to the process keyring,
 which the kernel also frees at exit.
 """
-import argparse, ctypes, fcntl, os, platform, shutil, signal, sys, tempfile, time
+import argparse, ctypes, fcntl, os, platform, shutil, sys, tempfile, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from workload_common import Stop  # noqa: E402
 
 SYSCALLS = {"x86_64": (248, 250), "aarch64": (217, 219)}
 KEY_SPEC_PROCESS_KEYRING = -2
@@ -88,12 +90,7 @@ def main() -> None:
     ap.add_argument("--wait", action="store_true", help="after the run, print 'holding' and wait for stdin EOF")
     a = ap.parse_args()
 
-    stop = False
-    def on_signal(_s, _f):
-        nonlocal stop
-        stop = True
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = Stop()
 
     held, churned, seq = [], 0, 0
     for i in range(a.churn):
@@ -121,7 +118,7 @@ def main() -> None:
     busy = a.churn_rate > 0 or a.leak_rate > 0 or a.burst_every > 0 or a.pipe_churn_rate > 0
     while busy or a.seconds > 0:
         now = time.monotonic()
-        if stop or (a.seconds > 0 and now - start >= a.seconds):
+        if stop.requested or (a.seconds > 0 and now - start >= a.seconds):
             break
         if a.churn_rate > 0 and now >= next_churn:
             invalidate(add_key(f"kleak-churn-{os.getpid()}-{seq}", payload("churn", a.size)))
@@ -148,10 +145,7 @@ def main() -> None:
     churned += len(burst)
     print(f"holding held={len(held)} churned={churned} pipes_churned={pipe_churned}", flush=True)
     if a.wait or (not busy and a.seconds == 0):
-        try:
-            sys.stdin.read()  # EOF or a signal ends the hold
-        except (KeyboardInterrupt, InterruptedError):
-            pass
+        stop.hold_until_stdin_ends()
     for f in proc_files:
         f.close()
     for q in queues:

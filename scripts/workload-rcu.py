@@ -16,7 +16,9 @@ What each holds, on Linux 6.18 (found with one-off probes, FORMATS.md "Frees the
 Prints "ready pid=P held=N" once the held objects exist, "holding ..." when the run is over (with --wait it then
 holds until stdin EOF or SIGTERM), and "done ..." at the end.
 """
-import argparse, ctypes, os, select, signal, socket, sys, time
+import argparse, ctypes, os, select, socket, sys, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from workload_common import Stop  # noqa: E402
 
 CLOCK_MONOTONIC = 1
 libc = ctypes.CDLL(None, use_errno=True)
@@ -44,12 +46,7 @@ def main() -> None:
     ap.add_argument("--wait", action="store_true", help="after the run, print 'holding' and wait for stdin EOF")
     a = ap.parse_args()
 
-    stop = False
-    def on_signal(_s, _f):
-        nonlocal stop
-        stop = True
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = Stop()
 
     timers = [timerfd() for _ in range(a.hold_timerfd)]
     ep = select.epoll()
@@ -66,7 +63,7 @@ def main() -> None:
     start = time.monotonic()
     rates = {"timerfd": a.timerfd_churn_rate, "epoll": a.epoll_churn_rate, "bind": a.bind_churn_rate}
     due = {k: start for k in rates}
-    while a.seconds > 0 and not stop:
+    while a.seconds > 0 and not stop.requested:
         now = time.monotonic()
         if now - start >= a.seconds:
             break
@@ -84,10 +81,7 @@ def main() -> None:
         time.sleep(0.002)
     print(f"holding held={len(timers) + len(watched)} timerfds={len(timers)} epoll={len(watched)} churned={churned}", flush=True)
     if a.wait:
-        try:
-            sys.stdin.read()
-        except (KeyboardInterrupt, InterruptedError):
-            pass
+        stop.hold_until_stdin_ends()
     for fd in timers:
         os.close(fd)
     ep.close()

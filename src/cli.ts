@@ -387,7 +387,8 @@ export async function main(argv: string[]): Promise<number> {
   if (values.json && values.text) throw new InputError('--json and --text cannot be used together.');
   const [command, ...rest] = positionals;
   checkOptions(command ?? '', argv);
-  if (command === 'live' || command === 'record') catchEarlySignals(); // (again, harmless: the same handler)
+  // early-signals.ts guessed the command from argv at load time; the parsed command decides (installed once).
+  if (command === 'live' || command === 'record') catchEarlySignals();
   if (command === 'record' && values.output === '-') throw new InputError('kleak record -o needs a file name; it writes a file, not stdout.');
   switch (command) {
     case undefined:

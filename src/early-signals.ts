@@ -4,12 +4,18 @@ const STOP: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 let early: NodeJS.Signals | undefined;
 const remember = (sig: NodeJS.Signals) => (early ??= sig);
 
+let catching = false;
+
+/** Idempotent: installed once however often it is called (at load time, and again by the command line). */
 export function catchEarlySignals(): void {
+  if (catching) return;
+  catching = true;
   for (const s of STOP) process.on(s, remember);
 }
 
 /** Stops remembering; returns the signal that came early, if one did. */
 export function takeEarlySignal(): NodeJS.Signals | undefined {
+  catching = false;
   for (const s of STOP) process.off(s, remember);
   return early;
 }

@@ -15,13 +15,8 @@ export interface WatchSample {
   vmalloc?: VmallocGroup[];
 }
 
-export interface VmallocCallerReport {
-  caller: string;
-  module?: string;
-  type: string;
-  areas: number;
-  bytes: number;
-  pages: number;
+/** A vmalloc caller over the samples: its last reading, with a rate and a verdict. */
+export interface VmallocCallerReport extends VmallocGroup {
   areasPerMin: number;
   bytesPerMin: number;
   verdict: Verdict;

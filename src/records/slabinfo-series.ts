@@ -3,8 +3,7 @@
 // (which may say when) between them. Each dump is a reading of every cache's active objects.
 
 import type { RecordFormat } from './format.js';
-import { timeOf } from './format.js';
-import type { Reading } from './model.js';
+import { readDumps } from './format.js';
 
 const HEADER = /^slabinfo - version: \d+\.\d+\s*$/;
 
@@ -13,28 +12,16 @@ export const slabinfoSeries: RecordFormat = {
   describe: 'slabinfo dumps captured in a loop',
   sniff: (head) => head.some((l) => HEADER.test(l)),
   read(text, bad) {
-    const readings: Reading[] = [];
-    let cur: Reading | undefined;
-    let ts: number | undefined;
-    text.split('\n').forEach((raw, i) => {
-      const line = raw.replace(/\r$/, '');
-      if (HEADER.test(line)) {
-        cur = { ...(ts !== undefined ? { ts } : {}), sites: [] };
-        readings.push(cur);
-        ts = undefined;
-        return;
-      }
-      if (line.trim() === '' || line.startsWith('#')) return;
-      const f = line.trim().split(/\s+/);
-      const [name, active, , size] = f;
-      if (cur && f.length >= 6 && /^\d+$/.test(active!) && /^\d+$/.test(size!) && /^[\w:.()/-]+$/.test(name!)) {
-        cur.sites.push({ key: name!, label: name!, count: Number(active), bytes: Number(active) * Number(size) });
-        return;
-      }
-      const t = timeOf(line);
-      if (t !== undefined) ts = t;
-      else if (!/^[=\-*#_\s]+$/.test(line)) bad(i + 1, 'not a slabinfo row (name active_objs num_objs objsize …)');
-    });
-    return readings;
+    return readDumps(
+      text, HEADER,
+      (line) => {
+        const f = line.trim().split(/\s+/);
+        const [name, active, , size] = f;
+        if (f.length < 6 || !/^\d+$/.test(active!) || !/^\d+$/.test(size!) || !/^[\w:.()/-]+$/.test(name!)) return undefined;
+        return { key: name!, label: name!, count: Number(active), bytes: Number(active) * Number(size) };
+      },
+      bad, 'not a slabinfo row (name active_objs num_objs objsize …)',
+      (line) => /^[=\-*#_\s]+$/.test(line),
+    );
   },
 };
