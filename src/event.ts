@@ -79,6 +79,8 @@ export interface ParseSink {
   lost(count: number, cpu?: number): void;
   bad(lineNo: number, reason: string): void;
   snapshot?(s: KernelSnapshot): void;
+  /** Something about the input the report must say (once per text): events read without a time, for example. */
+  notice?(text: string): void;
   /** What a kleak recording says of the run that made it (its header line). */
   recorded?(info: RecordedRun): void;
 }

@@ -158,6 +158,12 @@ export class Engine implements ParseSink {
     this.recordedRun = info;
   }
 
+  private readonly inputNotices = new Set<string>();
+
+  notice(text: string): void {
+    if (this.inputNotices.size < 20) this.inputNotices.add(text);
+  }
+
   bad(lineNo: number, reason: string): void {
     this.totals.badLines++;
     if (this.badSamples.length < MAX_BAD_SAMPLES) this.badSamples.push({ line: lineNo, reason });
@@ -558,6 +564,7 @@ export class Engine implements ParseSink {
       const n = vmallocPages.reduce((a, s) => a + s.outstanding, 0);
       out.push({ severity: 'info', text: `${n} outstanding pages are vmalloc's own (at ${vmallocPages.map((s) => s.fn).join(', ')}): they back vmalloc areas counted at their callers too, so their bytes are counted twice.` });
     }
+    for (const n of this.inputNotices) out.push({ severity: 'warning', text: n });
     if (t.badLines > 0) {
       const first = this.badSamples.slice(0, 5).map((b) => b.line).join(', ');
       out.push({ severity: 'warning', text: `${t.badLines} malformed lines were skipped (first: line ${first}).` });

@@ -30,6 +30,9 @@ export function stackFrame(line: string): string | undefined {
   return frame;
 }
 
+/** The kmem events as a trimmed excerpt starts ("kmalloc: call_site=…"). */
+const TRIMMED_EVENT = /^(kmalloc|kfree|kmem_cache_alloc|kmem_cache_free|kmalloc_node|kmem_cache_alloc_node): +(?=call_site=|\()/;
+
 /** Lines that carry no event and are not errors: headers, comments, blank lines. */
 function isHeaderLine(line: string): boolean {
   if (line.length === 0 || line.charCodeAt(0) === 35 /* # */) return true;
@@ -94,6 +97,7 @@ export class FtraceTextParser implements LineParser {
     const h = this.header;
     if (!readFtraceHeader(buf, start, end, h)) {
       this.emitPending();
+      if (this.trimmed(buf, start, end, lineNo)) return;
       const text = latin1(buf, start, end);
       const lost = parseLostLine(text);
       if (lost) this.sink.lost(lost.count, lost.cpu);
@@ -135,6 +139,29 @@ export class FtraceTextParser implements LineParser {
   end(): void {
     this.flushStack();
     this.emitPending();
+  }
+
+  private trimmedLines = 0;
+
+  /**
+   * An excerpt whose "comm-pid [cpu] flags ts:" prefix was trimmed by whoever pasted it ("kmalloc: call_site=… ptr=…"):
+   * its fields are read, with no time, pid or CPU; the report says so. False when the line is not one.
+   */
+  private trimmed(buf: Buffer, start: number, end: number, lineNo: number): boolean {
+    let i = start;
+    while (i < end && buf[i] === 32) i++;
+    const m = TRIMMED_EVENT.exec(latin1(buf, i, Math.min(end, i + 32)));
+    if (!m) return false;
+    const r = this.fields.read(m[1] as Tracepoint, buf, i + m[0].length, end, 0, -1, i, i, 0);
+    if (typeof r === 'string') {
+      if (r !== 'null') this.sink.bad(lineNo, r);
+    } else {
+      this.sink.event(r);
+    }
+    if (this.trimmedLines++ === 0) {
+      this.sink.notice?.('lines without their "comm-pid [cpu] flags timestamp:" prefix (trimmed when pasted) were read without time, pid or CPU: their objects have no age and their sites no growth over time.');
+    }
+    return true;
   }
 
   private flushStack(): void {

@@ -106,14 +106,32 @@ function valueEnd(buf: Buffer, from: number, end: number): number {
 /** Where the value the last decimal() call read ended. */
 let valueStop = 0;
 
-/** A decimal value spanning [from, valueEnd), or NaN; valueStop is set to its end. */
+/**
+ * A decimal value spanning [from, valueEnd), or NaN; valueStop is set to its end. options/fields prints numbers as
+ * hex with the decimal after them ("bytes_req=0xfa0 (4000)"): the hex is read, and the " (…)" is left to the
+ * field searches, which skip it.
+ */
 function decimal(buf: Buffer, from: number, end: number): number {
+  if (buf[from] === 48 /* 0 */ && buf[from + 1] === 120 /* x */) return hexNumber(buf, from + 2, end);
   let n = 0;
   let i = from;
   for (; i < end; i++) {
     const c = buf[i]!;
     if (c < 48 || c > 57) break;
     n = n * 10 + c - 48;
+  }
+  valueStop = i;
+  return i === from || (i < end && buf[i] !== SPACE) ? NaN : n;
+}
+
+function hexNumber(buf: Buffer, from: number, end: number): number {
+  let n = 0;
+  let i = from;
+  for (; i < end; i++) {
+    const c = buf[i]!;
+    const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
+    if (d < 0) break;
+    n = n * 16 + d;
   }
   valueStop = i;
   return i === from || (i < end && buf[i] !== SPACE) ? NaN : n;

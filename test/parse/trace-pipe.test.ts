@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { tracePipe } from '../../src/parse/trace-pipe.js';
+import { Engine } from '../../src/engine/engine.js';
+import { detectFormat } from '../../src/parse/formats.js';
 import { parseLines } from '../helpers/collect.js';
 
 // From recordings/keys29-hashed-stacks.pipe.gz and keys41-plain.pipe.gz (this VM), FORMATS.md, and the older
@@ -82,5 +84,41 @@ describe('trace_pipe', () => {
     const c = parseLines(tracePipe, ['# tracer: nop', line]);
     expect(c.events).toEqual([]);
     expect(c.badLines.map((b) => b.lineNo)).toEqual([2]);
+  });
+});
+
+describe('trace_pipe text in other shapes', () => {
+  // options/fields on (this VM, Linux 6.18): every number as hex with its decimal after it, call sites with their raw value
+  const FIELDS = [
+    '         python3-2352    [001] ..... 14592.996680: kmalloc: call_site=__do_sys_add_key+0x106/0x220 (-2119483994) ptr=0xffff8881040be000 (-131387276664832) bytes_req=0xfa0 (4000) bytes_alloc=0x1000 (4096) gfp_flags=0xcc0 (3264) node=0xffffffff (-1)',
+    '            bash-2347    [001] ..... 14592.835452: kfree: call_site=ida_alloc_range+0x39b/0x400 (-2111644197) ptr=0x0 (0)',
+    '         python3-2352    [001] ..... 14593.100000: kfree: call_site=user_destroy+0x14/0x30 (-2119483000) ptr=0xffff8881040be000 (-131387276664832)',
+  ];
+
+  it('reads options/fields output: hex numbers with their decimal after them, call sites with their raw value', () => {
+    const c = parseLines(tracePipe, FIELDS);
+    expect(c.badLines).toEqual([]);
+    expect(c.events).toHaveLength(2);
+    expect(c.events[0]).toMatchObject({ kind: 'alloc', callSite: '__do_sys_add_key+0x106', ptr: 'ffff8881040be000', bytesReq: 4000, bytesAlloc: 4096, cache: 'kmalloc-4096', pid: 2352 });
+    expect(c.events[1]).toMatchObject({ kind: 'free', ptr: 'ffff8881040be000' });
+  });
+
+  it('reads excerpts whose "comm-pid [cpu] flags ts:" prefix was trimmed, without time, and says so', () => {
+    const lines = [
+      'kmalloc: call_site=user_preparse+0x2f/0x70 ptr=ffff88810aa14000 bytes_req=4024 bytes_alloc=4096 gfp_flags=GFP_KERNEL node=-1 accounted=false',
+      '  kmalloc: call_site=user_preparse+0x2f/0x70 ptr=ffff88810aa15000 bytes_req=4024 bytes_alloc=4096 gfp_flags=GFP_KERNEL node=-1 accounted=false',
+      'kfree: call_site=user_destroy+0x14/0x30 ptr=ffff88810aa14000',
+      'kmalloc: call_site=user_preparse+0x2f/0x70 ptr=ffff88810aa16000 bytes_req=56bytes_alloc=64',
+    ];
+    expect(detectFormat(lines)?.name).toBe('trace-pipe');
+    const e = new Engine();
+    const p = tracePipe.createParser(e);
+    lines.forEach((l, i) => p.line(l, i + 1));
+    p.end();
+    const r = e.report({ kind: 'replay' });
+    expect(r.sites.find((s) => s.function === 'user_preparse')?.outstanding).toBe(1);
+    expect(r.totals.badLines).toBe(1); // the glued bytes_req=56bytes_alloc=64: a bad line, never 0 bytes requested
+    expect(e.badSamples[0]).toMatchObject({ line: 4, reason: expect.stringMatching(/bytes_req=56bytes_alloc=64 is not a number/) });
+    expect(r.notices.some((n) => /without their "comm-pid \[cpu\] flags timestamp:" prefix/.test(n.text))).toBe(true);
   });
 });
