@@ -36,6 +36,9 @@ function siteRow(s: SiteReport, fnWidth: number): string {
   ].join(' ');
 }
 
+/** Rows of the site table in a text report without --top. */
+const TEXT_ROWS = 200;
+
 export function renderText(r: Report): string {
   const out: string[] = [];
   const dur = r.span.lastTs - r.span.firstTs;
@@ -59,12 +62,14 @@ export function renderText(r: Report): string {
     );
     return out.join('\n') + '\n';
   }
-  const fnWidth = Math.min(32, Math.max(8, ...r.sites.map((s) => s.function.length)));
+  // A text report is read by a person: the first TEXT_ROWS sites unless --top says otherwise (JSON keeps all).
+  const shown = r.sites.slice(0, TEXT_ROWS);
+  const fnWidth = Math.min(32, shown.reduce((w, s) => Math.max(w, s.function.length), 8));
   out.push(
     ['FUNCTION'.padEnd(fnWidth), 'CACHE'.padEnd(16), 'OUTSTAND'.padStart(9), 'BYTES'.padStart(10), 'OLDEST'.padStart(8), 'GROWTH/m'.padStart(8), ' TREND'.padEnd(13), ' VERDICT'].join(' '),
   );
-  for (const s of r.sites) out.push(siteRow(s, fnWidth));
-  if (r.siteCount > r.sites.length) out.push(`… ${r.siteCount - r.sites.length} more call sites (--top)`);
+  for (const s of shown) out.push(siteRow(s, fnWidth));
+  if (r.siteCount > shown.length) out.push(`… ${r.siteCount - shown.length} more call sites (--top N shows N; --json has all)`);
   if (r.modules?.length) out.push('by module: ' + r.modules.map((m) => `${m.module === 'the kernel itself' ? m.module : `[${m.module}]`} ${fmtBytes(m.outstandingBytes)} in ${fmtCount(m.outstanding)}${m.growingSites ? ` (${m.growingSites} growing)` : ''}`).join(' · '));
   for (const s of r.sites.slice(0, 3)) {
     out.push('');
