@@ -112,13 +112,19 @@ export function App({ source, refreshMs = 100, save, onQuit, size }: AppProps) {
     else if (input === 'a') dispatch({ type: 'sort', key: 'age' });
     else if (input === 'g') dispatch({ type: 'sort', key: 'growth' });
     else if (input === '/') dispatch({ type: 'filter-start' });
-    else if (input === 'p') dispatch({ type: 'pause' });
+    else if (input === 'p') dispatch({ type: 'pause', live: report.source.kind === 'live' });
     else if (input === '?') dispatch({ type: 'help' });
     else if (input === 'f') {
       dispatch({ type: 'view', view: 'stacks' });
       setTreeSel(0);
     } else if (input === 'm') dispatch({ type: 'view', view: 'modules' });
-    else if (input === 's') dispatch({ type: 'message', text: save(source.report()) });
+    else if (input === 's') {
+      // With a / filter on, the saved report holds what the table shows, and says so.
+      const full = source.report();
+      const f = state.filter.toLowerCase();
+      const kept = f === '' ? full : { ...full, sites: full.sites.filter((x) => x.function.toLowerCase().includes(f)), notices: [...full.notices, { severity: 'info' as const, text: `saved with the TUI filter "${state.filter}": ${full.sites.filter((x) => x.function.toLowerCase().includes(f)).length} of ${full.sites.length} sites` }] };
+      dispatch({ type: 'message', text: save(kept) + (f === '' ? '' : ` (the ${kept.sites.length} sites matching "${state.filter}")`) });
+    }
     else if (input === 'i' && state.view === 'detail') {
       const site = report.sites.find((x) => x.function === state.selected);
       if (!source.inspect) dispatch({ type: 'message', text: 'i reads objects from the running kernel: in kleak live only (or kleak inspect --from REPORT)' });

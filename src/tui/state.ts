@@ -29,7 +29,7 @@ export type Action =
   | { type: 'help' }
   /** f: the stack tree; m: outstanding bytes by module; the same key again, or Esc, goes back. */
   | { type: 'view'; view: 'stacks' | 'modules' }
-  | { type: 'pause' }
+  | { type: 'pause'; live: boolean }
   | { type: 'filter-start' }
   | { type: 'filter-type'; text: string }
   | { type: 'filter-backspace' }
@@ -78,7 +78,7 @@ export function reducer(s: TuiState, a: Action): TuiState {
     case 'view':
       return { ...s, view: s.view === a.view ? 'table' : a.view };
     case 'pause':
-      return { ...s, paused: !s.paused, message: s.paused ? 'display resumed' : 'display paused (tracing goes on)' };
+      return { ...s, paused: !s.paused, message: s.paused ? 'display resumed' : `display paused (${a.live ? 'tracing' : 'reading'} goes on)` };
     case 'filter-start':
       return { ...s, editingFilter: true, view: 'table' };
     case 'filter-type':

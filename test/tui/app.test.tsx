@@ -190,3 +190,38 @@ describe('TUI', () => {
     }
   });
 });
+
+describe('TUI at small sizes and with a filter', () => {
+  it('at 80x24 the header keeps VERDICT whatever the sort, and kmalloc-cg-4096 fits its column', async () => {
+    const { lastFrame, stdin } = show(source(() => demo));
+    await frameWhere(lastFrame, (x) => x.includes('user_preparse'), 'the table');
+    for (const key of ['g', 'a', 'c', 'b']) {
+      await press(stdin, key);
+      const f = await frameWhere(lastFrame, (x) => /▾/.test(x), `sorted by ${key}`);
+      expect(f.split('\n').find((l) => l.includes('FUNCTION')), `sort ${key}`).toMatch(/ VERDICT$/);
+    }
+    expect(lastFrame()).toMatch(/pipe_resize_ring kmalloc-cg-4096 /);
+  });
+
+  it('below 80x24 the detail view never draws more lines than the screen has', async () => {
+    const { lastFrame, stdin } = show(source(() => demo), { columns: 70, rows: 14 });
+    const table = await frameWhere(lastFrame, (x) => x.includes('user_prep'), 'the table');
+    expect(table.split('\n').find((l) => l.includes('FUNCTION'))).toMatch(/ VERDICT$/);
+    await press(stdin, '\r');
+    const f = await frameWhere(lastFrame, (x) => /outstanding over time/.test(x), 'the detail');
+    expect(f.split('\n').length).toBeLessThanOrEqual(14);
+  });
+
+  it('s with a / filter on saves the sites the table shows, and says so', async () => {
+    let saved: Report | undefined;
+    const app = render(<App source={source(() => demo)} save={(r) => ((saved = r), 'saved it')} onQuit={() => {}} size={SIZE} refreshMs={20} />);
+    cleanup = app.unmount;
+    await frameWhere(app.lastFrame, (x) => x.includes('user_preparse'), 'the table');
+    for (const k of ['/', 'u', 's', 'e', 'r', '\r']) await press(app.stdin, k);
+    await press(app.stdin, 's');
+    const f = await frameWhere(app.lastFrame, (x) => /saved it/.test(x), 'the message');
+    expect(f).toMatch(/the 1 sites matching "user"/);
+    expect(saved!.sites.map((s) => s.function)).toEqual(['user_preparse']);
+    expect(saved!.notices.some((n) => /saved with the TUI filter "user": 1 of 3 sites/.test(n.text))).toBe(true);
+  });
+});

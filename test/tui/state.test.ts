@@ -49,7 +49,8 @@ describe('TUI state', () => {
     expect(s.view).toBe('table');
     expect(reducer(s, { type: 'help' }).view).toBe('help');
     expect(reducer(reducer(s, { type: 'help' }), { type: 'help' }).view).toBe('table');
-    expect(reducer(s, { type: 'pause' })).toMatchObject({ paused: true, message: 'display paused (tracing goes on)' });
+    expect(reducer(s, { type: 'pause', live: true })).toMatchObject({ paused: true, message: 'display paused (tracing goes on)' });
+    expect(reducer(s, { type: 'pause', live: false })).toMatchObject({ paused: true, message: 'display paused (reading goes on)' });
   });
 
   it('opening with no rows does nothing', () => {

@@ -40,6 +40,8 @@ export function SiteDetail({ site, name, width, height }: SiteDetailProps) {
       </Text>,
     ),
   );
+  // Never more lines than the screen has below the header (a small terminal overlapped them).
+  const budget = Math.max(1, height - 2 - (site.unseenFrees !== undefined ? 1 : 0) - (site.possiblePhantoms > 0 ? 1 : 0));
   return (
     <Box flexDirection="column" width={width}>
       <Text wrap="truncate-end">
@@ -57,7 +59,7 @@ export function SiteDetail({ site, name, width, height }: SiteDetailProps) {
         </Text>
       ) : null}
       {site.possiblePhantoms > 0 ? <Text color={color('red')}>{site.possiblePhantoms} predate lost events and may be phantoms</Text> : null}
-      {lines}
+      {lines.slice(0, budget)}
     </Box>
   );
 }

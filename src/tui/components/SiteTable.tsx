@@ -16,9 +16,13 @@ export interface SiteTableProps {
 /** Column widths for a terminal width: fixed numeric columns, the function name takes the rest. */
 export function columns(width: number) {
   const wide = width >= 100;
-  const fixed = { cache: wide ? 16 : 12, count: wide ? 9 : 7, bytes: wide ? 10 : 8, age: wide ? 8 : 6, growth: wide ? 8 : 7, trend: wide ? 16 : 8, verdict: 7 };
+  // Each wide enough for its label with the sort mark ("OLDEST▾", "GROWTH/m▾") and a kmalloc-cg-4096.
+  const fixed = { cache: wide ? 16 : 15, count: wide ? 9 : 7, bytes: wide ? 10 : 8, age: wide ? 8 : 7, growth: wide ? 9 : 7, trend: wide ? 16 : 5, verdict: 7 };
   const used = Object.values(fixed).reduce((a, b) => a + b, 0) + 8; // one space between columns, cursor column
-  return { fn: Math.max(10, width - used), ...fixed };
+  // Narrower than 80 columns the cache column gives way first, so the row still ends with its verdict.
+  const short = Math.max(0, 10 - (width - used));
+  fixed.cache = Math.max(8, fixed.cache - short);
+  return { fn: Math.max(10, width - used + Math.min(short, 15 - 8)), ...fixed };
 }
 
 const wide = (width: number) => width >= 100;
