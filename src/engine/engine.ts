@@ -473,6 +473,7 @@ export class Engine implements ParseSink {
         ...(site.allocator ? { allocator: site.allocator } : {}),
         callSite,
         cache: cacheCount[s] ? this.caches.values[top(cacheCount[s]!)]! : '',
+        ...(cacheCount[s] && cacheCount[s]!.size > 1 ? { caches: topN(cacheCount[s]!, 8).map(([id, n]) => ({ cache: this.caches.values[id]!, outstanding: n })) } : {}),
         outstanding,
         outstandingBytes: listed || !k ? bytes[s]! : k.outstandingBytes,
         allocs,

@@ -51,7 +51,10 @@ export interface SiteReport {
   /** The allocator, when not slab (vmalloc, page, percpu). */
   allocator?: AllocatorName;
   callSite: string;
+  /** The cache most of its outstanding objects are in (a function allocating several sizes: see `caches`). */
   cache: string;
+  /** Every cache its outstanding objects are in, most first, when there is more than one. */
+  caches?: { cache: string; outstanding: number }[];
   outstanding: number;
   outstandingBytes: number;
   allocs: number;

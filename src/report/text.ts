@@ -23,10 +23,18 @@ export function totalsLine(r: Report): string {
   ].join('  ');
 }
 
+/** The cache column: the main cache, "+N" when the function's objects are in N more (one label per size). */
+export function cacheLabel(s: Pick<SiteReport, 'cache' | 'caches'>, width = 16): string {
+  const more = (s.caches?.length ?? 1) - 1;
+  if (more <= 0) return fit(s.cache || '-', width);
+  const tail = ` +${more}`;
+  return fit(s.cache, width - tail.length) + tail;
+}
+
 function siteRow(s: SiteReport, fnWidth: number): string {
   return [
     fit(s.function, fnWidth).padEnd(fnWidth),
-    fit(s.cache || '-', 16).padEnd(16),
+    fit(cacheLabel(s), 16).padEnd(16),
     fmtCount(s.outstanding).padStart(9),
     fmtBytes(s.outstandingBytes).padStart(10),
     fmtAge(s.oldestAgeSec).padStart(8),
@@ -77,6 +85,7 @@ export function renderText(r: Report): string {
     if (s.unseenFrees === 'rcu') out.push(`  not seen freed (freed by RCU batching): its objects are freed with kfree_rcu, whose batches no kmem tracepoint shows; --backend kernel sees them`);
     else if (s.missedFrees > 0) out.push(`  not seen freed: ${s.missedFrees} of its pointers were allocated again while outstanding, so they were freed by a path the trace does not show (kfree_rcu batching, bulk frees); --backend kernel sees kfree_rcu batches`);
     if (s.possiblePhantoms > 0) out.push(`  ${s.possiblePhantoms} of them predate lost events and may be phantoms`);
+    if (s.caches) out.push(`  in ${s.caches.map((c) => `${c.cache} (${fmtCount(c.outstanding)})`).join(', ')}`);
     for (const st of s.stacks.slice(0, 3)) out.push(`  ${fmtCount(st.outstanding)} × ${st.frames.slice(0, 8).join(' ← ')}`);
     for (const p of s.samples.slice(0, 3)) {
       out.push(`  ${p.ptr}  age ${fmtAge(p.ageSec)}${p.pid !== undefined ? `  pid ${p.pid}` : ''}${p.comm ? ` ${p.comm}` : ''}${p.bytesReq !== undefined ? `  ${p.bytesReq} bytes requested` : ''}`);

@@ -16,3 +16,19 @@ describe('modules', () => {
     ]);
   });
 });
+
+describe('one label per size', () => {
+  it('a function allocating 64, 256 and 64 bytes is labelled by each cache, most first', async () => {
+    const { cacheLabel } = await import('../../src/report/text.js');
+    const e = new Engine();
+    const sizes = [64, 256, 64];
+    sizes.forEach((b, i) => e.event({ kind: 'alloc', ts: i, ptr: (0xffff888100000000n + BigInt(i * 4096)).toString(16), callSite: 'multi_alloc+0x10', tracepoint: 'kmalloc', bytesAlloc: b, cache: `kmalloc-${b}` }));
+    const s = e.report({ kind: 'replay', format: 'test' }).sites[0]!;
+    expect(s.cache).toBe('kmalloc-64');
+    expect(s.caches).toEqual([{ cache: 'kmalloc-64', outstanding: 2 }, { cache: 'kmalloc-256', outstanding: 1 }]);
+    expect(cacheLabel(s)).toBe('kmalloc-64 +1');
+    const one = new Engine();
+    one.event({ kind: 'alloc', ts: 0, ptr: 'ffff888100000000', callSite: 'single+0x1', tracepoint: 'kmalloc', bytesAlloc: 64, cache: 'kmalloc-64' });
+    expect(one.report({ kind: 'replay', format: 'test' }).sites[0]!.caches).toBeUndefined();
+  });
+});

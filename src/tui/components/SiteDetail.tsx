@@ -45,7 +45,7 @@ export function SiteDetail({ site, name, width, height }: SiteDetailProps) {
   return (
     <Box flexDirection="column" width={width}>
       <Text wrap="truncate-end">
-        <Text bold>{site.function}</Text> ({site.callSite}) · {site.cache || '-'} · <Text color={verdictColor(site.verdict)}>{site.verdict}</Text>
+        <Text bold>{site.function}</Text> ({site.callSite}) · {site.caches ? site.caches.map((c) => `${c.cache} ${fmtCount(c.outstanding)}`).join(', ') : site.cache || '-'} · <Text color={verdictColor(site.verdict)}>{site.verdict}</Text>
       </Text>
       <Text wrap="truncate-end">
         {fmtCount(site.outstanding)} outstanding, {fmtBytes(site.outstandingBytes)} · {fmtRate(site.growthPerMin)}/min · oldest {fmtAge(site.oldestAgeSec)} · allocated{' '}

@@ -2,6 +2,7 @@
 import { Box, Text } from 'ink';
 import { fit, fmtAge, fmtBytes, fmtCount, fmtRate, sparkline } from '../../report/format.js';
 import type { SiteReport } from '../../report/model.js';
+import { cacheLabel } from '../../report/text.js';
 import type { SortKey } from '../state.js';
 import { color, noColor, verdictColor } from '../theme.js';
 
@@ -45,7 +46,7 @@ export function SiteTable({ rows, selected, width, height, sort }: SiteTableProp
       {shown.map((s, i) => {
         const isSel = top + i === selected;
         const line =
-          (isSel ? '›' : ' ') + fit(s.function, c.fn).padEnd(c.fn) + ' ' + fit(s.cache || '-', c.cache).padEnd(c.cache) + ' ' + fmtCount(s.outstanding).padStart(c.count) + ' ' +
+          (isSel ? '›' : ' ') + fit(s.function, c.fn).padEnd(c.fn) + ' ' + cacheLabel(s, c.cache).padEnd(c.cache) + ' ' + fmtCount(s.outstanding).padStart(c.count) + ' ' +
           fmtBytes(s.outstandingBytes).padStart(c.bytes) + ' ' + fmtAge(s.oldestAgeSec).padStart(c.age) + ' ' + fmtRate(s.growthPerMin).padStart(c.growth) + ' ' +
           sparkline(s.series, c.trend).padEnd(c.trend) + ' ';
         return (
