@@ -99,6 +99,8 @@ export class BpftraceEventsParser implements LineParser {
     private readonly sink: ParseSink,
     /** Names call sites and frames from this host's kallsyms (live runs); replays of raw output keep addresses. */
     private readonly symbols?: Symbolizer,
+    /** The kmem_cache a --cache run traced: its slab objects' cache (the pointer records do not print it). */
+    private readonly cacheName?: string,
   ) {}
 
   line(text: string, lineNo: number): void {
@@ -209,12 +211,14 @@ export class BpftraceEventsParser implements LineParser {
       const inner = value.replace(/^\(/, '').replace(/\)$/, '').split(', ');
       const ptr = ptrOf(key);
       if (inner.length < 6 || !ptr) return this.sink.bad(lineNo, 'malformed pointer record');
-      const withAllocator = inner.length >= 7 && /^\d$/.test(inner[inner.length - 1]!);
-      const allocator = withAllocator ? (ALLOCATOR_OF[Number(inner[inner.length - 1])] ?? 'slab') : 'slab';
+      const withAllocator = inner.length >= 7 && /^\d{1,2}$/.test(inner[inner.length - 1]!);
+      // The allocator number, plus 16 for an accounted kmalloc (kmalloc-cg-N).
+      const tag = withAllocator ? Number(inner[inner.length - 1]) : 0;
+      const allocator = ALLOCATOR_OF[tag & 15] ?? 'slab';
       const bytesAlloc = Number(inner[3]);
       s.records.set(ptr, {
         ptr, ts: Number(inner[0]) / 1e9, callSite: allocator === 'vmalloc' || allocator === 'page' ? noStackSite(allocator) : callSiteOf(this.symbols, inner[1]!),
-        bytesReq: Number(inner[2]), bytesAlloc, cache: allocator === 'slab' ? kmallocCache(bytesAlloc, false) : allocator, pid: Number(inner[4]),
+        bytesReq: Number(inner[2]), bytesAlloc, cache: allocator === 'slab' ? (this.cacheName ?? kmallocCache(bytesAlloc, (tag & 16) !== 0)) : allocator, pid: Number(inner[4]),
         comm: inner.slice(5, withAllocator ? -1 : undefined).join(', '), ...(allocator !== 'slab' ? { allocator } : {}),
       });
     } else if (map === 'stk' && key !== undefined) {

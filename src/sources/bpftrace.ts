@@ -9,6 +9,7 @@ import type { AllocatorName, ParseSink } from '../event.js';
 import { EnvironmentError, InputError } from '../errors.js';
 import { kmemTracepoints, probesFor, type ProbeSet, ensureTracefs } from '../kernel/tracefs.js';
 import { BpftraceEventsParser } from '../parse/bpftrace-events.js';
+import { Btf } from '../kernel/btf.js';
 import { Kallsyms } from '../kernel/kallsyms.js';
 import { pageSize } from '../kernel/page-size.js';
 import { packagePath } from '../paths.js';
@@ -167,6 +168,16 @@ export function bpftraceProgram(o: Pick<BpftraceOptions, 'events' | 'stacks'> & 
   return text;
 }
 
+/** __GFP_ACCOUNT's value on this kernel (its bit from BTF), so kmalloc-cg-N is told from kmalloc-N; 0 when unknown. */
+function gfpAccount(): number {
+  try {
+    const bit = Btf.vmlinux().enumValue('___GFP_ACCOUNT_BIT');
+    return bit === undefined ? 0 : 2 ** bit;
+  } catch {
+    return 0;
+  }
+}
+
 /** Positional parameters, in the order the programs' headers document. */
 export function bpftraceParams(o: BpftraceOptions, namedCache: boolean): string[] {
   const f = o.filter;
@@ -177,7 +188,7 @@ export function bpftraceParams(o: BpftraceOptions, namedCache: boolean): string[
     String(min), String(max), String(f.pid ?? 0), String(process.pid),
     f.comm !== undefined ? '1' : '0', f.comm ?? '',
     namedCache ? '1' : '0', namedCache ? f.cache! : '',
-    String(o.maxPointers), String(Math.max(1, Math.round(o.snapshotSec * 10))), String(o.listMax), String(pageSize()),
+    String(o.maxPointers), String(Math.max(1, Math.round(o.snapshotSec * 10))), String(o.listMax), String(pageSize()), String(gfpAccount()),
   ];
 }
 
@@ -237,7 +248,8 @@ export async function startBpftrace(o: BpftraceOptions, sink: ParseSink): Promis
   });
   // bpftrace's ksym() drops module names: kleak names call sites and frames from kallsyms itself.
   const syms = Kallsyms.load();
-  const parser = new BpftraceEventsParser(sink, (a) => (syms.lookup(a) ? syms.format(a) : undefined));
+  const namedCache = o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined;
+  const parser = new BpftraceEventsParser(sink, (a) => (syms.lookup(a) ? syms.format(a) : undefined), namedCache ? o.filter.cache : undefined);
   let markReady: () => void = () => {};
   const ready = new Promise<void>((r) => (markReady = r));
   let lines = 0;

@@ -156,6 +156,31 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend bpftrace on this ke
     noTracerLeft();
   });
 
+  it('labels objects by their real cache: a --cache run by that cache, accounted kmallocs kmalloc-cg-N', async () => {
+    const k = startKleak(['--backend', 'bpftrace', '--cache', 'eventpoll_epi', '--comm', 'python3', '--json']);
+    await k.ready;
+    const w = startWorkload(['--hold-epoll', '17'], 'workload-rcu.py');
+    await w.until('holding');
+    await sleep(500);
+    k.proc.kill('SIGINT');
+    const r = await k.proc;
+    await w.release();
+    expect(r.exitCode, k.stderr()).toBe(0);
+    expect((JSON.parse(String(r.stdout)) as JsonReport).sites.find((s) => s.function === 'do_epoll_ctl')).toMatchObject({ outstanding: 17, cache: 'eventpoll_epi' });
+    // Resized pipes are accounted kmallocs (pipe_resize_ring, kmalloc-cg-4096); keys are not (user_preparse, kmalloc-4096).
+    const { report } = await holdAndReport(['--comm', 'python3'], 5);
+    expect(report.sites.find((s) => s.function === 'user_preparse')?.cache).toBe('kmalloc-4096');
+    const k2 = startKleak(['--backend', 'bpftrace', '--bytes', '4096', '--comm', 'python3', '--json']);
+    await k2.ready;
+    const w2 = startWorkload(['--pipe-burst', '13', '--burst-every', '60', '--seconds', '1']);
+    await w2.until('holding');
+    k2.proc.kill('SIGINT');
+    const r2 = await k2.proc;
+    await w2.release();
+    expect((JSON.parse(String(r2.stdout)) as JsonReport).sites.find((s) => s.function === 'pipe_resize_ring')).toMatchObject({ outstanding: 13, cache: 'kmalloc-cg-4096' });
+    noTracerLeft();
+  });
+
   it('--alloc vmalloc,page,percpu: exactly the 7 areas, 29 pages and 11 percpu chunks held among churn, paired in the kernel', async () => {
     const k = startKleak(['--backend', 'bpftrace', '--alloc', 'vmalloc,page,percpu', '--comm', 'python3', '--json']);
     await k.ready;
