@@ -428,6 +428,7 @@ export class Engine implements ParseSink {
     const cacheCount: Map<number, number>[] = [];
     const stackCount: Map<number, number>[] = [];
     const samples: number[][] = [];
+    const kinds: Map<string, number>[] = [];
     const lossTs = this.lastLossTs;
 
     for (let slot = 0; slot < tb.slotLimit; slot++) {
@@ -446,6 +447,11 @@ export class Engine implements ParseSink {
       const st = tb.stack[slot]!;
       if (st >= 0) bump((stackCount[s] ??= new Map()), st);
       keepOldest((samples[s] ??= []), slot, tb.ts, nSamples);
+      // The oldest object of each kind (stack, comm, requested size): a site holding two kinds of object shows both.
+      const kind = `${st} ${tb.comm[slot]} ${tb.bytesReq[slot]}`;
+      const k = (kinds[s] ??= new Map());
+      const seen = k.get(kind);
+      if (seen === undefined ? k.size < 16 : ts < tb.ts[seen]!) k.set(kind, slot);
     }
 
     const sites: SiteReport[] = [];
@@ -484,7 +490,7 @@ export class Engine implements ParseSink {
         // Objects that leave unseen make any count rise: that alone is no leak (FORMATS.md, RCU frees).
         verdict: (unseenFrees !== undefined || noFrees || SLAB_METADATA.test(site.fn)) && verdict === 'growing' ? 'steady' : verdict,
         stacks: stackCount[s] ? topN(stackCount[s]!, nStacks).map(([id, c]) => ({ frames: this.frames(id), outstanding: c })) : [],
-        samples: (samples[s] ?? []).map((slot) => this.sample(slot, now)),
+        samples: diverseSamples(samples[s] ?? [], kinds[s], tb.ts, nSamples).map((slot) => this.sample(slot, now)),
         missedFrees,
         possiblePhantoms: phantoms[s]!,
         ...(unseenFrees ? { unseenFrees } : {}),
@@ -637,6 +643,14 @@ function topN(m: Map<number, number>, n: number): [number, number][] {
 }
 
 /** Keeps `list` as the n slots with the smallest timestamps, oldest first. */
+/** Up to n samples: the oldest of each kind first (by age), then the oldest overall. */
+function diverseSamples(oldest: readonly number[], kinds: Map<string, number> | undefined, ts: Float64Array, n: number): number[] {
+  if (!kinds || kinds.size <= 1) return [...oldest];
+  const out = [...kinds.values()].sort((a, b) => ts[a]! - ts[b]!).slice(0, n);
+  for (const slot of oldest) if (out.length < n && !out.includes(slot)) out.push(slot);
+  return out.sort((a, b) => ts[a]! - ts[b]!);
+}
+
 function keepOldest(list: number[], slot: number, ts: Float64Array, n: number): void {
   if (n <= 0) return;
   const t = ts[slot]!;

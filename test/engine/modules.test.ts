@@ -32,3 +32,16 @@ describe('one label per size', () => {
     expect(one.report({ kind: 'replay', format: 'test' }).sites[0]!.caches).toBeUndefined();
   });
 });
+
+describe('samples across kinds', () => {
+  it('a site holding two kinds of object (by requested size) samples both, even when one kind is all of the oldest', () => {
+    const e = new Engine();
+    // ten old 32-byte objects (say uptime's seq_file), then two newer 64-byte ones (cmdline's)
+    for (let i = 0; i < 10; i++) e.event({ kind: 'alloc', ts: i, ptr: (0xffff888100000000n + BigInt(i * 4096)).toString(16), callSite: 'single_open+0x2d', tracepoint: 'kmalloc', bytesReq: 32, bytesAlloc: 32, comm: 'cat' });
+    for (let i = 0; i < 2; i++) e.event({ kind: 'alloc', ts: 20 + i, ptr: (0xffff888200000000n + BigInt(i * 4096)).toString(16), callSite: 'single_open+0x2d', tracepoint: 'kmalloc', bytesReq: 64, bytesAlloc: 64, comm: 'cat' });
+    const samples = e.report({ kind: 'replay', format: 'test' }).sites[0]!.samples;
+    expect(samples).toHaveLength(5);
+    expect(new Set(samples.map((x) => x.bytesReq))).toEqual(new Set([32, 64]));
+    expect(samples[0]!.bytesReq).toBe(32); // oldest first
+  });
+});
