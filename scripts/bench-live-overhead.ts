@@ -46,9 +46,12 @@ function processTracer(proc: ResultPromise): Tracer {
   };
 }
 
+/** Events each kleak configuration read and reported lost, over all its runs (its final JSON report's totals). */
+const kleakLoss = new Map<string, { events: number; lost: number }>();
+
 function kleak(args: string[]): () => Promise<Tracer> {
   return async () => {
-    const p = execa('node', [CLI, 'live', '--json', ...args], { reject: false, stdout: 'ignore', stderr: 'pipe', buffer: false });
+    const p = execa('node', [CLI, 'live', '--json', ...args], { reject: false, stdout: 'pipe', stderr: 'pipe', buffer: { stdout: true, stderr: false } });
     await new Promise<void>((resolve, reject) => {
       let err = '';
       p.stderr!.on('data', (d: Buffer) => {
@@ -57,7 +60,22 @@ function kleak(args: string[]): () => Promise<Tracer> {
       });
       void p.then((r) => reject(new Error(`kleak ended before tracing: ${err.trim()} (exit ${r.exitCode})`)));
     });
-    return processTracer(p);
+    const t = processTracer(p);
+    return {
+      alive: t.alive,
+      async stop() {
+        await t.stop();
+        try {
+          const totals = (JSON.parse(String((await p).stdout)) as { totals: { events: number; lostEvents: number } }).totals;
+          const k = kleakLoss.get(args.join(' ')) ?? { events: 0, lost: 0 };
+          k.events += totals.events;
+          k.lost += totals.lostEvents;
+          kleakLoss.set(args.join(' '), k);
+        } catch {
+          // no report (the run was void): nothing to count
+        }
+      },
+    };
   };
 }
 
@@ -229,6 +247,9 @@ async function main(): Promise<void> {
     const ops = median(results[i]!);
     const spread = `(runs ${results[i]!.map((x) => Math.round(x / 1000)).join(', ')}k${voided[i] ? `; ${voided[i]} void: tracer died` : ''})`;
     console.log(`${c.name.padEnd(62)} ${String(Math.round(ops)).padStart(8)} ops/s   ${(base / ops).toFixed(2)}x  ${spread}`);
+  }
+  for (const [args, k] of kleakLoss) {
+    if (k.lost > 0) console.log(`  kleak live ${args}: lost ${k.lost.toLocaleString()} of ${(k.events + k.lost).toLocaleString()} events (${((100 * k.lost) / (k.events + k.lost)).toFixed(1)}%), counted in its report`);
   }
   const total = naiveCount.lines + naiveCount.lost;
   if (total > 0) console.log(`  (the naive tracer dropped ${naiveCount.lost.toLocaleString()} of ${total.toLocaleString()} events: ${((100 * naiveCount.lost) / total).toFixed(0)}% — its results are wrong, not just slow)`);

@@ -59,10 +59,12 @@ export class FtraceTextParser implements LineParser {
   private readonly header = newFtraceHeader();
   private readonly fields = new KmemFieldReader();
   /**
-   * A vmalloc area or page allocation waiting for the stack that follows it: they have no call site, so their stack
-   * names the caller, and the engine gets them only once it is known.
+   * vmalloc areas and page allocations waiting for the stack that follows each, by CPU: they have no call site, so
+   * their stack names the caller, and the engine gets them only once it is known. A live reader can see another
+   * CPU's line between an event and its stack (the stacktrace trigger commits the stack after the event), so an
+   * allocation waits until its own CPU's next line.
    */
-  private pending: KmemEvent | undefined;
+  private readonly pending = new Map<number, KmemEvent>();
   private readonly pageSize: number;
 
   constructor(
@@ -96,7 +98,6 @@ export class FtraceTextParser implements LineParser {
 
     const h = this.header;
     if (!readFtraceHeader(buf, start, end, h)) {
-      this.emitPending();
       if (this.trimmed(buf, start, end, lineNo)) return;
       const text = latin1(buf, start, end);
       const lost = parseLostLine(text);
@@ -106,11 +107,10 @@ export class FtraceTextParser implements LineParser {
     }
     const ev = h.event;
     if (STACK_EVENTS.has(ev)) {
-      if (this.pending !== undefined && this.pending.cpu !== h.cpu) this.emitPending();
       this.stackCpu = h.cpu;
       return;
     }
-    this.emitPending();
+    this.emitPending(h.cpu);
     if (h.kmem) {
       const r = this.fields.read(ev as Tracepoint, buf, h.bodyStart, end, h.ts, h.pid, h.commStart, h.commEnd, h.cpu);
       if (typeof r === 'string') {
@@ -128,8 +128,10 @@ export class FtraceTextParser implements LineParser {
       if (typeof r === 'string') {
         if (r !== 'null') this.sink.bad(lineNo, r);
       } else if (r.kind === 'alloc' && (r.allocator === 'vmalloc' || r.allocator === 'page')) {
-        this.pending = r;
+        this.pending.set(h.cpu, r);
       } else {
+        // A free of an allocation still waiting for its stack (freed at once, on another CPU) comes after it.
+        if (this.pending.size > 0) for (const [cpu, p] of this.pending) if (p.ptr === r.ptr) this.emitPending(cpu);
         this.sink.event(r);
       }
     }
@@ -138,7 +140,7 @@ export class FtraceTextParser implements LineParser {
 
   end(): void {
     this.flushStack();
-    this.emitPending();
+    for (const cpu of [...this.pending.keys()]) this.emitPending(cpu);
   }
 
   private trimmedLines = 0;
@@ -166,21 +168,21 @@ export class FtraceTextParser implements LineParser {
 
   private flushStack(): void {
     if (this.stackCpu >= 0) {
-      const p = this.pending;
-      if (p !== undefined && p.cpu === this.stackCpu && (p.allocator === 'vmalloc' || p.allocator === 'page')) {
-        // The stack of the vmalloc area or page just read: its first frame outside the allocator is the caller.
-        this.pending = { ...p, stack: this.frames, callSite: allocatorCaller(p.allocator, this.frames) ?? noStackSite(p.allocator) };
-        this.emitPending();
+      const p = this.pending.get(this.stackCpu);
+      if (p !== undefined && (p.allocator === 'vmalloc' || p.allocator === 'page')) {
+        // The stack of the vmalloc area or page read last on this CPU: its first frame outside the allocator is the caller.
+        this.pending.set(this.stackCpu, { ...p, stack: this.frames, callSite: allocatorCaller(p.allocator, this.frames) ?? noStackSite(p.allocator) });
+        this.emitPending(this.stackCpu);
       } else if (this.frames.length > 0) this.sink.stack(this.stackCpu, this.frames);
       this.frames = [];
       this.stackCpu = -1;
     }
   }
 
-  private emitPending(): void {
-    if (this.pending === undefined) return;
-    const p = this.pending;
-    this.pending = undefined;
+  private emitPending(cpu: number): void {
+    const p = this.pending.get(cpu);
+    if (p === undefined) return;
+    this.pending.delete(cpu);
     this.sink.event(p);
   }
 }

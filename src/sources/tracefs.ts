@@ -11,7 +11,7 @@ import { TracefsInstance } from '../kernel/instance.js';
 import { pageSize } from '../kernel/page-size.js';
 import { ensureTracefs, kmemTracepoints, probesFor } from '../kernel/tracefs.js';
 import { FtraceTextParser } from '../parse/ftrace-text.js';
-import { forEachLineSplit2 } from './lines.js';
+import { forEachLine } from './lines.js';
 import type { LiveEnd, LiveSource } from './live.js';
 
 export interface TracefsOptions {
@@ -197,11 +197,14 @@ export async function startTracefs(o: TracefsOptions, sink: ParseSink): Promise<
   let lines = 0;
   let sawEnd: () => void = () => {};
   const endSeen = new Promise<void>((r) => (sawEnd = r));
-  const reading = forEachLineSplit2(pipe, (line, n) => {
+  // Lines as byte ranges of the chunks read, parsed from the bytes (as replay does): no string per line, so the
+  // reader keeps up with a busier kernel before its ring buffer overruns.
+  const endMark = Buffer.from(END_MARK, 'latin1');
+  const reading = forEachLine(pipe, (buf, start, end, n) => {
     lines = n;
-    if (line.endsWith(END_MARK)) return sawEnd();
-    o.rawLine?.(line);
-    parser.line(line, n);
+    if (end - start >= endMark.length && buf.compare(endMark, 0, endMark.length, end - endMark.length, end) === 0) return sawEnd();
+    if (o.rawLine) o.rawLine(buf.toString('utf8', start, end));
+    parser.bytes(buf, start, end, n);
   }).catch(() => 0);
 
   let stopping = false;

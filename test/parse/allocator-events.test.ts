@@ -50,6 +50,25 @@ describe('vmalloc, page and percpu tracepoints in ftrace text', () => {
     ]);
   });
 
+  it('a live reader can see another CPU\'s lines between an event and its stack: the stack still names the caller', () => {
+    const c = parseLines(tracePipe, [
+      '         python3-4272    [001] ..... 11578.201530: alloc_vmap_area: va_start: 18446683600596709376 size=1056768 align=1 vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0',
+      '     kworker/0:2-30869   [000] ..... 11578.201531: mm_page_free: page=ffffea0004e10400 pfn=0x138410 order=0',
+      '     kworker/0:2-30869   [000] ..... 11578.201532: free_vmap_area_noflush: va_start=0xffffc90000c5d000 nr_lazy=0 nr_lazy_max=32768',
+      ...VMALLOC_STACK,
+      // freed at once on another CPU, while its allocation waited for a stack that never came
+      '         python3-4272    [001] ..... 11578.3: mm_page_alloc: page=ffffea000411b340 pfn=0x1046cd order=0 migratetype=0 gfp_flags=GFP_KERNEL',
+      '           <...>-9       [000] d..1. 11578.4: mm_page_free: page=ffffea000411b340 pfn=0x1046cd order=0',
+    ]);
+    expect(c.badLines).toEqual([]);
+    const allocs = c.events.filter((e) => e.kind === 'alloc');
+    expect(allocs[0]).toMatchObject({ allocator: 'vmalloc', callSite: '__bpf_map_area_alloc' });
+    const page = c.events.findIndex((e) => e.ptr === 'ffffea000411b340' && e.kind === 'alloc');
+    const pageFree = c.events.findIndex((e) => e.ptr === 'ffffea000411b340' && e.kind === 'free');
+    expect(page).toBeGreaterThanOrEqual(0);
+    expect(page).toBeLessThan(pageFree);
+  });
+
   it('percpu: call site and bytes_alloc as printed; trace-cmd\'s 0x pointers pair with trace_pipe\'s bare ones', () => {
     const c = parseLines(tracePipe, [
       '         python3-4331  [000] ..... 11583.088482: percpu_alloc_percpu: call_site=bpf_map_alloc_percpu+0x5a/0xd0 reserved=0 is_atomic=0 size=8 align=8 base_addr=ffffe8fffe400000 off=4328 ptr=000060795a2f80e8 bytes_alloc=32 gfp_flags=GFP_KERNEL_ACCOUNT',
