@@ -110,7 +110,7 @@ export class FtraceTextParser implements LineParser {
       this.stackCpu = h.cpu;
       return;
     }
-    this.emitPending(h.cpu);
+    if (this.pending.size > 0) this.emitPending(h.cpu);
     if (h.kmem) {
       const r = this.fields.read(ev as Tracepoint, buf, h.bodyStart, end, h.ts, h.pid, h.commStart, h.commEnd, h.cpu);
       if (typeof r === 'string') {

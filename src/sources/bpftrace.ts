@@ -2,7 +2,7 @@
 // kleak-events.bt (every event) through execa and feeds its stdout, via split2, to the bpftrace parser.
 
 import { execa, type ResultPromise } from 'execa';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import type { EventFilter } from '../engine/filter.js';
 import { kmallocCacheSize } from '../engine/filter.js';
 import type { AllocatorName, ParseSink } from '../event.js';
@@ -218,6 +218,26 @@ async function plan(o: BpftraceOptions): Promise<{ args: string[]; env: Record<s
   return { args, env: { BPFTRACE_MAP_KEYS_MAX: String(o.maxPointers) }, ...(tracefs.mounted ? { mounted: tracefs.mounted } : {}) };
 }
 
+/** Kernel memory the maps of a process hold (memlock of each map fd in its fdinfo), bytes; 0 when unreadable. */
+function mapMemory(pid: number): number {
+  let sum = 0;
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fdinfo`)) {
+      try {
+        const info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+        if (!/^map_type:/m.test(info)) continue;
+        const m = /^memlock:\s+(\d+)/m.exec(info);
+        if (m) sum += Number(m[1]);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  } catch {
+    return 0;
+  }
+  return sum;
+}
+
 /** What startBpftrace would run, as one shell command line. */
 export async function bpftraceCommandLine(o: BpftraceOptions): Promise<string> {
   const p = await plan(o);
@@ -273,9 +293,13 @@ export async function startBpftrace(o: BpftraceOptions, sink: ParseSink): Promis
     const said = stderrLines.filter((l) => l !== '').slice(-3).join(' ');
     throw new EnvironmentError(`bpftrace failed to start: ${said || first.why || 'no message'}.`, 'Check that this kernel supports BPF (bpftrace --info), or use --backend tracefs.');
   }
+  const held = child.pid !== undefined ? mapMemory(child.pid) : 0;
+  const notes = p.mounted ? [p.mounted] : [];
+  // bpftrace 0.17 sizes every map to BPFTRACE_MAP_KEYS_MAX and preallocates it: say what that pins.
+  if (held > 0) notes.push(`bpftrace's maps hold ${(held / 1048576).toFixed(0)} MiB of kernel memory (bpftrace 0.17 sizes every map to --max-pointers ${o.maxPointers.toLocaleString('en-US')}; a lower --max-pointers takes less; the kernel backend takes a few MiB).`);
   return {
     info: { kind: 'live', backend: 'bpftrace', mode: o.events ? 'events' : 'pairs' },
-    notes: p.mounted ? [p.mounted] : [],
+    notes,
     pids: child.pid !== undefined ? [child.pid] : [],
     lines: () => lines,
     ended,
