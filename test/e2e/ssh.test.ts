@@ -9,7 +9,7 @@ import { ensureTracefs } from '../../src/kernel/tracefs.js';
 import type { JsonReport } from '../../src/report/json.js';
 import { CLI, ROOT } from '../helpers/cli.js';
 import { isRoot, onPath } from '../helpers/env.js';
-import { sleep, startWorkload } from '../helpers/live.js';
+import { sleep, startKleak, startWorkload } from '../helpers/live.js';
 
 const SSHD = '/usr/sbin/sshd';
 const skipWhy = !isRoot ? 'needs root (the remote side makes a tracefs instance)' : !existsSync(SSHD) || !onPath('ssh') ? 'openssh-server is not installed; .ci/run installs it' : undefined;
@@ -43,20 +43,6 @@ async function startSshd(): Promise<void> {
   throw new Error('could not start a test sshd on loopback');
 }
 
-function kleak(args: string[]): { proc: ResultPromise; ready: Promise<void>; stderr: () => string } {
-  const proc = execa(process.execPath, [CLI, ...args], { reject: false, stdin: 'ignore', cwd: ROOT, stderr: 'pipe' });
-  let err = '';
-  let markReady: () => void = () => {};
-  const ready = new Promise<void>((r) => (markReady = r));
-  proc.stderr!.setEncoding('utf8');
-  proc.stderr!.on('data', (d: string) => {
-    err += d;
-    if (/tracing with/.test(err)) markReady();
-  });
-  void proc.then(() => markReady());
-  return { proc, ready, stderr: () => err };
-}
-
 /** Waits until none of these instances exists (the remote script removes its own). */
 async function goneWithin(names: string[], ms: number): Promise<string[]> {
   const until = Date.now() + ms;
@@ -82,7 +68,7 @@ describe.skipIf(skipWhy !== undefined)(`kleak --ssh against a loopback sshd${ski
 
   it('live --ssh: exactly the 23 held keys, paired here from the remote trace_pipe; the remote instance is gone after', async () => {
     const before = sshInstances();
-    const k = kleak(['live', '--ssh', 'kleak-test', '--ssh-config', config, '--bytes', '4096', '--json']);
+    const k = startKleak(['--ssh', 'kleak-test', '--ssh-config', config, '--bytes', '4096', '--json']);
     await k.ready;
     const mine = sshInstances().filter((n) => !before.includes(n));
     expect(mine, k.stderr()).toHaveLength(1);
@@ -101,7 +87,7 @@ describe.skipIf(skipWhy !== undefined)(`kleak --ssh against a loopback sshd${ski
 
   it('the ssh connection killed mid-run: kleak says so and reports; the remote script removes its instance', async () => {
     const before = sshInstances();
-    const k = kleak(['live', '--ssh', 'kleak-test', '--ssh-config', config, '--bytes', '4096', '--text']);
+    const k = startKleak(['--ssh', 'kleak-test', '--ssh-config', config, '--bytes', '4096', '--text']);
     await k.ready;
     const mine = sshInstances().filter((n) => !before.includes(n));
     expect(mine).toHaveLength(1);
@@ -116,7 +102,7 @@ describe.skipIf(skipWhy !== undefined)(`kleak --ssh against a loopback sshd${ski
 
   it('kleak itself SIGKILLed: ssh sees its stdin close and the remote instance goes', async () => {
     const before = sshInstances();
-    const k = kleak(['live', '--ssh', 'kleak-test', '--ssh-config', config, '--bytes', '4096', '--text']);
+    const k = startKleak(['--ssh', 'kleak-test', '--ssh-config', config, '--bytes', '4096', '--text']);
     await k.ready;
     const mine = sshInstances().filter((n) => !before.includes(n));
     expect(mine).toHaveLength(1);
@@ -128,7 +114,7 @@ describe.skipIf(skipWhy !== undefined)(`kleak --ssh against a loopback sshd${ski
   it('watch --ssh: the remote slabinfo, meminfo and vmallocinfo, read into a private copy that goes at the end', async () => {
     const copies = () => readdirSync(tmpdir()).filter((n) => n.startsWith('kleak-ssh-'));
     const before = copies();
-    const r = await execa(process.execPath, [CLI, 'watch', '--ssh', 'kleak-test', '--ssh-config', config, '--interval', '0.5', '--duration', '1.5', '--json'], { reject: false, cwd: ROOT });
+    const r = await execa(process.execPath, [CLI, 'watch', '--ssh', 'kleak-test', '--ssh-config', config, '--interval', '0.5', '--duration', '3', '--json'], { reject: false, cwd: ROOT });
     expect(r.exitCode, r.stderr).toBe(0);
     const w = JSON.parse(r.stdout) as { span: { samples: number }; caches: { name: string }[]; vmallocCallers: unknown[]; meminfo: { name: string }[] };
     expect(w.span.samples).toBeGreaterThanOrEqual(3);

@@ -8,6 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureTracefs } from '../../src/kernel/tracefs.js';
 import type { JsonReport } from '../../src/report/json.js';
 import { isRoot, onPath } from '../helpers/env.js';
+import { expectHeldAllocations, traceHeldAllocations } from '../helpers/allocators.js';
 import { leftBehind, sleep, startKleak, startWorkload } from '../helpers/live.js';
 
 const skipWhy = !isRoot ? 'needs root to load BPF programs on kmem tracepoints' : !onPath('bpftrace') ? 'bpftrace is not installed; .ci/run installs it' : undefined;
@@ -182,25 +183,7 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend bpftrace on this ke
   });
 
   it('--alloc vmalloc,page,percpu: exactly the 7 areas, 29 pages and 11 percpu chunks held among churn, paired in the kernel', async () => {
-    const k = startKleak(['--backend', 'bpftrace', '--alloc', 'vmalloc,page,percpu', '--comm', 'python3', '--json']);
-    await k.ready;
-    const w = startWorkload(['--hold-vmalloc', '7', '--churn-vmalloc', '40', '--hold-pages', '29', '--churn-pages', '500', '--hold-percpu', '11', '--churn-percpu', '60'], 'workload-alloc.py');
-    await w.until('holding');
-    await sleep(1500); // closed maps are freed from a kworker
-    k.proc.kill('SIGINT');
-    const r = await k.proc;
-    await w.release();
-    expect(r.exitCode, k.stderr()).toBe(0);
-    const report = JSON.parse(String(r.stdout)) as JsonReport;
-    const at = (fn: string) => report.sites.find((s) => s.function === fn);
-    expect(at('__bpf_map_area_alloc')).toMatchObject({ allocator: 'vmalloc', cache: 'vmalloc', outstanding: 7, outstandingBytes: 7 * (1024 * 1024 + 2 * 4096) });
-    expect(at('__bpf_map_area_alloc')!.allocs).toBeGreaterThanOrEqual(47);
-    expect(at('__bpf_map_area_alloc')!.stacks[0]!.frames).toContain('array_map_alloc');
-    expect(at('anon_pipe_write')).toMatchObject({ allocator: 'page', outstanding: 29, outstandingBytes: 29 * 4096 });
-    expect(at('anon_pipe_write')!.allocs).toBeGreaterThanOrEqual(529);
-    expect(at('bpf_map_alloc_percpu')).toMatchObject({ allocator: 'percpu', outstanding: 11 });
-    expect(at('bpf_map_alloc_percpu')!.allocs).toBeGreaterThanOrEqual(71);
-    for (const s of report.sites) expect(s.verdict, s.function).not.toBe('growing');
+    expectHeldAllocations((await traceHeldAllocations(['--backend', 'bpftrace'])).report);
     noTracerLeft();
   });
 

@@ -8,6 +8,7 @@ import { ensureTracefs } from '../../src/kernel/tracefs.js';
 import type { JsonReport } from '../../src/report/json.js';
 import { CLI, ROOT } from '../helpers/cli.js';
 import { isRoot } from '../helpers/env.js';
+import { expectHeldAllocations, traceHeldAllocations } from '../helpers/allocators.js';
 import { sleep, startKleak, startWorkload } from '../helpers/live.js';
 
 const T = '/sys/kernel/tracing';
@@ -53,26 +54,9 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend tracefs on this ker
 
   it('--alloc vmalloc,page,percpu: exactly the 7 areas, 29 pages and 11 percpu chunks held among churn, each at its caller', async () => {
     const before = topLevelState();
-    const k = startKleak(['--backend', 'tracefs', '--alloc', 'vmalloc,page,percpu', '--comm', 'python3', '--json']);
-    await k.ready;
-    const w = startWorkload(['--hold-vmalloc', '7', '--churn-vmalloc', '40', '--hold-pages', '29', '--churn-pages', '500', '--hold-percpu', '11', '--churn-percpu', '60'], 'workload-alloc.py');
-    await w.until('holding');
-    await sleep(1500); // closed maps are freed from a kworker
-    k.proc.kill('SIGINT');
-    const r = await k.proc;
-    await w.release();
-    expect(r.exitCode, k.stderr()).toBe(0);
-    const report = JSON.parse(String(r.stdout)) as JsonReport;
-    const at = (fn: string) => report.sites.find((s) => s.function === fn);
-    // 1 MiB of values after the map's header is 257 pages; the area's size counts its guard page.
-    expect(at('__bpf_map_area_alloc')).toMatchObject({ allocator: 'vmalloc', cache: 'vmalloc', outstanding: 7, outstandingBytes: 7 * (1024 * 1024 + 2 * 4096) });
-    expect(at('__bpf_map_area_alloc')!.allocs, JSON.stringify({ totals: report.totals, sites: report.sites.map((s) => [s.function, s.allocator, s.allocs, s.outstanding]) })).toBeGreaterThanOrEqual(47);
-    expect(at('anon_pipe_write')).toMatchObject({ allocator: 'page', outstanding: 29, outstandingBytes: 29 * 4096 });
-    expect(at('anon_pipe_write')!.allocs).toBeGreaterThanOrEqual(529);
-    expect(at('bpf_map_alloc_percpu')).toMatchObject({ allocator: 'percpu', outstanding: 11 });
-    expect(at('bpf_map_alloc_percpu')!.allocs).toBeGreaterThanOrEqual(71);
-    for (const s of report.sites) expect(s.verdict, s.function).not.toBe('growing');
-    expect(instancesOf(k.proc)).toEqual([]);
+    const { report, pid } = await traceHeldAllocations(['--backend', 'tracefs']);
+    expectHeldAllocations(report);
+    expect(instancesOf({ pid })).toEqual([]);
     expect(topLevelState()).toEqual(before);
   });
 

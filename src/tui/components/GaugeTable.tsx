@@ -1,23 +1,12 @@
 // One table for every sampled gauge kleak shows in a terminal: kernel records (kmemleak, allocinfo, alloc_traces,
 // slabinfo dumps) and vmalloc callers. A row is a site with a count, bytes, a rate, a trend and a verdict.
 import { Box, Text } from 'ink';
-import type { Verdict } from '../../engine/verdict.js';
+import type { RecordSiteReport } from '../../records/model.js';
 import { fit, fmtBytes, fmtCount, fmtRate, sparkline } from '../../report/format.js';
 import { verdictColor } from '../theme.js';
 
-export interface GaugeRow {
-  key: string;
-  label: string;
-  module?: string;
-  count: number;
-  bytes: number;
-  countPerMin: number;
-  bytesPerMin: number;
-  verdict: Verdict;
-  series: number[];
-  /** Where the record says (file:line, backtrace), shown under the selected row. */
-  where?: string;
-}
+/** A row: a record's site (or a vmalloc caller shaped as one), with a key that tells rows apart. */
+export type GaugeRow = RecordSiteReport & { key: string };
 
 const signedBytes = (b: number) => `${b >= 0 ? '+' : '-'}${fmtBytes(Math.abs(b))}`;
 
