@@ -96,6 +96,8 @@ FILTER (allocations)
 
 REPLAY
   --format NAME        the trace's format, when detection from its first lines is not enough
+  --page-size N        replay: the traced machine's page size (default 4096; arm64 may use 16384 or 65536):
+                       page orders, and where kmalloc-N caches end (two pages; larger kmallocs are pages-N)
   --kallsyms FILE      replay: name raw hex call sites and stack frames (old kernels' traces) from a copy of
                        the traced host's /proc/kallsyms (as root) or its System.map
   --speed X            in the interactive view, replay at X times the trace's own pace (default: at once)
@@ -155,6 +157,7 @@ const OPTIONS = {
   root: { type: 'string' },
   ssh: { type: 'string' },
   kallsyms: { type: 'string' },
+  'page-size': { type: 'string' },
   'ssh-config': { type: 'string' },
   'kmemleak-scan': { type: 'boolean', default: false },
   from: { type: 'string' },
@@ -240,7 +243,7 @@ const MAX_TIMER_SEC = 2_147_483;
 /** Options each command takes (beyond --help, --version, --debug, --json, --text); any other is refused up front. */
 const COMMAND_OPTIONS: Record<string, readonly string[]> = {
   live: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'interval', 'events', 'record', 'max-pointers', 'dry-run', 'force', 'prometheus', 'textfile', 'folded', 'pprof', 'flamegraph', 'min-age', 'top', 'verdict', 'ssh', 'ssh-config'],
-  replay: ['format', 'kallsyms', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'speed', 'every', 'folded', 'pprof', 'flamegraph', 'force', 'min-age', 'top', 'verdict'],
+  replay: ['format', 'kallsyms', 'page-size', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'speed', 'every', 'folded', 'pprof', 'flamegraph', 'force', 'min-age', 'top', 'verdict'],
   record: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'output', 'force'],
   watch: ['interval', 'duration', 'top', 'record', 'force', 'replay', 'root', 'kmemleak-scan', 'prometheus', 'textfile', 'ssh', 'ssh-config', 'cache'],
   inspect: ['from', 'site', 'length'],
@@ -299,6 +302,14 @@ function resolveMergedCache(f: EventFilter, remote: boolean): void {
   f.cache = c.into;
 }
 
+/** --page-size N: the traced machine's page size (a power of two from 4 KiB to 256 KiB). */
+function pageSizeFrom(v: Values): { pageSize?: number } {
+  const n = num('page-size', v['page-size'], { integer: true, min: 4096, max: 262_144 });
+  if (n === undefined) return {};
+  if ((n & (n - 1)) !== 0) throw new InputError(`--page-size needs a power of two (4096, 16384, 65536), not ${n}.`);
+  return { pageSize: n };
+}
+
 /** --ssh [user@]host (and --ssh-config FILE): where to run, checked before anything starts. */
 function sshFrom(v: Values): { ssh?: SshTarget } {
   if (v.ssh === undefined) {
@@ -355,7 +366,7 @@ function useTui(v: Values): boolean {
 async function replay(path: string, v: Values): Promise<void> {
   const format = v.format as FormatName | 'auto';
   const speed = num('speed', v.speed, { min: 0.01 });
-  const o = { path, format, filter: filterFrom(v), report: reportOptions(v), ...(speed !== undefined ? { speed } : {}), ...thresholdsFrom(v), ...(v.kallsyms !== undefined ? { kallsyms: v.kallsyms } : {}) };
+  const o = { path, format, filter: filterFrom(v), report: reportOptions(v), ...(speed !== undefined ? { speed } : {}), ...thresholdsFrom(v), ...(v.kallsyms !== undefined ? { kallsyms: v.kallsyms } : {}), ...pageSizeFrom(v) };
   // Commands are loaded on demand: on a terminal the replay's worker starts before the parsers are loaded here.
   const exports = { ...(v.folded !== undefined ? { folded: v.folded } : {}), ...(v.pprof !== undefined ? { pprof: v.pprof } : {}), ...(v.flamegraph !== undefined ? { flamegraph: v.flamegraph } : {}), force: v.force };
   // The view runs the replay on another thread; exports read the engine here, so they take the report path.

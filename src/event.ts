@@ -103,6 +103,12 @@ export interface LineParser {
   end(): void;
 }
 
+/** What a parser is told of the traced machine. */
+export interface ParserOptions {
+  /** Bytes per page (4096 unless said: --page-size): page orders, and where kmalloc-N caches end (two pages). */
+  pageSize?: number;
+}
+
 export type FormatName = 'trace-cmd' | 'trace-pipe' | 'bpftrace' | 'ndjson';
 
 export interface TraceFormat {
@@ -110,5 +116,5 @@ export interface TraceFormat {
   /** Used in "unknown format; kleak reads: …". */
   describe: string;
   sniff(head: readonly string[]): boolean;
-  createParser(sink: ParseSink): LineParser;
+  createParser(sink: ParseSink, o?: ParserOptions): LineParser;
 }

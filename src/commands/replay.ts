@@ -23,6 +23,8 @@ export interface ReplayOptions {
   /** Replay at this many trace seconds per second (the TUI shows the trace unfold); undefined: as fast as possible. */
   speed?: number;
   thresholds?: VerdictThresholds;
+  /** Bytes per page on the traced machine (--page-size; 4096 when absent). */
+  pageSize?: number;
   /** A /proc/kallsyms copy or System.map of the traced kernel: names raw hex call sites and frames (old traces). */
   kallsyms?: string;
 }
@@ -63,7 +65,7 @@ export async function startReplay(o: ReplayOptions): Promise<ReplayRun> {
   const source: SourceInfo = { kind: 'replay', path: o.path === '-' ? 'stdin' : o.path };
   const engine = new Engine({ filter: o.filter, ...(o.thresholds ? { thresholds: o.thresholds } : {}), ...(o.kallsyms !== undefined ? { symbolize: symbolsFrom(o.kallsyms) } : {}) });
   const what = o.path === '-' ? 'stdin' : o.path;
-  const parser = new DetectingParser(engine, what, input.traceDat ? formatByName('trace-cmd') : forced, (name) => (source.format = name));
+  const parser = new DetectingParser(engine, what, input.traceDat ? formatByName('trace-cmd') : forced, (name) => (source.format = name), o.pageSize !== undefined ? { pageSize: o.pageSize } : {});
   if (o.speed) pace(input.stream, engine, o.speed);
   const done = (async () => {
     const lines = await forEachLine(input.stream, (buf, start, end, n) => {

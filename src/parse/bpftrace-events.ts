@@ -101,6 +101,8 @@ export class BpftraceEventsParser implements LineParser {
     private readonly symbols?: Symbolizer,
     /** The kmem_cache a --cache run traced: its slab objects' cache (the pointer records do not print it). */
     private readonly cacheName?: string,
+    /** The largest kmalloc a slab cache serves on the traced machine (two pages); larger ones are pages-N. */
+    private readonly maxCacheSize?: number,
   ) {}
 
   line(text: string, lineNo: number): void {
@@ -158,7 +160,7 @@ export class BpftraceEventsParser implements LineParser {
     this.pending = {
       kind: 'alloc', ts: ts / 1e9, ptr, callSite: callSiteOf(this.symbols, sp[8]!, sp[9]), tracepoint: kmalloc ? 'kmalloc' : 'kmem_cache_alloc',
       pid: Number(sp[3]), comm: sp.slice(10).join(' '), cpu: Number(sp[2]),
-      bytesReq: Number(sp[5]), bytesAlloc, cache: kmalloc ? kmallocCache(bytesAlloc, false) : sp[7]!,
+      bytesReq: Number(sp[5]), bytesAlloc, cache: kmalloc ? kmallocCache(bytesAlloc, false, this.maxCacheSize) : sp[7]!,
     };
   }
 
@@ -218,7 +220,7 @@ export class BpftraceEventsParser implements LineParser {
       const bytesAlloc = Number(inner[3]);
       s.records.set(ptr, {
         ptr, ts: Number(inner[0]) / 1e9, callSite: allocator === 'vmalloc' || allocator === 'page' ? noStackSite(allocator) : callSiteOf(this.symbols, inner[1]!),
-        bytesReq: Number(inner[2]), bytesAlloc, cache: allocator === 'slab' ? (this.cacheName ?? kmallocCache(bytesAlloc, (tag & 16) !== 0)) : allocator, pid: Number(inner[4]),
+        bytesReq: Number(inner[2]), bytesAlloc, cache: allocator === 'slab' ? (this.cacheName ?? kmallocCache(bytesAlloc, (tag & 16) !== 0, this.maxCacheSize)) : allocator, pid: Number(inner[4]),
         comm: inner.slice(5, withAllocator ? -1 : undefined).join(', '), ...(allocator !== 'slab' ? { allocator } : {}),
       });
     } else if (map === 'stk' && key !== undefined) {
@@ -278,5 +280,5 @@ export const bpftraceEvents: TraceFormat = {
   name: 'bpftrace',
   describe: "kleak's bpftrace output",
   sniff: (head) => head.some((l) => /^(?:A \d+ \d+ \d+ 0x[0-9a-f]+ \d+ \d+ |F \d+ \d+ \d+ 0x[0-9a-f]+$|S \d+ \d+ [01]$)/.test(l)),
-  createParser: (sink) => new BpftraceEventsParser(sink),
+  createParser: (sink, o) => new BpftraceEventsParser(sink, undefined, undefined, o?.pageSize !== undefined ? 2 * o.pageSize : undefined),
 };

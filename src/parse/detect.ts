@@ -1,7 +1,7 @@
 // Picks the format from the first lines (or takes --format), then hands every line, the buffered head first,
 // to that format's parser.
 
-import type { FormatName, LineParser, ParseSink, TraceFormat } from '../event.js';
+import type { FormatName, LineParser, ParseSink, ParserOptions, TraceFormat } from '../event.js';
 import { InputError } from '../errors.js';
 import { acceptedFormatsSentence, detectFormat } from './formats.js';
 
@@ -22,6 +22,7 @@ export class DetectingParser implements LineParser {
     private readonly what: string,
     forced?: TraceFormat,
     private readonly onFormat?: (name: FormatName) => void,
+    private readonly parserOptions: ParserOptions = {},
   ) {
     if (forced) this.use(forced);
   }
@@ -62,7 +63,7 @@ export class DetectingParser implements LineParser {
 
   private use(f: TraceFormat): void {
     this.format = f;
-    this.parser = f.createParser(this.sink);
+    this.parser = f.createParser(this.sink, this.parserOptions);
     this.onFormat?.(f.name);
   }
 }

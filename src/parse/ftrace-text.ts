@@ -57,7 +57,7 @@ export class FtraceTextParser implements LineParser {
   private frames: string[] = [];
   private inUserStack = false;
   private readonly header = newFtraceHeader();
-  private readonly fields = new KmemFieldReader();
+  private readonly fields: KmemFieldReader;
   /**
    * vmalloc areas and page allocations waiting for the stack that follows each, by CPU: they have no call site, so
    * their stack names the caller, and the engine gets them only once it is known. A live reader can see another
@@ -72,6 +72,7 @@ export class FtraceTextParser implements LineParser {
     o: FtraceTextOptions = {},
   ) {
     this.pageSize = o.pageSize ?? 4096;
+    this.fields = new KmemFieldReader(2 * this.pageSize);
   }
 
   line(text: string, lineNo: number): void {

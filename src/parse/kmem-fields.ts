@@ -63,9 +63,14 @@ export function siteFunction(callSite: string): string {
 const kmallocNames: (string | undefined)[] = [];
 const kmallocCgNames: (string | undefined)[] = [];
 
-/** The slab cache a kmalloc of this size lives in (DESIGN.md: 'kmalloc-<n>'; accounted ones go to kmalloc-cg-<n>). */
-export function kmallocCache(bytesAlloc: number, accounted: boolean): string {
-  if (bytesAlloc > KMALLOC_MAX_CACHE_SIZE) return `pages-${bytesAlloc}`;
+/**
+ * The slab cache a kmalloc of this size lives in (DESIGN.md: 'kmalloc-<n>'; accounted ones go to kmalloc-cg-<n>).
+ * SLUB serves kmalloc from caches up to two pages (KMALLOC_MAX_CACHE_SIZE = 2 * PAGE_SIZE: 8 KiB with 4 KiB pages,
+ * 128 KiB with arm64's 64 KiB pages); larger ones come from the page allocator. `maxCacheSize` is the traced
+ * machine's, where kleak knows its page size (live runs, --page-size).
+ */
+export function kmallocCache(bytesAlloc: number, accounted: boolean, maxCacheSize = KMALLOC_MAX_CACHE_SIZE): string {
+  if (bytesAlloc > maxCacheSize) return `pages-${bytesAlloc}`;
   const memo = accounted ? kmallocCgNames : kmallocNames;
   return (memo[bytesAlloc] ??= accounted ? `kmalloc-cg-${bytesAlloc}` : `kmalloc-${bytesAlloc}`);
 }
@@ -186,6 +191,9 @@ export type FieldsResult = KmemEvent | 'null' | string;
  * as the same strings each time (RangeStrings).
  */
 export class KmemFieldReader {
+  /** @param maxCacheSize the largest kmalloc served by a slab cache on the traced machine (two pages). */
+  constructor(private readonly maxCacheSize = KMALLOC_MAX_CACHE_SIZE) {}
+
   private readonly callSites = new RangeStrings<CallSiteText>((raw) => {
     const site = normaliseCallSite(raw, '');
     return { site, hex: isHex(site) };
@@ -286,6 +294,6 @@ export class KmemFieldReader {
     const accounted =
       matchAt(buf, end - ACCOUNTED_TRUE.length, ACCOUNTED_TRUE) ||
       (!matchAt(buf, end - ACCOUNTED_FALSE.length, ACCOUNTED_FALSE) && fieldAt(buf, ACCOUNTED_TRUE, end, from, end) >= 0);
-    return kmallocCache(bytesAlloc, accounted);
+    return kmallocCache(bytesAlloc, accounted, this.maxCacheSize);
   }
 }

@@ -18,5 +18,5 @@ export const traceCmdReport: TraceFormat = {
         /\] +(?:\S+ +)?\d+\.\d+: +(?:kmalloc|kfree|kmem_cache_\w+): +(?:\([^)]*\) )?call_site=\S+ ptr=(?:0x|\(nil\))/.test(l),
     );
   },
-  createParser: (sink) => new FtraceTextParser(sink),
+  createParser: (sink, o) => new FtraceTextParser(sink, o),
 };

@@ -20,5 +20,5 @@ export const tracePipe: TraceFormat = {
         /\] +\S+ +\d+\.\d+: (?:alloc_vmap_area: va_start: \d|free_vmap_area_noflush: va_start=|mm_page_(?:alloc|free|free_batched): page=|percpu_(?:alloc|free)_percpu: )/.test(l),
     );
   },
-  createParser: (sink) => new FtraceTextParser(sink),
+  createParser: (sink, o) => new FtraceTextParser(sink, o),
 };

@@ -269,7 +269,7 @@ export async function startBpftrace(o: BpftraceOptions, sink: ParseSink): Promis
   // bpftrace's ksym() drops module names: kleak names call sites and frames from kallsyms itself.
   const syms = Kallsyms.load();
   const namedCache = o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined;
-  const parser = new BpftraceEventsParser(sink, (a) => (syms.lookup(a) ? syms.format(a) : undefined), namedCache ? o.filter.cache : undefined);
+  const parser = new BpftraceEventsParser(sink, (a) => (syms.lookup(a) ? syms.format(a) : undefined), namedCache ? o.filter.cache : undefined, 2 * pageSize());
   let markReady: () => void = () => {};
   const ready = new Promise<void>((r) => (markReady = r));
   let lines = 0;

@@ -251,6 +251,8 @@ class Reader {
   private readonly cacheNames = new Map<bigint, string>();
   /** Stack id → its frames' addresses (stacks do not change once stored). */
   private readonly stackAddrs = new Map<number, bigint[]>();
+  /** Bytes per page here: kmalloc-N labels end at two pages (larger kmallocs come from the page allocator). */
+  private readonly pageSize = pageSize();
 
   constructor(
     private readonly lib: Libbpf,
@@ -290,7 +292,7 @@ class Reader {
   private label(cacheId: bigint, bytesAlloc: number, flags: number): string {
     const allocator = allocatorOf(flags);
     if (allocator !== 'slab') return allocator;
-    return (cacheId !== 0n ? this.cacheName(cacheId) : undefined) ?? kmallocCache(bytesAlloc, (flags & F_ACCOUNTED) !== 0);
+    return (cacheId !== 0n ? this.cacheName(cacheId) : undefined) ?? kmallocCache(bytesAlloc, (flags & F_ACCOUNTED) !== 0, 2 * this.pageSize);
   }
 
   private stack(id: number): bigint[] {

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { tracePipe } from '../../src/parse/trace-pipe.js';
 import { Engine } from '../../src/engine/engine.js';
 import { detectFormat } from '../../src/parse/formats.js';
-import { parseLines } from '../helpers/collect.js';
+import { kleak } from '../helpers/cli.js';
+import { Collector, parseLines } from '../helpers/collect.js';
 
 // From recordings/keys29-hashed-stacks.pipe.gz and keys41-plain.pipe.gz (this VM), FORMATS.md, and the older
 // kernels' lines quoted verbatim in FORMATS-VERSIONS.md §4.2.
@@ -120,5 +121,31 @@ describe('trace_pipe text in other shapes', () => {
     expect(r.totals.badLines).toBe(1); // the glued bytes_req=56bytes_alloc=64: a bad line, never 0 bytes requested
     expect(e.badSamples[0]).toMatchObject({ line: 4, reason: expect.stringMatching(/bytes_req=56bytes_alloc=64 is not a number/) });
     expect(r.notices.some((n) => /without their "comm-pid \[cpu\] flags timestamp:" prefix/.test(n.text))).toBe(true);
+  });
+});
+
+describe('kmalloc labels follow the traced machine\'s page size', () => {
+  const line = '         python3-1    [000] ..... 1.000000: kmalloc: call_site=big_alloc+0x10/0x40 ptr=ffff888100000000 bytes_req=16000 bytes_alloc=16384 gfp_flags=GFP_KERNEL node=-1 accounted=false';
+
+  it('16 KiB is a page allocation with 4 KiB pages (SLUB caches end at two pages), a kmalloc cache with 64 KiB pages', () => {
+    const c4 = parseLines(tracePipe, [line]);
+    expect(c4.events[0]!.cache).toBe('pages-16384');
+    const c64 = new Collector();
+    const p = tracePipe.createParser(c64, { pageSize: 65536 });
+    p.line(line, 1);
+    p.end();
+    expect(c64.events[0]!.cache).toBe('kmalloc-16384');
+  });
+
+  it('replay --page-size takes a power of two only, and labels by it', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const f = `${mkdtempSync(`${tmpdir()}/kleak-ps-`)}/arm64.pipe`;
+    writeFileSync(f, line + '\n');
+    const ok = await kleak(['replay', f, '--page-size', '65536', '--json']);
+    expect(JSON.parse(ok.stdout).sites[0].cache).toBe('kmalloc-16384');
+    const bad = await kleak(['replay', f, '--page-size', '5000']);
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr).toMatch(/--page-size needs a power of two/);
   });
 });
