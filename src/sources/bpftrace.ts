@@ -288,7 +288,19 @@ export async function startBpftrace(o: BpftraceOptions, sink: ParseSink): Promis
     return { how: 'died', why: `bpftrace exited (${r.signal ?? `code ${r.exitCode}`})${said ? `: ${said}` : ''}` };
   })();
 
-  const first = await Promise.race([ready.then(() => 'ready' as const), ended]);
+  // A bpftrace that never attaches (a stuck compile, a kernel that hangs loading) must not hang kleak.
+  const startSec = Number(process.env.KLEAK_BPFTRACE_START_SEC) || 120;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), startSec * 1000)));
+  const first = await Promise.race([ready.then(() => 'ready' as const), ended, timedOut]);
+  clearTimeout(timer);
+  if (first === 'timeout') {
+    stopping = true;
+    child.kill('SIGKILL');
+    await ended;
+    const said = stderrLines.filter((l) => l !== '').slice(-3).join(' ');
+    throw new EnvironmentError(`bpftrace did not attach its probes within ${startSec} s${said ? ` (it said: ${said})` : ''}; kleak stopped it.`, 'Try --backend kernel or --backend tracefs, or a smaller --max-pointers (bpftrace preallocates every map).');
+  }
   if (first !== 'ready') {
     const said = stderrLines.filter((l) => l !== '').slice(-3).join(' ');
     throw new EnvironmentError(`bpftrace failed to start: ${said || first.why || 'no message'}.`, 'Check that this kernel supports BPF (bpftrace --info), or use --backend tracefs.');

@@ -215,6 +215,24 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend bpftrace on this ke
     noTracerLeft();
   }, 60_000);
 
+  it('a bpftrace that never attaches is stopped after the startup limit, with one sentence (kleak does not hang)', async () => {
+    const { chmodSync, mkdirSync, writeFileSync } = await import('node:fs');
+    const dir = `${tmp}/fake-bpftrace`;
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(`${dir}/bpftrace`, `#!/bin/sh\necho $$ > ${dir}/pid\necho "compiling forever" >&2\nexec sleep 1000\n`);
+    chmodSync(`${dir}/bpftrace`, 0o755);
+    const started = Date.now();
+    const r = await execa(process.execPath, ['dist/src/cli.js', 'live', '--backend', 'bpftrace', '--bytes', '4096', '--text'], {
+      reject: false, env: { PATH: `${dir}:${process.env.PATH}`, KLEAK_BPFTRACE_START_SEC: '2' },
+    });
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/bpftrace did not attach its probes within 2 s \(it said: compiling forever\); kleak stopped it\./);
+    const pid = Number(readFileSync(`${dir}/pid`, 'utf8'));
+    await sleep(200);
+    expect(existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z '), 'the stuck bpftrace is gone').toBe(false);
+  });
+
   it('a SIGKILLed kleak takes its bpftrace with it, even one whose filter never matches', async () => {
     const k = startKleak(['--backend', 'bpftrace', '--events', '--comm', 'nosuchproc', '--json']);
     await k.ready;
