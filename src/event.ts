@@ -3,6 +3,16 @@
 /** Kernel allocators kleak pairs (DESIGN.md "Allocators and evidence"). Slab unless said otherwise. */
 export type AllocatorName = 'slab' | 'vmalloc' | 'page' | 'percpu';
 
+/**
+ * The tracepoints of each allocator other than slab (ALLOCATORS.md): their tracefs group, the allocation, then its
+ * frees. Every backend and the text parser read them from here.
+ */
+export const ALLOCATOR_TRACEPOINTS = {
+  vmalloc: { group: 'vmalloc', alloc: 'alloc_vmap_area', frees: ['free_vmap_area_noflush'] },
+  page: { group: 'kmem', alloc: 'mm_page_alloc', frees: ['mm_page_free', 'mm_page_free_batched'] },
+  percpu: { group: 'percpu', alloc: 'percpu_alloc_percpu', frees: ['percpu_free_percpu'] },
+} as const satisfies Record<Exclude<AllocatorName, 'slab'>, { group: string; alloc: string; frees: readonly string[] }>;
+
 /** The kmem tracepoints kleak reads. */
 export const TRACEPOINTS = ['kmalloc', 'kfree', 'kmem_cache_alloc', 'kmem_cache_free', 'kmalloc_node', 'kmem_cache_alloc_node'] as const;
 export type Tracepoint = (typeof TRACEPOINTS)[number];

@@ -428,7 +428,7 @@ export class Engine implements ParseSink {
     const cacheCount: Map<number, number>[] = [];
     const stackCount: Map<number, number>[] = [];
     const samples: number[][] = [];
-    const kinds: Map<string, number>[] = [];
+    const kinds: Map<number, number>[] = [];
     const lossTs = this.lastLossTs;
 
     for (let slot = 0; slot < tb.slotLimit; slot++) {
@@ -448,7 +448,9 @@ export class Engine implements ParseSink {
       if (st >= 0) bump((stackCount[s] ??= new Map()), st);
       keepOldest((samples[s] ??= []), slot, tb.ts, nSamples);
       // The oldest object of each kind (stack, comm, requested size): a site holding two kinds of object shows both.
-      const kind = `${st} ${tb.comm[slot]} ${tb.bytesReq[slot]}`;
+      // A number, not a string: this runs for every outstanding object at every report (the TUI redraws often);
+      // two kinds that collide in it only mean one sample fewer of one of them.
+      const kind = ((st + 1) * 65599 + (tb.comm[slot]! + 1)) * 1048583 + (tb.bytesReq[slot]! + 1);
       const k = (kinds[s] ??= new Map());
       const seen = k.get(kind);
       if (seen === undefined ? k.size < 16 : ts < tb.ts[seen]!) k.set(kind, slot);
@@ -644,7 +646,7 @@ function topN(m: Map<number, number>, n: number): [number, number][] {
 
 /** Keeps `list` as the n slots with the smallest timestamps, oldest first. */
 /** Up to n samples: the oldest of each kind first (by age), then the oldest overall. */
-function diverseSamples(oldest: readonly number[], kinds: Map<string, number> | undefined, ts: Float64Array, n: number): number[] {
+function diverseSamples(oldest: readonly number[], kinds: Map<number, number> | undefined, ts: Float64Array, n: number): number[] {
   if (!kinds || kinds.size <= 1) return [...oldest];
   const out = [...kinds.values()].sort((a, b) => ts[a]! - ts[b]!).slice(0, n);
   for (const slot of oldest) if (out.length < n && !out.includes(slot)) out.push(slot);

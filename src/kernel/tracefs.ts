@@ -3,7 +3,7 @@
 import { execa } from 'execa';
 import { existsSync, readdirSync } from 'node:fs';
 import { EnvironmentError } from '../errors.js';
-import type { Tracepoint } from '../event.js';
+import { ALLOCATOR_TRACEPOINTS, type AllocatorName, type Tracepoint } from '../event.js';
 
 const CANDIDATES = ['/sys/kernel/tracing', '/sys/kernel/debug/tracing'];
 
@@ -56,4 +56,22 @@ export function probesFor(available: Set<KmemTracepoint>, namedCache: boolean): 
     );
   }
   return have;
+}
+
+/**
+ * The allocator tracepoints this kernel lacks (group/name), for the allocators asked; a needed one missing is one
+ * sentence. mm_page_free_batched may be missing where the caller can do without it (its pages then come back
+ * through mm_page_free).
+ */
+export function missingAllocatorTracepoints(root: string, allocators: ReadonlySet<AllocatorName>, batchedOptional: boolean): string[] {
+  const absent: string[] = [];
+  for (const [allocator, tp] of Object.entries(ALLOCATOR_TRACEPOINTS)) {
+    if (!allocators.has(allocator as AllocatorName)) continue;
+    const missing = [tp.alloc, ...tp.frees].filter((e) => !existsSync(`${root}/events/${tp.group}/${e}`));
+    if (missing.some((m) => !(batchedOptional && m === 'mm_page_free_batched'))) {
+      throw new EnvironmentError(`this kernel has no ${missing.map((m) => `${tp.group}:${m}`).join(' / ')} tracepoint, which --alloc ${allocator} needs.`, `ls ${root}/events/${tp.group} shows what it has; --alloc slab still works.`);
+    }
+    absent.push(...missing.map((m) => `${tp.group}/${m}`));
+  }
+  return absent;
 }

@@ -9,22 +9,23 @@
 //                        base_addr=0x… off=12345 ptr=0x… bytes_alloc=16 gfp_flags=GFP_KERNEL_ACCOUNT
 //   percpu_free_percpu: base_addr=0x… off=12345 ptr=0x…
 
-import type { AllocatorName, KmemEvent } from '../event.js';
+import { ALLOCATOR_TRACEPOINTS, type AllocatorName, type KmemEvent } from '../event.js';
 import { normaliseCallSite, normalisePtr } from './kmem-fields.js';
 
+type OtherAllocator = Exclude<AllocatorName, 'slab'>;
+
+type EventRole = { allocator: OtherAllocator; kind: 'alloc' | 'free' };
+
 /** The allocator of each event kleak pairs outside the slab, and whether it allocates. */
-export const ALLOCATOR_EVENTS: ReadonlyMap<string, { allocator: Exclude<AllocatorName, 'slab'>; kind: 'alloc' | 'free' }> = new Map([
-  ['alloc_vmap_area', { allocator: 'vmalloc', kind: 'alloc' }],
-  ['free_vmap_area_noflush', { allocator: 'vmalloc', kind: 'free' }],
-  ['mm_page_alloc', { allocator: 'page', kind: 'alloc' }],
-  ['mm_page_free', { allocator: 'page', kind: 'free' }],
-  ['mm_page_free_batched', { allocator: 'page', kind: 'free' }],
+export const ALLOCATOR_EVENTS: ReadonlyMap<string, EventRole> = new Map<string, EventRole>([
+  ...(Object.entries(ALLOCATOR_TRACEPOINTS) as [OtherAllocator, (typeof ALLOCATOR_TRACEPOINTS)[OtherAllocator]][]).flatMap(([allocator, tp]) => [
+    [tp.alloc, { allocator, kind: 'alloc' }] as [string, EventRole],
+    ...tp.frees.map((f): [string, EventRole] => [f, { allocator, kind: 'free' }]),
+  ]),
   // 3.x kernels' names for the page frees
   ['mm_page_free_direct', { allocator: 'page', kind: 'free' }],
   ['mm_pagevec_free', { allocator: 'page', kind: 'free' }],
-  ['percpu_alloc_percpu', { allocator: 'percpu', kind: 'alloc' }],
-  ['percpu_free_percpu', { allocator: 'percpu', kind: 'free' }],
-] as const);
+]);
 
 /** The call site given to vmalloc areas and pages until their stack names the caller (parse/ftrace-text.ts). */
 export function noStackSite(allocator: AllocatorName): string {

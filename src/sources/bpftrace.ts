@@ -2,15 +2,16 @@
 // kleak-events.bt (every event) through execa and feeds its stdout, via split2, to the bpftrace parser.
 
 import { execa, type ResultPromise } from 'execa';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { EventFilter } from '../engine/filter.js';
 import { kmallocCacheSize } from '../engine/filter.js';
 import type { AllocatorName, ParseSink } from '../event.js';
 import { EnvironmentError, InputError } from '../errors.js';
-import { kmemTracepoints, probesFor, type ProbeSet, ensureTracefs } from '../kernel/tracefs.js';
+import { kmemTracepoints, missingAllocatorTracepoints, probesFor, type ProbeSet, ensureTracefs } from '../kernel/tracefs.js';
 import { BpftraceEventsParser } from '../parse/bpftrace-events.js';
 import { Btf } from '../kernel/btf.js';
 import { Kallsyms } from '../kernel/kallsyms.js';
+import { mapMemory } from '../kernel/map-memory.js';
 import { pageSize } from '../kernel/page-size.js';
 import { packagePath } from '../paths.js';
 import { forEachLineSplit2 } from './lines.js';
@@ -208,34 +209,12 @@ async function plan(o: BpftraceOptions): Promise<{ args: string[]; env: Record<s
   const allocators = o.allocators ?? new Set<AllocatorName>(['slab']);
   const others = [...allocators].filter((a) => a !== 'slab');
   if (o.events && others.length > 0) throw new InputError(`--alloc ${others.join(',')} with --backend bpftrace pairs in the kernel: drop --events.`);
-  for (const [a, events] of [['vmalloc', ['vmalloc/alloc_vmap_area', 'vmalloc/free_vmap_area_noflush']], ['page', ['kmem/mm_page_alloc', 'kmem/mm_page_free', 'kmem/mm_page_free_batched']], ['percpu', ['percpu/percpu_alloc_percpu', 'percpu/percpu_free_percpu']]] as const) {
-    const missing = allocators.has(a) ? events.filter((e) => !existsSync(`${tracefs.root}/events/${e}`)) : [];
-    if (missing.length > 0) throw new EnvironmentError(`this kernel has no ${missing.map((m) => m.replace('/', ':')).join(' / ')} tracepoint, which --alloc ${a} needs.`, '--alloc slab still works.');
-  }
+  // Every probe of the program must attach: no tracepoint may be missing (mm_page_free_batched included).
+  missingAllocatorTracepoints(tracefs.root, allocators, false);
   const probes = allocators.has('slab') ? probesFor(kmemTracepoints(tracefs.root), namedCache) : undefined;
   // `--` ends bpftrace's options: a parameter such as a --comm value "-c/usr/bin/touch" stays a parameter.
   const args = ['-B', 'none', '-e', bpftraceProgram({ ...o, allocators }, probes, namedCache), '--', ...bpftraceParams(o, namedCache)];
   return { args, env: { BPFTRACE_MAP_KEYS_MAX: String(o.maxPointers) }, ...(tracefs.mounted ? { mounted: tracefs.mounted } : {}) };
-}
-
-/** Kernel memory the maps of a process hold (memlock of each map fd in its fdinfo), bytes; 0 when unreadable. */
-function mapMemory(pid: number): number {
-  let sum = 0;
-  try {
-    for (const fd of readdirSync(`/proc/${pid}/fdinfo`)) {
-      try {
-        const info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
-        if (!/^map_type:/m.test(info)) continue;
-        const m = /^memlock:\s+(\d+)/m.exec(info);
-        if (m) sum += Number(m[1]);
-      } catch {
-        // closed meanwhile
-      }
-    }
-  } catch {
-    return 0;
-  }
-  return sum;
 }
 
 /** What startBpftrace would run, as one shell command line. */

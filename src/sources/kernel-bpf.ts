@@ -8,11 +8,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { kmallocCacheSize, type EventFilter } from '../engine/filter.js';
 import { ALLOCATOR_MACHINERY } from '../engine/stacks.js';
 import { EnvironmentError } from '../errors.js';
-import type { AllocatorName, KernelSnapshot, KmemEvent, OutstandingRecord, ParseSink, SiteTotalsRecord } from '../event.js';
+import { ALLOCATOR_TRACEPOINTS, type AllocatorName, type KernelSnapshot, type KmemEvent, type OutstandingRecord, type ParseSink, type SiteTotalsRecord } from '../event.js';
 import { ALLOC, ALLOCATOR_SHIFT, ALLOCATORS, CACHE_LEN, COMM_LEN, COUNTER, COUNTERS, EVENT, F_ACCOUNTED, SITE_COUNTS, SITE_KEY, STACK_DEPTH, cString, encodeConfig, type BpfConfig } from '../kernel/bpf-layout.js';
 import { Btf } from '../kernel/btf.js';
 import { Kallsyms } from '../kernel/kallsyms.js';
 import { libbpf, type Libbpf } from '../kernel/libbpf.js';
+import { mapMemory } from '../kernel/map-memory.js';
 import { pageSize } from '../kernel/page-size.js';
 import { kmallocCache } from '../parse/kmem-fields.js';
 import { packagePath } from '../paths.js';
@@ -45,12 +46,6 @@ type ProgramName =
   | 'alloc_vmap_area' | 'free_vmap_area_noflush' | 'mm_page_alloc' | 'mm_page_free' | 'mm_page_free_batched'
   | 'percpu_alloc_percpu' | 'percpu_free_percpu';
 
-/** The tracepoints (raw, BTF) each allocator other than slab needs, with their tracefs group for messages. */
-const ALLOCATOR_PROGRAMS: Record<Exclude<AllocatorName, 'slab'>, { group: string; programs: ProgramName[] }> = {
-  vmalloc: { group: 'vmalloc', programs: ['alloc_vmap_area', 'free_vmap_area_noflush'] },
-  page: { group: 'kmem', programs: ['mm_page_alloc', 'mm_page_free', 'mm_page_free_batched'] },
-  percpu: { group: 'percpu', programs: ['percpu_alloc_percpu', 'percpu_free_percpu'] },
-};
 
 export interface KernelBpfPlan {
   config: BpfConfig;
@@ -80,8 +75,10 @@ export function kernelBpfPlan(o: KernelBpfOptions, btf: Btf, syms: Kallsyms | un
   // program attached costs each event it sees, tracked or not).
   const slab = o.allocators.has('slab');
   const programs: ProgramName[] = slab ? [...(namedCache ? [] : ['kmalloc' as const]), ...(sized ? [] : ['kmem_cache_alloc' as const]), 'kfree', ...(sized ? [] : ['kmem_cache_free' as const])] : [];
-  for (const [allocator, { group, programs: progs }] of Object.entries(ALLOCATOR_PROGRAMS)) {
+  // The object has a program of the same name for each allocator tracepoint (raw, BTF).
+  for (const [allocator, { group, alloc, frees }] of Object.entries(ALLOCATOR_TRACEPOINTS)) {
     if (!o.allocators.has(allocator as AllocatorName)) continue;
+    const progs: ProgramName[] = [alloc, ...frees];
     const missing = progs.filter((p) => btf.tracepointArgs(p) === undefined);
     if (missing.length > 0) {
       throw new EnvironmentError(`this kernel has no ${missing.map((m) => `${group}:${m}`).join(' / ')} tracepoint, which --alloc ${allocator} needs.`, `ls /sys/kernel/tracing/events/${group} shows what it has; --alloc slab still works.`);
@@ -417,16 +414,7 @@ class Reader {
 
   /** Kernel memory the maps hold now (memlock of each map's fdinfo), bytes. */
   mapMemory(): number {
-    let total = 0;
-    for (const fd of Object.values(this.l.fds)) {
-      try {
-        const m = /^memlock:\s+(\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
-        if (m) total += Number(m[1]);
-      } catch {
-        // fdinfo unreadable: the figure is a lower bound
-      }
-    }
-    return total;
+    return mapMemory('self', Object.values(this.l.fds));
   }
 }
 

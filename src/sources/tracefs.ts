@@ -2,14 +2,14 @@
 // event has no size to filter on) in a private instance, read from its trace_pipe, parsed as trace_pipe text; the
 // vmalloc, page and percpu tracepoints the same way, with a stack for the first two (it names their caller).
 
-import { createReadStream, existsSync, openSync, readdirSync } from 'node:fs';
+import { createReadStream, openSync, readdirSync } from 'node:fs';
 import type { EventFilter } from '../engine/filter.js';
 import { kmallocCacheSize } from '../engine/filter.js';
-import { TRACEPOINTS, type AllocatorName, type ParseSink } from '../event.js';
+import { ALLOCATOR_TRACEPOINTS, TRACEPOINTS, type AllocatorName, type ParseSink } from '../event.js';
 import { EnvironmentError, InputError } from '../errors.js';
 import { TracefsInstance } from '../kernel/instance.js';
 import { pageSize } from '../kernel/page-size.js';
-import { ensureTracefs, kmemTracepoints, probesFor } from '../kernel/tracefs.js';
+import { ensureTracefs, kmemTracepoints, missingAllocatorTracepoints, probesFor } from '../kernel/tracefs.js';
 import { FtraceTextParser } from '../parse/ftrace-text.js';
 import { forEachLine } from './lines.js';
 import type { LiveEnd, LiveSource } from './live.js';
@@ -84,13 +84,6 @@ export interface InstanceWrite {
   value: string;
 }
 
-/** The tracepoints of each allocator other than slab: the allocation first, then its frees. */
-const ALLOCATOR_TRACEPOINTS: Record<Exclude<AllocatorName, 'slab'>, { group: string; alloc: string; frees: string[] }> = {
-  vmalloc: { group: 'vmalloc', alloc: 'alloc_vmap_area', frees: ['free_vmap_area_noflush'] },
-  page: { group: 'kmem', alloc: 'mm_page_alloc', frees: ['mm_page_free', 'mm_page_free_batched'] },
-  percpu: { group: 'percpu', alloc: 'percpu_alloc_percpu', frees: ['percpu_free_percpu'] },
-};
-
 /** The kernel filter of an allocator's allocation event: sizes in its own field, then who allocates. */
 function allocatorFilter(allocator: Exclude<AllocatorName, 'slab'>, f: EventFilter, selfPids: readonly number[], page: number): string {
   const parts: string[] = [];
@@ -132,16 +125,13 @@ export function instanceSetup(root: string | undefined, o: TracefsOptions, selfP
     // Frees of a named cache can be filtered by name (5.12+); kfree has nothing to filter on.
     for (const t of probes.frees) enable(`kmem/${t}`, namedCache && t === 'kmem_cache_free' ? `name == ${filterString('--cache', o.filter.cache!)}` : undefined);
   }
-  for (const [allocator, tp] of Object.entries(ALLOCATOR_TRACEPOINTS) as [Exclude<AllocatorName, 'slab'>, (typeof ALLOCATOR_TRACEPOINTS)['page']][]) {
+  // A remote host's script skips the events its kernel lacks; here they are known before anything is written.
+  const absent = root === undefined ? [] : missingAllocatorTracepoints(root, o.allocators, true);
+  for (const [allocator, tp] of Object.entries(ALLOCATOR_TRACEPOINTS) as [Exclude<AllocatorName, 'slab'>, (typeof ALLOCATOR_TRACEPOINTS)[Exclude<AllocatorName, 'slab'>]][]) {
     if (!o.allocators.has(allocator)) continue;
-    const missing = root === undefined ? [] : [tp.alloc, ...tp.frees].filter((e) => !existsSync(`${root}/events/${tp.group}/${e}`));
-    // mm_page_free_batched is missing on some kernels; its pages then come back through mm_page_free.
-    if (missing.length > 0 && !(missing.length === 1 && missing[0] === 'mm_page_free_batched')) {
-      throw new EnvironmentError(`this kernel has no ${missing.map((m) => `${tp.group}:${m}`).join(' / ')} tracepoint, which --alloc ${allocator} needs.`, `ls ${root}/events/${tp.group} shows what it has; --alloc slab still works.`);
-    }
     // vmalloc areas and pages have no call site: their stack names the caller, so they always take one.
     enable(`${tp.group}/${tp.alloc}`, allocatorFilter(allocator, o.filter, selfPids, o.pageSize ?? pageSize()), o.stacks || allocator !== 'percpu');
-    for (const e of tp.frees) if (!missing.includes(e)) enable(`${tp.group}/${e}`);
+    for (const e of tp.frees) if (!absent.includes(`${tp.group}/${e}`)) enable(`${tp.group}/${e}`);
   }
   return { writes, events };
 }
