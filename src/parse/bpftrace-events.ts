@@ -3,9 +3,10 @@
 //   events:  A <nsecs> <cpu> <pid> 0x<ptr> <bytes_req> <bytes_alloc> <cache|-> <func> 0x<call_site> <comm…>
 //            (a blank line and indented kstack frames may follow: that allocation's stack)
 //            F <nsecs> <cpu> <pid> 0x<ptr>
-//   pairs:   S <nsecs> <tracked> <listed>, bpftrace map prints (@site_*[func]: N, @untracked: N,
+//   pairs:   S <nsecs> <tracked> <listed>, bpftrace map prints (@site[func, allocator, what]: N, @untracked: N,
 //            @ptr[0xPTR]: (nsecs, func, req, alloc, pid, comm), @stk[0xPTR]: + frames), E; the call sites (func)
-//            are addresses in decimal since kleak names them itself (older output: ksym names)
+//            are addresses in decimal since kleak names them itself (older output: ksym names, and one map per
+//            counter, @site_allocs[func]: N …)
 //   both:    R (every probe attached), "Lost N events" (bpftrace's ring buffer overflowed)
 
 import { allocatorCaller } from '../engine/stacks.js';
@@ -54,6 +55,10 @@ interface SiteCounters {
   mbytes: number;
 }
 
+/** The counters of the one-map output, by its "what" number (kleak-pairs.bt's header). */
+const SITE_WHAT: readonly (keyof SiteCounters)[] = ['allocs', 'frees', 'missed', 'abytes', 'fbytes', 'mbytes'];
+
+/** The counters of older output, one map each. */
 const SITE_FIELD: Record<string, keyof SiteCounters> = {
   site_allocs: 'allocs',
   site_frees: 'frees',
@@ -72,7 +77,7 @@ interface PendingSnapshot {
   records: Map<string, OutstandingRecord>;
   stacks: Map<string, string[]>;
   stackPtr: string | undefined;
-  /** A stack-keyed site map entry being read: its map name and frames so far (@ssite_*[\n frames \n, A]: N). */
+  /** A stack-keyed site map entry being read: its map name and frames so far (@ssite[\n frames \n, A, what]: N). */
   stackKey: { map: string; frames: string[] } | undefined;
 }
 
@@ -86,6 +91,12 @@ function ptrOf(text: string): string | null | undefined {
     return v === 0n ? null : v.toString(16);
   }
   return normalisePtr(text);
+}
+
+/** Which counter a site map line adds to: its "what" number in the one-map output, else its map's name. */
+function fieldOf(map: string, what: string | undefined): keyof SiteCounters | undefined {
+  if (map === 'site' || map === 'ssite') return what !== undefined && /^[0-5]$/.test(what) ? SITE_WHAT[Number(what)] : undefined;
+  return what === undefined ? SITE_FIELD[map.replace(/^ssite_/, 'site_')] : undefined;
 }
 
 const MAP_LINE = /^@(\w+)(?:\[(.*)\])?: ?(.*)$/;
@@ -180,32 +191,37 @@ export class BpftraceEventsParser implements LineParser {
       this.snap = undefined;
       return this.emitSnapshot(s);
     }
-    // A stack-keyed site: "@ssite_allocs[" … frames … ", 1]: 3"
-    const open = /^@(ssite_\w+)\[$/.exec(text);
+    // A stack-keyed site: "@ssite[" … frames … ", 1, 0]: 3" (older output: "@ssite_allocs[" … ", 1]: 3")
+    const open = /^@(ssite(?:_\w+)?)\[$/.exec(text);
     if (open) {
       s.stackPtr = undefined;
       s.stackKey = { map: open[1]!, frames: [] };
       return;
     }
     if (s.stackKey !== undefined) {
-      const close = /^, (\d+)\]: (\d+)$/.exec(text);
+      const close = /^, (\d+)(?:, (\d+))?\]: (\d+)$/.exec(text);
       const k = s.stackKey;
       s.stackKey = undefined;
-      if (!close) return this.sink.bad(lineNo, `malformed stack-keyed site: ${JSON.stringify(text.slice(0, 60))}`);
+      const field = close ? fieldOf(k.map, close[2]) : undefined;
+      if (!close || field === undefined) return this.sink.bad(lineNo, `malformed stack-keyed site: ${JSON.stringify(text.slice(0, 60))}`);
       const allocator = ALLOCATOR_OF[Number(close[1])] ?? 'slab';
       const by = allocator === 'vmalloc' || allocator === 'page' ? allocator : undefined;
       const site = by ? (allocatorCaller(by, k.frames) ?? noStackSite(by)) : (k.frames[0] ?? noStackSite(allocator));
-      return this.count(s, k.map.slice(1), site, allocator, Number(close[2]));
+      return this.count(s, field, site, allocator, Number(close[3]));
     }
     const m = MAP_LINE.exec(text);
     if (!m) return this.sink.bad(lineNo, `malformed snapshot line: ${JSON.stringify(text.slice(0, 60))}`);
     const [, map, key, value] = m as unknown as [string, string, string | undefined, string];
     s.stackPtr = undefined;
-    if (SITE_FIELD[map] !== undefined && key !== undefined) {
-      // "(call site, allocator)" keys; older output: the call site alone (slab)
-      const comma = key.lastIndexOf(', ');
-      const allocator = comma > 0 ? (ALLOCATOR_OF[Number(key.slice(comma + 2))] ?? 'slab') : 'slab';
-      this.count(s, map, callSiteOf(this.symbols, comma > 0 ? key.slice(0, comma) : key), allocator, Number(value));
+    if ((map === 'site' || SITE_FIELD[map] !== undefined) && key !== undefined) {
+      // "call site, allocator, what" keys; older output: "call site, allocator" or the call site alone (slab),
+      // with the counter in the map's name
+      const parts = key.split(', ');
+      const shape = map === 'site' ? parts.length === 3 : parts.length <= 2;
+      const field = fieldOf(map, map === 'site' ? parts.pop() : undefined);
+      if (field === undefined || !shape) return this.sink.bad(lineNo, `malformed site counter: ${JSON.stringify(text.slice(0, 60))}`);
+      const allocator = parts.length === 2 ? (ALLOCATOR_OF[Number(parts[1]) & 15] ?? 'slab') : 'slab';
+      this.count(s, field, callSiteOf(this.symbols, parts[0]!), allocator, Number(value));
     } else if (map === 'untracked') {
       s.untracked = Number(value);
     } else if (map === 'ptr' && key !== undefined) {
@@ -232,10 +248,7 @@ export class BpftraceEventsParser implements LineParser {
     }
   }
 
-  /** Adds a site counter (site_* and ssite_* maps share the field names after the prefix). */
-  private count(s: PendingSnapshot, map: string, callSite: string, allocator: AllocatorName, value: number): void {
-    const field = SITE_FIELD[map.replace(/^ssite_/, 'site_')];
-    if (field === undefined) return;
+  private count(s: PendingSnapshot, field: keyof SiteCounters, callSite: string, allocator: AllocatorName, value: number): void {
     const key = `${callSite}\0${allocator}`;
     let c = s.sites.get(key);
     if (!c) s.sites.set(key, (c = { allocs: 0, frees: 0, missed: 0, abytes: 0, fbytes: 0, mbytes: 0 }));

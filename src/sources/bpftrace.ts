@@ -38,7 +38,9 @@ const STACK_DEPTH = 12;
 /** Allocator numbers in the program's site keys and pointer records (0 is slab). */
 const ALLOCATOR_NUMBER: Record<Exclude<AllocatorName, 'slab'>, number> = { vmalloc: 1, page: 2, percpu: 3 };
 
-const WHO = '($3 == 0 || pid == $3) && pid != $4 && comm != "bpftrace" && ($5 == 0 || comm == str($6)) && @done == 0';
+/** @live[-1] is the program's "done" flag (kleak-pairs.bt). */
+const DONE = '@live[(uint64)-1]';
+const WHO = `($3 == 0 || pid == $3) && pid != $4 && comm != "bpftrace" && ($5 == 0 || comm == str($6)) && ${DONE} == 0`;
 
 /**
  * The probes of the allocators other than slab (pairs mode), kleak's own text. A pointer re-allocated while tracked
@@ -47,7 +49,7 @@ const WHO = '($3 == 0 || pid == $3) && pid != $4 && comm != "bpftrace" && ($5 ==
 function otherAllocatorProbes(allocators: ReadonlySet<AllocatorName>, stacks: boolean): string {
   const out: string[] = [];
   const S = `kstack(perf, ${STACK_DEPTH})`;
-  /** vmalloc areas and pages: sites by stack (@ssite_*), the stack kept per pointer to find the site at free. */
+  /** vmalloc areas and pages: sites by stack (@ssite), the stack kept per pointer to find the site at free. */
   const byStack = (a: 'vmalloc' | 'page', alloc: string, pred: string, key: string, bytes: string, frees: { probe: string; key: string }[]) => {
     const n = ALLOCATOR_NUMBER[a];
     out.push(`${alloc}
@@ -58,15 +60,15 @@ function otherAllocatorProbes(allocators: ReadonlySet<AllocatorName>, stacks: bo
     $b = (uint64)${bytes};
     if (@live[$k]) {
       $old = @ptr[$k];
-      @ssite_frees[@stk[$k], $old.6] = count();
-      @ssite_fbytes[@stk[$k], $old.6] = sum($old.3);
+      @ssite[@stk[$k], $old.6, 1] = sum(1);
+      @ssite[@stk[$k], $old.6, 4] = sum($old.3);
     }
     @live[$k] = 1;
     if (@live[$k]) {
       @ptr[$k] = (nsecs, (uint64)0, $b, $b, pid, comm, ${n});
       @stk[$k] = ${S};
-      @ssite_allocs[@stk[$k], ${n}] = count();
-      @ssite_abytes[@stk[$k], ${n}] = sum($b);
+      @ssite[@stk[$k], ${n}, 0] = sum(1);
+      @ssite[@stk[$k], ${n}, 3] = sum($b);
     } else {
       @untracked = count();
     }
@@ -76,11 +78,11 @@ function otherAllocatorProbes(allocators: ReadonlySet<AllocatorName>, stacks: bo
       out.push(`${f.probe}
 /@live[(uint64)${f.key}]/
 {
-  if (@done == 0) {
+  if (${DONE} == 0) {
     $k = (uint64)${f.key};
     $t = @ptr[$k];
-    @ssite_frees[@stk[$k], $t.6] = count();
-    @ssite_fbytes[@stk[$k], $t.6] = sum($t.3);
+    @ssite[@stk[$k], $t.6, 1] = sum(1);
+    @ssite[@stk[$k], $t.6, 4] = sum($t.3);
     delete(@live[$k]);
     delete(@ptr[$k]);
     delete(@stk[$k]);
@@ -106,15 +108,15 @@ function otherAllocatorProbes(allocators: ReadonlySet<AllocatorName>, stacks: bo
     $k = (uint64)args->ptr;
     if (@live[$k]) {
       $old = @ptr[$k];
-      @site_missed[$old.1, $old.6] = count();
-      @site_mbytes[$old.1, $old.6] = sum($old.3);
+      @site[$old.1, $old.6, 2] = sum(1);
+      @site[$old.1, $old.6, 5] = sum($old.3);
     }
     @live[$k] = 1;
     if (@live[$k]) {
       @ptr[$k] = (nsecs, args->call_site, (uint64)args->size, (uint64)args->bytes_alloc, pid, comm, ${n});
       ${stacks ? `@stk[$k] = ${S};` : ''}
-      @site_allocs[args->call_site, ${n}] = count();
-      @site_abytes[args->call_site, ${n}] = sum(args->bytes_alloc);
+      @site[args->call_site, ${n}, 0] = sum(1);
+      @site[args->call_site, ${n}, 3] = sum(args->bytes_alloc);
     } else {
       @untracked = count();
     }
@@ -123,14 +125,14 @@ function otherAllocatorProbes(allocators: ReadonlySet<AllocatorName>, stacks: bo
 tracepoint:percpu:percpu_free_percpu
 /@live[(uint64)args->ptr]/
 {
-  if (@done == 0) {
+  if (${DONE} == 0) {
     $k = (uint64)args->ptr;
     $t = @ptr[$k];
     delete(@live[$k]);
     delete(@ptr[$k]);
     ${stacks ? 'delete(@stk[$k]);' : ''}
-    @site_frees[$t.1, $t.6] = count();
-    @site_fbytes[$t.1, $t.6] = sum($t.3);
+    @site[$t.1, $t.6, 1] = sum(1);
+    @site[$t.1, $t.6, 4] = sum($t.3);
   }
 }`);
   }
@@ -161,11 +163,11 @@ export function bpftraceProgram(o: Pick<BpftraceOptions, 'events' | 'stacks'> & 
   sub('STACK_DELETE', o.stacks ? 'delete(@stk[$k]);' : '');
   sub('STACK_PRINT', stk ? 'print(@stk);' : '');
   sub('STACK_CLEAR', stk ? 'clear(@stk);' : '');
-  sub('STACK_SITES_PRINT', byStack ? 'print(@ssite_frees); print(@ssite_fbytes); print(@ssite_allocs); print(@ssite_abytes);' : '');
-  sub('STACK_SITES_CLEAR', byStack ? 'clear(@ssite_frees); clear(@ssite_fbytes); clear(@ssite_allocs); clear(@ssite_abytes);' : '');
+  sub('STACK_SITES_PRINT', byStack ? 'print(@ssite);' : '');
+  sub('STACK_SITES_CLEAR', byStack ? 'clear(@ssite);' : '');
   // (after STACK_SITES_*, whose names contain these)
-  sub('SITES_PRINT', bySite ? 'print(@site_frees); print(@site_missed); print(@site_fbytes); print(@site_mbytes); print(@site_allocs); print(@site_abytes);' : '');
-  sub('SITES_CLEAR', bySite ? 'clear(@site_frees); clear(@site_missed); clear(@site_fbytes); clear(@site_mbytes); clear(@site_allocs); clear(@site_abytes);' : '');
+  sub('SITES_PRINT', bySite ? 'print(@site);' : '');
+  sub('SITES_CLEAR', bySite ? 'clear(@site);' : '');
   return text;
 }
 
@@ -189,7 +191,7 @@ export function bpftraceParams(o: BpftraceOptions, namedCache: boolean): string[
     String(min), String(max), String(f.pid ?? 0), String(process.pid),
     f.comm !== undefined ? '1' : '0', f.comm ?? '',
     namedCache ? '1' : '0', namedCache ? f.cache! : '',
-    String(o.maxPointers), String(Math.max(1, Math.round(o.snapshotSec * 10))), String(o.listMax), String(pageSize()), String(gfpAccount()),
+    String(o.maxPointers), String(Math.max(100, Math.round(o.snapshotSec * 1000))), String(o.listMax), String(pageSize()), String(gfpAccount()),
   ];
 }
 

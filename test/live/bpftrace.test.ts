@@ -21,6 +21,14 @@ function noTracerLeft(): void {
   expect(left.instances).toEqual([]);
 }
 
+/** The CPUs the kernel sizes per-CPU maps for (/sys/devices/system/cpu/possible, e.g. "0-1"). */
+function possibleCpus(): number {
+  return readFileSync('/sys/devices/system/cpu/possible', 'utf8').trim().split(',').reduce((n, r) => {
+    const [lo, hi] = r.split('-').map(Number);
+    return n + (hi ?? lo!) - lo! + 1;
+  }, 0);
+}
+
 async function holdAndReport(kleakArgs: string[], hold: number): Promise<{ report: JsonReport; workloadPid: number; stderr: string }> {
   const k = startKleak(['--backend', 'bpftrace', '--bytes', '4096', '--json', ...kleakArgs]);
   await k.ready;
@@ -40,8 +48,8 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend bpftrace on this ke
     await ensureTracefs();
   });
 
-  it('pairs mode (default): exactly the 23 held keys at user_preparse; the churned pipes are not growing', async () => {
-    const { report, workloadPid } = await holdAndReport([], 23);
+  it('pairs mode (default): exactly the 23 held keys at user_preparse; the churned pipes are not growing; its maps pin what they need', async () => {
+    const { report, workloadPid, stderr } = await holdAndReport([], 23);
     const site = report.sites.find((s) => s.function === 'user_preparse');
     expect(site?.outstanding).toBe(23);
     expect(site?.outstandingBytes).toBe(23 * 4096);
@@ -51,6 +59,12 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend bpftrace on this ke
     expect(pipes === undefined || (pipes.verdict !== 'growing' && pipes.outstanding <= 2)).toBe(true);
     expect(report.source).toMatchObject({ kind: 'live', backend: 'bpftrace', mode: 'pairs' });
     expect(report.totals.allocs).toBeGreaterThan(23 + 300);
+    // bpftrace 0.17 preallocates every map at --max-pointers entries (262,144): the program keeps to the pointer
+    // table, its 8-byte index and one per-CPU site map (~80 + 136 + 96 + 8 per CPU bytes an entry, measured on this
+    // kernel). Six site maps and two scalars made it 250 MiB on 2 CPUs.
+    const held = Number(/bpftrace's maps hold (\d+) MiB/.exec(stderr)?.[1]);
+    const cpus = possibleCpus();
+    expect(held * 1048576, stderr).toBeLessThanOrEqual(262_144 * (320 + 8 * cpus));
     noTracerLeft();
   });
 

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { BpftraceEventsParser, bpftraceEvents } from '../../src/parse/bpftrace-events.js';
 import { detectFormat } from '../../src/parse/formats.js';
@@ -189,5 +190,33 @@ describe('bpftrace output of the vmalloc, page and percpu probes (kleak-pairs.bt
     const byPtr = new Map(snap.outstanding!.map((r) => [r.ptr, r]));
     expect(byPtr.get('ffffc90001863000')).toMatchObject({ allocator: 'vmalloc', callSite: '__bpf_map_area_alloc', bytesAlloc: 1056768, comm: 'python3', cache: 'vmalloc' });
     expect(byPtr.get('607dbaee40e8')).toMatchObject({ allocator: 'percpu', callSite: 'bpf_map_alloc_percpu+0x5a', bytesAlloc: 32, comm: 'python3' });
+  });
+});
+
+describe('bpftrace output of kleak-pairs.bt with one site map (@site[site, allocator, what], @ssite)', () => {
+  // The final snapshot of a real run on this VM (bpftrace 0.17, --alloc vmalloc,percpu --comm python3) while
+  // scripts/workload-alloc.py held 3 BPF array maps of 1 MiB (vmalloc) and 2 per-CPU maps, after making and closing 4
+  // and 3 more. Decimal keys are as bpftrace printed them (signed); 0xffffffff814e8ff9 is bpf_map_alloc_percpu+0x59.
+  const LINES = readFileSync(new URL('fixtures/bpftrace-pairs-alloc.txt', import.meta.url), 'utf8').split('\n');
+
+  it('adds each counter by its "what" number: the held areas and chunks come out exact', () => {
+    const c = new Collector();
+    const p = new BpftraceEventsParser(c, (a) => (a === 0xffffffff814e8ff9n ? 'bpf_map_alloc_percpu+0x59' : undefined));
+    LINES.forEach((l, i) => p.line(l, i + 1));
+    p.end();
+    expect(c.badLines).toEqual([]);
+    const snap = c.snapshots[0]!;
+    expect(snap.sites).toEqual(expect.arrayContaining([
+      expect.objectContaining({ callSite: '__bpf_map_area_alloc', allocator: 'vmalloc', allocs: 7, frees: 4, outstanding: 3, outstandingBytes: 3 * 1056768 }),
+      expect.objectContaining({ callSite: 'bpf_map_alloc_percpu+0x59', allocator: 'percpu', allocs: 5, frees: 3, outstanding: 2, outstandingBytes: 64 }),
+    ]));
+    expect(snap.outstanding!.filter((r) => r.allocator === 'vmalloc')).toHaveLength(3);
+    expect(snap.outstanding!.filter((r) => r.callSite === 'bpf_map_alloc_percpu+0x59')).toHaveLength(2);
+  });
+
+  it('a "what" number it does not know is a bad line, never a silent count', () => {
+    const c = parseLines(bpftraceEvents, ['S 1000000000 0 1', '@site[-2125557767, 3, 0]: 5', '@site[-2125557767, 3, 9]: 5', '@site[-2125557767, 3]: 5', 'E']);
+    expect(c.badLines.map((b) => b.lineNo)).toEqual([3, 4]);
+    expect(c.snapshots[0]!.sites[0]).toMatchObject({ allocs: 5, allocator: 'percpu' });
   });
 });
