@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { packagePath } from './paths.js';
 import { KleakError, InputError } from './errors.js';
 import type { EventFilter } from './engine/filter.js';
-import type { AllocatorName, FormatName } from './event.js';
+import { SLAB_ALLOCATORS, type AllocatorName, type FormatName, type SlabAllocator } from './event.js';
 import type { BackendChoice } from './commands/live.js';
 import { kmallocCacheSize, kmemBucketSize } from './engine/filter.js';
 import { cacheName } from './kernel/slabinfo.js';
@@ -98,6 +98,8 @@ REPLAY
   --format NAME        the trace's format, when detection from its first lines is not enough
   --page-size N        replay: the traced machine's page size (default 4096; arm64 may use 16384 or 65536):
                        page orders, and where kmalloc-N caches end (two pages; larger kmallocs are pages-N)
+  --slab-allocator A   replay: the traced kernel's slab allocator, slub (default; the only one since 6.8),
+                       slab (every kmalloc is kmalloc-N) or slob (no kmalloc caches: "slob" below a page)
   --kallsyms FILE      replay: name raw hex call sites and stack frames (old kernels' traces) from a copy of
                        the traced host's /proc/kallsyms (as root) or its System.map
   --speed X            in the interactive view, replay at X times the trace's own pace (default: at once)
@@ -158,6 +160,7 @@ const OPTIONS = {
   ssh: { type: 'string' },
   kallsyms: { type: 'string' },
   'page-size': { type: 'string' },
+  'slab-allocator': { type: 'string' },
   'ssh-config': { type: 'string' },
   'kmemleak-scan': { type: 'boolean', default: false },
   from: { type: 'string' },
@@ -243,7 +246,7 @@ const MAX_TIMER_SEC = 2_147_483;
 /** Options each command takes (beyond --help, --version, --debug, --json, --text); any other is refused up front. */
 const COMMAND_OPTIONS: Record<string, readonly string[]> = {
   live: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'interval', 'events', 'record', 'max-pointers', 'dry-run', 'force', 'prometheus', 'textfile', 'folded', 'pprof', 'flamegraph', 'min-age', 'top', 'verdict', 'ssh', 'ssh-config'],
-  replay: ['format', 'kallsyms', 'page-size', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'speed', 'every', 'folded', 'pprof', 'flamegraph', 'force', 'min-age', 'top', 'verdict'],
+  replay: ['format', 'kallsyms', 'page-size', 'slab-allocator', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'speed', 'every', 'folded', 'pprof', 'flamegraph', 'force', 'min-age', 'top', 'verdict'],
   record: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'output', 'force'],
   watch: ['interval', 'duration', 'top', 'record', 'force', 'replay', 'root', 'kmemleak-scan', 'prometheus', 'textfile', 'ssh', 'ssh-config', 'cache'],
   inspect: ['from', 'site', 'length'],
@@ -310,6 +313,15 @@ function pageSizeFrom(v: Values): { pageSize?: number } {
   return { pageSize: n };
 }
 
+/** --slab-allocator slub|slab|slob: the traced kernel's, for kmalloc-N labels. */
+function slabFrom(v: Values): { slab?: SlabAllocator } {
+  const a = v['slab-allocator'];
+  if (a === undefined) return {};
+  const slab = SLAB_ALLOCATORS.find((s) => s === a);
+  if (slab === undefined) throw new InputError(`--slab-allocator takes ${SLAB_ALLOCATORS.join(', ')}, not ${JSON.stringify(a)}.`);
+  return { slab };
+}
+
 /** --ssh [user@]host (and --ssh-config FILE): where to run, checked before anything starts. */
 function sshFrom(v: Values): { ssh?: SshTarget } {
   if (v.ssh === undefined) {
@@ -366,7 +378,7 @@ function useTui(v: Values): boolean {
 async function replay(path: string, v: Values): Promise<void> {
   const format = v.format as FormatName | 'auto';
   const speed = num('speed', v.speed, { min: 0.01 });
-  const o = { path, format, filter: filterFrom(v), report: reportOptions(v), ...(speed !== undefined ? { speed } : {}), ...thresholdsFrom(v), ...(v.kallsyms !== undefined ? { kallsyms: v.kallsyms } : {}), ...pageSizeFrom(v) };
+  const o = { path, format, filter: filterFrom(v), report: reportOptions(v), ...(speed !== undefined ? { speed } : {}), ...thresholdsFrom(v), ...(v.kallsyms !== undefined ? { kallsyms: v.kallsyms } : {}), ...pageSizeFrom(v), ...slabFrom(v) };
   // Commands are loaded on demand: on a terminal the replay's worker starts before the parsers are loaded here.
   const exports = { ...(v.folded !== undefined ? { folded: v.folded } : {}), ...(v.pprof !== undefined ? { pprof: v.pprof } : {}), ...(v.flamegraph !== undefined ? { flamegraph: v.flamegraph } : {}), force: v.force };
   // The view runs the replay on another thread; exports read the engine here, so they take the report path.

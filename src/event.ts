@@ -113,10 +113,16 @@ export interface LineParser {
   end(): void;
 }
 
+/** The slab allocator a kernel was built with: SLUB only since 6.8 (SLOB was removed in 6.4, SLAB in 6.8). */
+export type SlabAllocator = 'slub' | 'slab' | 'slob';
+export const SLAB_ALLOCATORS: readonly SlabAllocator[] = ['slub', 'slab', 'slob'];
+
 /** What a parser is told of the traced machine. */
 export interface ParserOptions {
   /** Bytes per page (4096 unless said: --page-size): page orders, and where kmalloc-N caches end (two pages). */
   pageSize?: number;
+  /** The traced kernel's slab allocator (SLUB unless said: --slab-allocator): which kmalloc sizes have caches. */
+  slab?: SlabAllocator;
 }
 
 export type FormatName = 'trace-cmd' | 'trace-pipe' | 'bpftrace' | 'ndjson';

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Engine, type ReportOptions } from '../engine/engine.js';
 import type { VerdictThresholds } from '../engine/verdict.js';
 import type { EventFilter } from '../engine/filter.js';
-import type { FormatName } from '../event.js';
+import type { FormatName, SlabAllocator } from '../event.js';
 import { InputError } from '../errors.js';
 import { Kallsyms } from '../kernel/kallsyms.js';
 import { DetectingParser } from '../parse/detect.js';
@@ -25,6 +25,8 @@ export interface ReplayOptions {
   thresholds?: VerdictThresholds;
   /** Bytes per page on the traced machine (--page-size; 4096 when absent). */
   pageSize?: number;
+  /** The traced kernel's slab allocator (--slab-allocator; SLUB when absent). */
+  slab?: SlabAllocator;
   /** A /proc/kallsyms copy or System.map of the traced kernel: names raw hex call sites and frames (old traces). */
   kallsyms?: string;
 }
@@ -65,7 +67,10 @@ export async function startReplay(o: ReplayOptions): Promise<ReplayRun> {
   const source: SourceInfo = { kind: 'replay', path: o.path === '-' ? 'stdin' : o.path };
   const engine = new Engine({ filter: o.filter, ...(o.thresholds ? { thresholds: o.thresholds } : {}), ...(o.kallsyms !== undefined ? { symbolize: symbolsFrom(o.kallsyms) } : {}) });
   const what = o.path === '-' ? 'stdin' : o.path;
-  const parser = new DetectingParser(engine, what, input.traceDat ? formatByName('trace-cmd') : forced, (name) => (source.format = name), o.pageSize !== undefined ? { pageSize: o.pageSize } : {});
+  const parser = new DetectingParser(engine, what, input.traceDat ? formatByName('trace-cmd') : forced, (name) => (source.format = name), {
+    ...(o.pageSize !== undefined ? { pageSize: o.pageSize } : {}),
+    ...(o.slab !== undefined ? { slab: o.slab } : {}),
+  });
   if (o.speed) pace(input.stream, engine, o.speed);
   const done = (async () => {
     const lines = await forEachLine(input.stream, (buf, start, end, n) => {

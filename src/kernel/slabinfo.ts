@@ -1,6 +1,7 @@
 // /proc/slabinfo (version 2.x) and /proc/meminfo as data: what `kleak watch` samples.
 
-import { lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import type { SlabAllocator } from '../event.js';
 
 export interface SlabSample {
   name: string;
@@ -75,4 +76,19 @@ export function cacheName(name: string, root = ''): CacheName {
   })());
   const into = same.find((n) => listed.has(n));
   return into === undefined ? { kind: 'absent' } : { kind: 'merged', into, alsoHolds: same.filter((n) => n !== into) };
+}
+
+/**
+ * This kernel's slab allocator, which decides the kmalloc-N labels: SLUB has /sys/kernel/slab; SLAB's /proc/slabinfo
+ * has tunables (SLUB prints zeros there); SLOB has neither. `root` is a copied tree (tests).
+ */
+export function hostSlabAllocator(root = ''): SlabAllocator {
+  if (existsSync(`${root}/sys/kernel/slab`)) return 'slub';
+  let text: string;
+  try {
+    text = readFileSync(`${root}/proc/slabinfo`, 'utf8');
+  } catch {
+    return existsSync(`${root}/proc/slabinfo`) ? 'slub' : 'slob';
+  }
+  return /: tunables\s+[1-9]/m.test(text) ? 'slab' : 'slub';
 }

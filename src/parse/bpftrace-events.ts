@@ -12,7 +12,7 @@
 import { allocatorCaller } from '../engine/stacks.js';
 import type { AllocatorName, KernelSnapshot, KmemEvent, LineParser, OutstandingRecord, ParseSink, TraceFormat } from '../event.js';
 import { noStackSite } from './allocator-fields.js';
-import { kmallocCache, normalisePtr } from './kmem-fields.js';
+import { kmallocCache, kmallocLabels, normalisePtr, type KmallocLabels } from './kmem-fields.js';
 
 /** Names a kernel address as %pS does ("func+0x2f [module]"); undefined when no symbol covers it. */
 export type Symbolizer = (addr: bigint) => string | undefined;
@@ -112,8 +112,8 @@ export class BpftraceEventsParser implements LineParser {
     private readonly symbols?: Symbolizer,
     /** The kmem_cache a --cache run traced: its slab objects' cache (the pointer records do not print it). */
     private readonly cacheName?: string,
-    /** The largest kmalloc a slab cache serves on the traced machine (two pages); larger ones are pages-N. */
-    private readonly maxCacheSize?: number,
+    /** How the traced machine serves each kmalloc size (its slab allocator and page size). */
+    private readonly labels?: KmallocLabels,
   ) {}
 
   line(text: string, lineNo: number): void {
@@ -171,7 +171,7 @@ export class BpftraceEventsParser implements LineParser {
     this.pending = {
       kind: 'alloc', ts: ts / 1e9, ptr, callSite: callSiteOf(this.symbols, sp[8]!, sp[9]), tracepoint: kmalloc ? 'kmalloc' : 'kmem_cache_alloc',
       pid: Number(sp[3]), comm: sp.slice(10).join(' '), cpu: Number(sp[2]),
-      bytesReq: Number(sp[5]), bytesAlloc, cache: kmalloc ? kmallocCache(bytesAlloc, false, this.maxCacheSize) : sp[7]!,
+      bytesReq: Number(sp[5]), bytesAlloc, cache: kmalloc ? kmallocCache(bytesAlloc, false, this.labels) : sp[7]!,
     };
   }
 
@@ -236,7 +236,7 @@ export class BpftraceEventsParser implements LineParser {
       const bytesAlloc = Number(inner[3]);
       s.records.set(ptr, {
         ptr, ts: Number(inner[0]) / 1e9, callSite: allocator === 'vmalloc' || allocator === 'page' ? noStackSite(allocator) : callSiteOf(this.symbols, inner[1]!),
-        bytesReq: Number(inner[2]), bytesAlloc, cache: allocator === 'slab' ? (this.cacheName ?? kmallocCache(bytesAlloc, (tag & 16) !== 0, this.maxCacheSize)) : allocator, pid: Number(inner[4]),
+        bytesReq: Number(inner[2]), bytesAlloc, cache: allocator === 'slab' ? (this.cacheName ?? kmallocCache(bytesAlloc, (tag & 16) !== 0, this.labels)) : allocator, pid: Number(inner[4]),
         comm: inner.slice(5, withAllocator ? -1 : undefined).join(', '), ...(allocator !== 'slab' ? { allocator } : {}),
       });
     } else if (map === 'stk' && key !== undefined) {
@@ -293,5 +293,5 @@ export const bpftraceEvents: TraceFormat = {
   name: 'bpftrace',
   describe: "kleak's bpftrace output",
   sniff: (head) => head.some((l) => /^(?:A \d+ \d+ \d+ 0x[0-9a-f]+ \d+ \d+ |F \d+ \d+ \d+ 0x[0-9a-f]+$|S \d+ \d+ [01]$)/.test(l)),
-  createParser: (sink, o) => new BpftraceEventsParser(sink, undefined, undefined, o?.pageSize !== undefined ? 2 * o.pageSize : undefined),
+  createParser: (sink, o) => new BpftraceEventsParser(sink, undefined, undefined, kmallocLabels(o?.slab, o?.pageSize)),
 };

@@ -2,10 +2,10 @@
 // kmem fields, lost-event lines and stack blocks. Each format file configures it and adds its own sniffing.
 
 import { allocatorCaller } from '../engine/stacks.js';
-import type { KmemEvent, LineParser, ParseSink, Tracepoint } from '../event.js';
+import type { KmemEvent, LineParser, ParseSink, SlabAllocator, Tracepoint } from '../event.js';
 import { ALLOCATOR_EVENTS, noStackSite, readAllocatorEvent } from './allocator-fields.js';
 import { latin1, newFtraceHeader, parseLostLine, readFtraceHeader } from './ftrace-line.js';
-import { KmemFieldReader } from './kmem-fields.js';
+import { KmemFieldReader, kmallocLabels } from './kmem-fields.js';
 
 /** Event names that open a stack block: trace-cmd's `kernel_stack` event, trace_pipe's `<stack trace>`. */
 const STACK_EVENTS: ReadonlySet<string> = new Set(['kernel_stack', '<stack trace>', '<stack trace >']);
@@ -50,6 +50,8 @@ function isHeaderLine(line: string): boolean {
 export interface FtraceTextOptions {
   /** Bytes per page, for the page allocator's orders (4096 unless the trace's machine said otherwise). */
   pageSize?: number;
+  /** The traced kernel's slab allocator (SLUB unless said): which kmalloc sizes have kmalloc-N caches. */
+  slab?: SlabAllocator;
 }
 
 export class FtraceTextParser implements LineParser {
@@ -72,7 +74,7 @@ export class FtraceTextParser implements LineParser {
     o: FtraceTextOptions = {},
   ) {
     this.pageSize = o.pageSize ?? 4096;
-    this.fields = new KmemFieldReader(2 * this.pageSize);
+    this.fields = new KmemFieldReader(kmallocLabels(o.slab, this.pageSize));
   }
 
   line(text: string, lineNo: number): void {
@@ -118,6 +120,7 @@ export class FtraceTextParser implements LineParser {
         if (r !== 'null') this.sink.bad(lineNo, r);
       } else {
         this.sink.event(r);
+        if (this.fields.oddSize !== undefined && !this.saidOddSize) this.sayOddSize(lineNo);
       }
     } else if (USER_STACK_EVENTS.has(ev)) {
       this.inUserStack = true;
@@ -145,6 +148,15 @@ export class FtraceTextParser implements LineParser {
   }
 
   private trimmedLines = 0;
+  private saidOddSize = false;
+
+  /** A kmalloc size no kmalloc-N cache has: the labels assume SLUB (or SLAB), and that is said once. */
+  private sayOddSize(lineNo: number): void {
+    this.saidOddSize = true;
+    this.sink.notice?.(
+      `line ${lineNo} has a kmalloc of ${this.fields.oddSize} bytes allocated, a size no kmalloc-N cache has: a SLOB kernel's (replay with --slab-allocator slob to label them "slob") or slub_debug's padding; kmalloc-N labels here are by that size.`,
+    );
+  }
 
   /**
    * An excerpt whose "comm-pid [cpu] flags ts:" prefix was trimmed by whoever pasted it ("kmalloc: call_site=… ptr=…"):

@@ -3,12 +3,9 @@
 // Tolerant of kernel versions (FORMATS-VERSIONS.md §4.1-4.2): %pS or hex call sites, "/size" suffixes, " [module]"
 // suffixes, hashed or real or 0x pointers, "(null)" padded with spaces, and the "(value)" that options/fields appends.
 
-import type { KmemEvent, Tracepoint } from '../event.js';
+import type { KmemEvent, SlabAllocator, Tracepoint } from '../event.js';
 import { NULL_PTR_KEY, ptrFromKey, ptrKeyEnd, ptrKeyFromBytes } from '../engine/pointer-table.js';
 import { RangeStrings } from './range-strings.js';
-
-/** Largest object served from a kmalloc-<n> slab cache; bigger kmallocs come from the page allocator (SLUB, 4 KiB pages). */
-export const KMALLOC_MAX_CACHE_SIZE = 8192;
 
 const SPACE = 32;
 
@@ -59,20 +56,40 @@ export function siteFunction(callSite: string): string {
   return mod < 0 ? callSite.slice(0, plus) : callSite.slice(0, plus) + callSite.slice(mod);
 }
 
-/** Cache names by size, for kmalloc sizes up to KMALLOC_MAX_CACHE_SIZE (an array index beats a Map lookup). */
+/** Cache names by size (an array index beats a Map lookup). */
 const kmallocNames: (string | undefined)[] = [];
 const kmallocCgNames: (string | undefined)[] = [];
 
+/** How the traced kernel serves a kmalloc of each size, from its slab allocator and page size (kmallocLabels). */
+export interface KmallocLabels {
+  readonly slab: SlabAllocator;
+  /** The largest kmalloc a kmalloc-N cache serves; larger ones are pages-N. */
+  readonly maxCacheSize: number;
+}
+
 /**
- * The slab cache a kmalloc of this size lives in (DESIGN.md: 'kmalloc-<n>'; accounted ones go to kmalloc-cg-<n>).
  * SLUB serves kmalloc from caches up to two pages (KMALLOC_MAX_CACHE_SIZE = 2 * PAGE_SIZE: 8 KiB with 4 KiB pages,
- * 128 KiB with arm64's 64 KiB pages); larger ones come from the page allocator. `maxCacheSize` is the traced
- * machine's, where kleak knows its page size (live runs, --page-size).
+ * 128 KiB with arm64's 64 KiB pages) and larger ones from the page allocator. SLAB serves every kmalloc it can from
+ * a kmalloc-N cache (up to 4-32 MiB; larger ones fail). SLOB has no kmalloc caches: below a page a kmalloc is carved
+ * from its one heap ("slob", bytes_alloc = size + alignment), from a page up it takes pages.
  */
-export function kmallocCache(bytesAlloc: number, accounted: boolean, maxCacheSize = KMALLOC_MAX_CACHE_SIZE): string {
-  if (bytesAlloc > maxCacheSize) return `pages-${bytesAlloc}`;
+export function kmallocLabels(slab: SlabAllocator = 'slub', pageSize = 4096): KmallocLabels {
+  return { slab, maxCacheSize: slab === 'slub' ? 2 * pageSize : slab === 'slab' ? Number.POSITIVE_INFINITY : pageSize - 1 };
+}
+
+const SLUB_4K = kmallocLabels();
+
+/** The slab cache a kmalloc of this size lives in (DESIGN.md: 'kmalloc-<n>'; accounted ones go to kmalloc-cg-<n>). */
+export function kmallocCache(bytesAlloc: number, accounted: boolean, labels: KmallocLabels = SLUB_4K): string {
+  if (bytesAlloc > labels.maxCacheSize) return `pages-${bytesAlloc}`;
+  if (labels.slab === 'slob') return 'slob';
   const memo = accounted ? kmallocCgNames : kmallocNames;
   return (memo[bytesAlloc] ??= accounted ? `kmalloc-cg-${bytesAlloc}` : `kmalloc-${bytesAlloc}`);
+}
+
+/** Whether a kmalloc-N cache of this size exists on SLUB and SLAB (8, 16, 32, 64, 96, 128, 192, 256, … bytes). */
+export function isKmallocCacheSize(bytes: number): boolean {
+  return (bytes >= 8 && (bytes & (bytes - 1)) === 0) || bytes === 96 || bytes === 192;
 }
 
 /** The bytes of an ASCII text, for comparing in place. */
@@ -191,8 +208,14 @@ export type FieldsResult = KmemEvent | 'null' | string;
  * as the same strings each time (RangeStrings).
  */
 export class KmemFieldReader {
-  /** @param maxCacheSize the largest kmalloc served by a slab cache on the traced machine (two pages). */
-  constructor(private readonly maxCacheSize = KMALLOC_MAX_CACHE_SIZE) {}
+  /**
+   * The first kmalloc size no kmalloc-N cache has, read while labelling as SLUB or SLAB does: a SLOB kernel's
+   * (size + alignment) or slub_debug's padding. The parser says so once.
+   */
+  oddSize: number | undefined;
+
+  /** @param labels how the traced machine serves each kmalloc size (its slab allocator and page size). */
+  constructor(private readonly labels: KmallocLabels = SLUB_4K) {}
 
   private readonly callSites = new RangeStrings<CallSiteText>((raw) => {
     const site = normaliseCallSite(raw, '');
@@ -294,6 +317,7 @@ export class KmemFieldReader {
     const accounted =
       matchAt(buf, end - ACCOUNTED_TRUE.length, ACCOUNTED_TRUE) ||
       (!matchAt(buf, end - ACCOUNTED_FALSE.length, ACCOUNTED_FALSE) && fieldAt(buf, ACCOUNTED_TRUE, end, from, end) >= 0);
-    return kmallocCache(bytesAlloc, accounted, this.maxCacheSize);
+    if (this.oddSize === undefined && this.labels.slab !== 'slob' && bytesAlloc <= this.labels.maxCacheSize && !isKmallocCacheSize(bytesAlloc)) this.oddSize = bytesAlloc;
+    return kmallocCache(bytesAlloc, accounted, this.labels);
   }
 }

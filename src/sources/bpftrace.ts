@@ -13,6 +13,8 @@ import { Btf } from '../kernel/btf.js';
 import { Kallsyms } from '../kernel/kallsyms.js';
 import { mapMemory } from '../kernel/map-memory.js';
 import { pageSize } from '../kernel/page-size.js';
+import { hostSlabAllocator } from '../kernel/slabinfo.js';
+import { kmallocLabels } from '../parse/kmem-fields.js';
 import { packagePath } from '../paths.js';
 import { forEachLineSplit2 } from './lines.js';
 import { interrupt, shellQuote, type LiveEnd, type LiveSource } from './live.js';
@@ -250,7 +252,7 @@ export async function startBpftrace(o: BpftraceOptions, sink: ParseSink): Promis
   // bpftrace's ksym() drops module names: kleak names call sites and frames from kallsyms itself.
   const syms = Kallsyms.load();
   const namedCache = o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined;
-  const parser = new BpftraceEventsParser(sink, (a) => (syms.lookup(a) ? syms.format(a) : undefined), namedCache ? o.filter.cache : undefined, 2 * pageSize());
+  const parser = new BpftraceEventsParser(sink, (a) => (syms.lookup(a) ? syms.format(a) : undefined), namedCache ? o.filter.cache : undefined, kmallocLabels(hostSlabAllocator(), pageSize()));
   let markReady: () => void = () => {};
   const ready = new Promise<void>((r) => (markReady = r));
   let lines = 0;

@@ -15,7 +15,8 @@ import { Kallsyms } from '../kernel/kallsyms.js';
 import { libbpf, type Libbpf } from '../kernel/libbpf.js';
 import { mapMemory } from '../kernel/map-memory.js';
 import { pageSize } from '../kernel/page-size.js';
-import { kmallocCache } from '../parse/kmem-fields.js';
+import { kmallocCache, kmallocLabels } from '../parse/kmem-fields.js';
+import { hostSlabAllocator } from '../kernel/slabinfo.js';
 import { packagePath } from '../paths.js';
 import type { LiveEnd, LiveSource } from './live.js';
 
@@ -248,8 +249,8 @@ class Reader {
   private readonly cacheNames = new Map<bigint, string>();
   /** Stack id → its frames' addresses (stacks do not change once stored). */
   private readonly stackAddrs = new Map<number, bigint[]>();
-  /** Bytes per page here: kmalloc-N labels end at two pages (larger kmallocs come from the page allocator). */
-  private readonly pageSize = pageSize();
+  /** How this kernel serves each kmalloc size (slab allocator, page size): kmalloc-N up to two pages on SLUB. */
+  private readonly labels = kmallocLabels(hostSlabAllocator(), pageSize());
 
   constructor(
     private readonly lib: Libbpf,
@@ -289,7 +290,7 @@ class Reader {
   private label(cacheId: bigint, bytesAlloc: number, flags: number): string {
     const allocator = allocatorOf(flags);
     if (allocator !== 'slab') return allocator;
-    return (cacheId !== 0n ? this.cacheName(cacheId) : undefined) ?? kmallocCache(bytesAlloc, (flags & F_ACCOUNTED) !== 0, 2 * this.pageSize);
+    return (cacheId !== 0n ? this.cacheName(cacheId) : undefined) ?? kmallocCache(bytesAlloc, (flags & F_ACCOUNTED) !== 0, this.labels);
   }
 
   private stack(id: number): bigint[] {

@@ -10,6 +10,8 @@ import { kmallocCacheSize } from '../engine/filter.js';
 import type { ParseSink } from '../event.js';
 import { EnvironmentError } from '../errors.js';
 import { TracefsInstance } from '../kernel/instance.js';
+import { pageSize } from '../kernel/page-size.js';
+import { hostSlabAllocator } from '../kernel/slabinfo.js';
 import { ensureTracefs, kmemTracepoints, probesFor } from '../kernel/tracefs.js';
 import { FtraceTextParser } from '../parse/ftrace-text.js';
 import { forEachLineSplit2 } from './lines.js';
@@ -60,7 +62,7 @@ export async function startTraceCmd(o: TraceCmdOptions, sink: ParseSink): Promis
   const child: ResultPromise = execa('trace-cmd', traceCmdArgs(o, name, probes, process.pid, o.output), {
     stdout: 'pipe', stderr: 'pipe', stdin: 'ignore', buffer: { stdout: false, stderr: true }, reject: false, detached: true, cleanup: true,
   });
-  const parser = new FtraceTextParser(sink);
+  const parser = new FtraceTextParser(sink, { pageSize: pageSize(), slab: hostSlabAllocator() });
   let lines = 0;
   const reading = forEachLineSplit2(child.stdout!, (line, n) => {
     lines = n;

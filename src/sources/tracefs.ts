@@ -9,6 +9,7 @@ import { ALLOCATOR_TRACEPOINTS, TRACEPOINTS, type AllocatorName, type ParseSink 
 import { EnvironmentError, InputError } from '../errors.js';
 import { TracefsInstance } from '../kernel/instance.js';
 import { pageSize } from '../kernel/page-size.js';
+import { hostSlabAllocator } from '../kernel/slabinfo.js';
 import { ensureTracefs, kmemTracepoints, missingAllocatorTracepoints, probesFor } from '../kernel/tracefs.js';
 import { FtraceTextParser } from '../parse/ftrace-text.js';
 import { forEachLine } from './lines.js';
@@ -181,7 +182,7 @@ export async function startTracefs(o: TracefsOptions, sink: ParseSink): Promise<
     },
     bad: (l, r) => sink.bad(l, r),
   };
-  const parser = new FtraceTextParser(counting, { pageSize: o.pageSize ?? pageSize() });
+  const parser = new FtraceTextParser(counting, { pageSize: o.pageSize ?? pageSize(), slab: hostSlabAllocator() });
   inst.pipeFd = openSync(`${inst.path}/trace_pipe`, 'r');
   const pipe = createReadStream('', { fd: inst.pipeFd, highWaterMark: 1 << 20 });
   let lines = 0;

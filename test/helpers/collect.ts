@@ -7,6 +7,7 @@ export class Collector implements ParseSink {
   lostEvents: { count: number; cpu: number | undefined }[] = [];
   badLines: { lineNo: number; reason: string }[] = [];
   snapshots: KernelSnapshot[] = [];
+  notices: string[] = [];
   event(e: KmemEvent): void {
     // As a recording would hold it: parsers may hand out objects with lazily made fields (parse/kmem-fields.ts).
     this.events.push(JSON.parse(JSON.stringify(e)) as KmemEvent);
@@ -22,6 +23,9 @@ export class Collector implements ParseSink {
   }
   snapshot(s: KernelSnapshot): void {
     this.snapshots.push(s);
+  }
+  notice(text: string): void {
+    this.notices.push(text);
   }
 }
 

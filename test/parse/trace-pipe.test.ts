@@ -4,6 +4,7 @@ import { Engine } from '../../src/engine/engine.js';
 import { detectFormat } from '../../src/parse/formats.js';
 import { kleak } from '../helpers/cli.js';
 import { Collector, parseLines } from '../helpers/collect.js';
+import type { ParserOptions } from '../../src/event.js';
 
 // From recordings/keys29-hashed-stacks.pipe.gz and keys41-plain.pipe.gz (this VM), FORMATS.md, and the older
 // kernels' lines quoted verbatim in FORMATS-VERSIONS.md §4.2.
@@ -147,5 +148,61 @@ describe('kmalloc labels follow the traced machine\'s page size', () => {
     const bad = await kleak(['replay', f, '--page-size', '5000']);
     expect(bad.exitCode).toBe(1);
     expect(bad.stderr).toMatch(/--page-size needs a power of two/);
+  });
+});
+
+describe("kmalloc labels follow the traced kernel's slab allocator (--slab-allocator)", () => {
+  // SLOB (removed in 6.4) reports a kmalloc below a page as size + alignment (13 bytes → 21) from its one heap, and
+  // pages from a page up; SLAB (removed in 6.8) serves every kmalloc from a kmalloc-N cache, up to 4-32 MiB.
+  const at = (bytesReq: number, bytesAlloc: number, ptr: string) =>
+    `         python3-1    [000] ..... 1.000000: kmalloc: call_site=drv_alloc+0x10/0x40 ptr=${ptr} bytes_req=${bytesReq} bytes_alloc=${bytesAlloc} gfp_flags=GFP_KERNEL node=-1 accounted=false`;
+  const lines = [at(13, 21, 'ffff888100000000'), at(16000, 16384, 'ffff888100010000'), at(1000000, 1048576, 'ffff888100100000')];
+  const labels = (o: ParserOptions) => {
+    const c = new Collector();
+    const p = tracePipe.createParser(c, o);
+    lines.forEach((l, i) => p.line(l, i + 1));
+    p.end();
+    return { caches: c.events.map((e) => e.cache), notices: c.notices };
+  };
+
+  it('SLUB (the default): kmalloc-N up to two pages, pages-N above; a size no cache has is said once, with its line', () => {
+    const r = labels({});
+    expect(r.caches).toEqual(['kmalloc-21', 'pages-16384', 'pages-1048576']);
+    expect(r.notices).toEqual([expect.stringMatching(/^line 1 has a kmalloc of 21 bytes allocated, a size no kmalloc-N cache has: a SLOB kernel's \(replay with --slab-allocator slob/)]);
+  });
+
+  it('SLAB: every kmalloc is kmalloc-N; SLOB: "slob" below a page, pages-N from a page up, and no notice', () => {
+    expect(labels({ slab: 'slab' }).caches).toEqual(['kmalloc-21', 'kmalloc-16384', 'kmalloc-1048576']);
+    const slob = labels({ slab: 'slob' });
+    expect(slob.caches).toEqual(['slob', 'pages-16384', 'pages-1048576']);
+    expect(slob.notices).toEqual([]);
+  });
+
+  it('replay --slab-allocator takes slub, slab or slob only, and labels by it', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const f = `${mkdtempSync(`${tmpdir()}/kleak-slab-`)}/slob.pipe`;
+    writeFileSync(f, lines.join('\n') + '\n');
+    const slob = JSON.parse((await kleak(['replay', f, '--slab-allocator', 'slob', '--json'])).stdout);
+    expect(slob.sites[0].caches.map((c: { cache: string }) => c.cache).sort()).toEqual(['pages-1048576', 'pages-16384', 'slob']);
+    const slub = await kleak(['replay', f, '--text']);
+    expect(slub.stdout).toMatch(/a size no kmalloc-N cache has/);
+    const bad = await kleak(['replay', f, '--slab-allocator', 'slab-debug']);
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr).toMatch(/--slab-allocator takes slub, slab, slob, not "slab-debug"/);
+  });
+
+  it("this host's allocator is read from its tree: /sys/kernel/slab is SLUB, slabinfo tunables SLAB, neither SLOB", async () => {
+    const { mkdirSync, mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { hostSlabAllocator } = await import('../../src/kernel/slabinfo.js');
+    expect(hostSlabAllocator()).toBe('slub'); // Linux 6.18 has no other
+    const slab = mkdtempSync(`${tmpdir()}/kleak-slabroot-`);
+    mkdirSync(`${slab}/proc`);
+    writeFileSync(`${slab}/proc/slabinfo`, 'slabinfo - version: 2.1\n# name <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>\nkmalloc-64 1024 1088 64 64 1 : tunables 120 60 8 : slabdata 17 17 0\n');
+    expect(hostSlabAllocator(slab)).toBe('slab');
+    writeFileSync(`${slab}/proc/slabinfo`, 'slabinfo - version: 2.1\nkmalloc-64 1024 1088 64 64 1 : tunables 0 0 0 : slabdata 17 17 0\n');
+    expect(hostSlabAllocator(slab)).toBe('slub');
+    expect(hostSlabAllocator(mkdtempSync(`${tmpdir()}/kleak-sloberoot-`))).toBe('slob');
   });
 });
