@@ -49,9 +49,10 @@ function processTracer(proc: ResultPromise): Tracer {
 /** Events each kleak configuration read and reported lost, over all its runs (its final JSON report's totals). */
 const kleakLoss = new Map<string, { events: number; lost: number }>();
 
-function kleak(args: string[]): () => Promise<Tracer> {
+function kleak(args: string[], env: Record<string, string> = {}): () => Promise<Tracer> {
+  const label = [...Object.entries(env).map(([k, v]) => `${k}=${v}`), ...args].join(' ');
   return async () => {
-    const p = execa('node', [CLI, 'live', '--json', ...args], { reject: false, stdout: 'pipe', stderr: 'pipe', buffer: { stdout: true, stderr: false } });
+    const p = execa('node', [CLI, 'live', '--json', ...args], { reject: false, stdout: 'pipe', stderr: 'pipe', buffer: { stdout: true, stderr: false }, env });
     await new Promise<void>((resolve, reject) => {
       let err = '';
       p.stderr!.on('data', (d: Buffer) => {
@@ -67,10 +68,10 @@ function kleak(args: string[]): () => Promise<Tracer> {
         await t.stop();
         try {
           const totals = (JSON.parse(String((await p).stdout)) as { totals: { events: number; lostEvents: number } }).totals;
-          const k = kleakLoss.get(args.join(' ')) ?? { events: 0, lost: 0 };
+          const k = kleakLoss.get(label) ?? { events: 0, lost: 0 };
           k.events += totals.events;
           k.lost += totals.lostEvents;
-          kleakLoss.set(args.join(' '), k);
+          kleakLoss.set(label, k);
         } catch {
           // no report (the run was void): nothing to count
         }
@@ -188,6 +189,8 @@ function configs(floorObj: string | undefined, only: string): Config[] {
     { group: 'bpftrace', name: 'kleak live --backend bpftrace --alloc vmalloc,percpu', start: kleak(['--backend', 'bpftrace', '--alloc', 'vmalloc,percpu']) },
     { group: 'tracefs', name: 'kleak live --backend tracefs --bytes 8192', start: kleak(['--backend', 'tracefs', '--bytes', '8192']) },
     { group: 'tracefs', name: 'kleak live --backend tracefs --bytes 1024', start: kleak(['--backend', 'tracefs', '--bytes', '1024']) },
+    // The reader before the raw one, for comparison: trace_pipe's text, formatted by the kernel for kleak.
+    { group: 'tracefs', name: 'kleak live --backend tracefs --bytes 1024, reading trace_pipe text (KLEAK_TRACEFS_TEXT=1)', start: kleak(['--backend', 'tracefs', '--bytes', '1024'], { KLEAK_TRACEFS_TEXT: '1' }) },
     { group: 'tracefs', name: 'kleak live --backend tracefs --alloc page (every page, a stack each)', start: kleak(['--backend', 'tracefs', '--alloc', 'page']) },
     { group: 'tracefs', name: 'kleak live --backend tracefs --alloc vmalloc,percpu', start: kleak(['--backend', 'tracefs', '--alloc', 'vmalloc,percpu']) },
     { group: 'kernel', name: 'kleak live --bytes 1024 --events (kernel backend; ring buffer)', start: kleak(['--backend', 'kernel', '--bytes', '1024', '--events']) },

@@ -73,3 +73,13 @@ function extraBytes(kind: number, vlen: number): number {
     default: return 0; // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
   }
 }
+
+/** __GFP_ACCOUNT's value on this kernel (its bit from BTF), so kmalloc-cg-N is told from kmalloc-N; 0 when unknown. */
+export function gfpAccount(): number {
+  try {
+    const bit = Btf.vmlinux().enumValue('___GFP_ACCOUNT_BIT');
+    return bit === undefined ? 0 : 2 ** bit;
+  } catch {
+    return 0;
+  }
+}

@@ -14,6 +14,8 @@ export class TracefsInstance {
    * threads at exit) forever.
    */
   pipeFd: number | undefined;
+  /** Non-blocking per-CPU trace_pipe_raw files being read: closed before the instance goes (rmdir needs it). */
+  rawFds: number[] = [];
   private readonly onExit = () => this.remove();
 
   private constructor(
@@ -120,6 +122,13 @@ export class TracefsInstance {
         // already closed
       }
       this.pipeFd = undefined;
+    }
+    for (const fd of this.rawFds.splice(0)) {
+      try {
+        closeSync(fd);
+      } catch {
+        // already closed
+      }
     }
     try {
       writeFileSync(`${this.path}/tracing_on`, '0');

@@ -12,8 +12,7 @@ const FLUSH_MS = 200;
 /** Appends lines to a file in small synchronous batches; what was written survives a crash or Ctrl-C. */
 export class SyncLineWriter {
   private fd: number;
-  private buf: string[] = [];
-  private size = 0;
+  private buf = '';
   private timer: NodeJS.Timeout;
   /** Why writing stopped, once it has. */
   failed: string | undefined;
@@ -31,16 +30,15 @@ export class SyncLineWriter {
   }
 
   line(text: string): void {
-    this.buf.push(text + '\n');
-    this.size += text.length + 1;
+    this.buf += text + '\n';
     this.lines++;
-    if (this.size >= FLUSH_BYTES) this.flush();
+    if (this.buf.length >= FLUSH_BYTES) this.flush();
   }
 
   flush(): void {
     if (this.buf.length === 0 || this.fd < 0) return;
     try {
-      writeSync(this.fd, this.buf.join(''));
+      writeSync(this.fd, this.buf);
     } catch (err) {
       // A full disk (or /dev/full) is the user's to fix, said once; tracing and the report go on, and what was
       // written stays written. (This runs from a timer and at exit: throwing would lose the report.)
@@ -49,8 +47,7 @@ export class SyncLineWriter {
         process.stderr.write(`kleak: ${this.failed}.\n`);
       }
     }
-    this.buf = [];
-    this.size = 0;
+    this.buf = '';
   }
 
   close(): void {
@@ -96,7 +93,39 @@ export class NdjsonRecorder implements ParseSink {
   }
 
   event(e: KmemEvent): void {
-    this.push(e);
+    this.writeHeader();
+    this.out.line(this.eventLine(e));
+  }
+
+  /** Call sites, comms and cache names repeat: each is encoded once. */
+  private readonly encoded = new Map<string, string>();
+  private enc(t: string): string {
+    let j = this.encoded.get(t);
+    if (j === undefined) {
+      j = JSON.stringify(t);
+      if (this.encoded.size < 100_000) this.encoded.set(t, j);
+    }
+    return j;
+  }
+
+  /**
+   * One event as JSON.stringify would write it (its toJSON, undefined fields left out), built by hand: under a busy
+   * kernel the recorder writes every event, and JSON.stringify of each object made the live reader fall behind.
+   */
+  private eventLine(e: KmemEvent): string {
+    // A pointer is hex digits (or a hashed pointer's): nothing to escape, and too many distinct ones to cache.
+    const ptr = e.ptr;
+    let l = `{"kind":"${e.kind}","ts":${num(e.ts)},"ptr":${PLAIN.test(ptr) ? `"${ptr}"` : JSON.stringify(ptr)},"callSite":${this.enc(e.callSite)}`;
+    if (e.bytesReq !== undefined) l += `,"bytesReq":${num(e.bytesReq)}`;
+    if (e.bytesAlloc !== undefined) l += `,"bytesAlloc":${num(e.bytesAlloc)}`;
+    if (e.cache !== undefined) l += `,"cache":${this.enc(e.cache)}`;
+    l += `,"tracepoint":${this.enc(e.tracepoint)}`;
+    if (e.pid !== undefined) l += `,"pid":${num(e.pid)}`;
+    if (e.comm !== undefined) l += `,"comm":${this.enc(e.comm)}`;
+    if (e.cpu !== undefined) l += `,"cpu":${num(e.cpu)}`;
+    if (e.stack !== undefined) l += `,"stack":[${e.stack.map((f) => this.enc(f)).join(',')}]`;
+    if (e.allocator !== undefined) l += `,"allocator":"${e.allocator}"`;
+    return l + '}';
   }
   stack(cpu: number, frames: string[]): void {
     this.push({ kind: 'stack', cpu, frames });
@@ -121,6 +150,14 @@ export class NdjsonRecorder implements ParseSink {
     this.writeHeader();
     this.out.close();
   }
+}
+
+/** Text JSON writes as it is, between quotes. */
+const PLAIN = /^[\w.+ -]*$/;
+
+/** A number as JSON writes it (NaN and infinities are null). */
+function num(n: number): string {
+  return Number.isFinite(n) ? String(n) : 'null';
 }
 
 /** Feeds every sink call to several sinks (the engine and a recorder). */

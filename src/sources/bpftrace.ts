@@ -9,7 +9,7 @@ import type { AllocatorName, ParseSink } from '../event.js';
 import { EnvironmentError, InputError } from '../errors.js';
 import { kmemTracepoints, missingAllocatorTracepoints, probesFor, type ProbeSet, ensureTracefs } from '../kernel/tracefs.js';
 import { BpftraceEventsParser } from '../parse/bpftrace-events.js';
-import { Btf } from '../kernel/btf.js';
+import { gfpAccount } from '../kernel/btf.js';
 import { Kallsyms } from '../kernel/kallsyms.js';
 import { mapMemory } from '../kernel/map-memory.js';
 import { pageSize } from '../kernel/page-size.js';
@@ -173,15 +173,6 @@ export function bpftraceProgram(o: Pick<BpftraceOptions, 'events' | 'stacks'> & 
   return text;
 }
 
-/** __GFP_ACCOUNT's value on this kernel (its bit from BTF), so kmalloc-cg-N is told from kmalloc-N; 0 when unknown. */
-function gfpAccount(): number {
-  try {
-    const bit = Btf.vmlinux().enumValue('___GFP_ACCOUNT_BIT');
-    return bit === undefined ? 0 : 2 ** bit;
-  } catch {
-    return 0;
-  }
-}
 
 /** Positional parameters, in the order the programs' headers document. */
 export function bpftraceParams(o: BpftraceOptions, namedCache: boolean): string[] {

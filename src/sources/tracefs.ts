@@ -1,19 +1,24 @@
 // The tracefs backend: no dependency but the kernel. kmalloc (filtered in the kernel) and kfree (every one: the
-// event has no size to filter on) in a private instance, read from its trace_pipe, parsed as trace_pipe text; the
-// vmalloc, page and percpu tracepoints the same way, with a stack for the first two (it names their caller).
+// event has no size to filter on) in a private instance; the vmalloc, page and percpu tracepoints the same way, with
+// a stack for the first two (it names their caller). kleak reads the per-CPU ring buffers in binary
+// (sources/tracefs-raw.ts), which costs the kernel a fraction of formatting trace_pipe's text; `kleak record`, which
+// keeps the text, and a kernel whose formats kleak cannot decode read trace_pipe.
 
-import { createReadStream, openSync, readdirSync } from 'node:fs';
+import { constants, createReadStream, openSync, readFileSync, readSync, readdirSync } from 'node:fs';
 import type { EventFilter } from '../engine/filter.js';
 import { kmallocCacheSize } from '../engine/filter.js';
-import { ALLOCATOR_TRACEPOINTS, TRACEPOINTS, type AllocatorName, type ParseSink } from '../event.js';
+import { ALLOCATOR_TRACEPOINTS, TRACEPOINTS, type AllocatorName, type KmemEvent, type ParseSink } from '../event.js';
 import { EnvironmentError, InputError } from '../errors.js';
 import { TracefsInstance } from '../kernel/instance.js';
+import { Kallsyms } from '../kernel/kallsyms.js';
+import { gfpAccount } from '../kernel/btf.js';
 import { pageSize } from '../kernel/page-size.js';
 import { hostSlabAllocator } from '../kernel/slabinfo.js';
 import { ensureTracefs, kmemTracepoints, missingAllocatorTracepoints, probesFor } from '../kernel/tracefs.js';
 import { FtraceTextParser } from '../parse/ftrace-text.js';
 import { forEachLine } from './lines.js';
 import type { LiveEnd, LiveSource } from './live.js';
+import { CommLookup, instanceCpus, parseEventFormat, RawMerger, RawRingDecoder, type EventFormat } from './tracefs-raw.js';
 
 export interface TracefsOptions {
   filter: EventFilter;
@@ -137,17 +142,22 @@ export function instanceSetup(root: string | undefined, o: TracefsOptions, selfP
   return { writes, events };
 }
 
-/** What startTracefs would write, as shell commands (--dry-run). */
+/** What startTracefs would write, as shell commands (--dry-run), and how it would read the events. */
 export async function tracefsPlan(o: TracefsOptions): Promise<string> {
   const tracefs = await ensureTracefs();
   const I = `${tracefs.root}/instances/kleak-${process.pid}`;
-  const { writes } = instanceSetup(tracefs.root, o, ownThreads());
+  const { writes, events } = instanceSetup(tracefs.root, o, ownThreads());
+  const raw = o.rawLine === undefined && process.env.KLEAK_TRACEFS_TEXT !== '1' ? rawPlan(tracefs.root, events, o) : undefined;
+  const binary = raw !== undefined && typeof raw !== 'string';
   return [
     `mkdir ${I}`,
     `echo ${o.bufferKb} > ${I}/buffer_size_kb`,
     `echo 0 > ${I}/options/hash-ptr`,
+    ...(binary ? [`echo mono > ${I}/trace_clock`] : []),
     ...writes.map((w) => `echo '${w.value}' > ${I}/${w.file}`),
-    `cat ${I}/trace_pipe        # until stopped; then the events are switched off and: rmdir ${I}`,
+    binary
+      ? `# read ${I}/per_cpu/cpu*/trace_pipe_raw (binary sub-buffers, without blocking) until stopped; then the events are switched off, the buffers read dry, and: rmdir ${I}`
+      : `cat ${I}/trace_pipe        # until stopped; then the events are switched off and: rmdir ${I}${typeof raw === 'string' ? `\n# ${raw}` : ''}`,
   ].join('\n');
 }
 
@@ -158,6 +168,9 @@ export async function startTracefs(o: TracefsOptions, sink: ParseSink): Promise<
   const notes: string[] = tracefs.mounted ? [tracefs.mounted] : [];
   const stale = TracefsInstance.removeStale(tracefs.root);
   if (stale.length > 0) notes.push(`removed ${stale.join(', ')}: tracefs instance${stale.length > 1 ? 's' : ''} a killed kleak left tracing.`);
+  // The raw per-CPU buffers are read unless kleak must keep trace_pipe's text (kleak record), or cannot decode them.
+  const raw = o.rawLine === undefined && process.env.KLEAK_TRACEFS_TEXT !== '1' ? rawPlan(tracefs.root, events, o) : undefined;
+  if (typeof raw === 'string') notes.push(raw);
   // The instance removes itself on process exit too: after an uncaught exception, a signal kleak caught, --duration.
   const inst = TracefsInstance.create(tracefs.root);
   try {
@@ -165,13 +178,20 @@ export async function startTracefs(o: TracefsOptions, sink: ParseSink): Promise<
     inst.write('buffer_size_kb', String(o.bufferKb));
     if (inst.has('options/hash-ptr')) inst.write('options/hash-ptr', '0');
     else notes.push('this kernel prints hashed pointers in tracefs (no options/hash-ptr): pairing works, but addresses cannot be looked up.');
+    // CLOCK_MONOTONIC, which kleak can read too: the raw reader merges the CPUs' buffers up to "now".
+    if (raw !== undefined && typeof raw !== 'string') inst.write('trace_clock', 'mono');
     for (const w of writes) inst.write(w.file, w.value);
     inst.write('tracing_on', '1');
   } catch (err) {
     inst.remove();
     throw err;
   }
+  if (raw !== undefined && typeof raw !== 'string') return rawSource(inst, raw, events, notes, sink);
+  return textSource(inst, events, notes, sink, o);
+}
 
+/** trace_pipe, read as text (kleak record keeps these lines; the fallback where the raw buffers cannot be read). */
+function textSource(inst: TracefsInstance, events: readonly string[], notes: string[], sink: ParseSink, o: TracefsOptions): LiveSource {
   let lostSeen = 0;
   const counting: ParseSink = {
     event: (e) => sink.event(e),
@@ -228,6 +248,158 @@ export async function startTracefs(o: TracefsOptions, sink: ParseSink): Promise<
         if (overruns > lostSeen) sink.lost(overruns - lostSeen);
       } finally {
         await closePipe(pipe, inst);
+        inst.remove();
+        finish({ how: 'stopped' });
+      }
+    },
+  };
+}
+
+/**
+ * What the raw reader needs: the decoder, from the format files of the events kleak enables (and of the stack
+ * record); or why it cannot read them, which sends kleak to trace_pipe's text.
+ */
+function rawPlan(root: string, events: readonly string[], o: TracefsOptions): RawRingDecoder | string {
+  const formats: EventFormat[] = [];
+  for (const e of [...events, 'ftrace/kernel_stack']) {
+    let text: string;
+    try {
+      text = readFileSync(`${root}/events/${e}/format`, 'utf8');
+    } catch {
+      return `reading trace_pipe's text: ${e}'s format file cannot be read.`;
+    }
+    const f = parseEventFormat(text);
+    if (f === undefined) return `reading trace_pipe's text: ${e}'s format file is not in a layout kleak knows.`;
+    formats.push(f);
+  }
+  const unreadable = RawRingDecoder.unreadable(formats);
+  if (unreadable.length > 0) return `reading trace_pipe's text: kleak cannot decode ${unreadable.join(', ')} in binary on this kernel.`;
+  let syms: Kallsyms;
+  try {
+    syms = Kallsyms.load();
+  } catch {
+    return "reading trace_pipe's text: /proc/kallsyms cannot be read to name call sites.";
+  }
+  if (syms.size === 0) return "reading trace_pipe's text: /proc/kallsyms shows no addresses (kptr_restrict) to name call sites.";
+  const comms = new CommLookup(`${root}/saved_cmdlines`);
+  return new RawRingDecoder(formats, { syms, pageSize: o.pageSize ?? pageSize(), slab: hostSlabAllocator(), gfpAccount: gfpAccount(), comm: comms.comm });
+}
+
+/** How long a round waits when it read nothing, ms. */
+const IDLE_WAIT_MS = 10;
+/** Pages one round reads from one CPU before going on to the next (a busy CPU must not starve the others). */
+const PAGES_PER_ROUND = 512;
+/** An event stamped this long before a round began has been committed by then (writers do not sleep mid-event). */
+const COMMIT_SLACK_SEC = 0.002;
+
+/** The CPUs' trace_pipe_raw files, read without blocking in rounds; events are merged into time order. */
+function rawSource(inst: TracefsInstance, decoder: RawRingDecoder, events: readonly string[], notes: string[], sink: ParseSink): LiveSource {
+  const cpus = instanceCpus(inst.path);
+  for (const c of cpus) inst.rawFds.push(openSync(`${inst.path}/per_cpu/cpu${c}/trace_pipe_raw`, constants.O_RDONLY | constants.O_NONBLOCK));
+  const fds = [...inst.rawFds];
+  const subKb = inst.has('buffer_subbuf_size_kb') ? Number(inst.read('buffer_subbuf_size_kb').trim()) : NaN;
+  const page = Buffer.alloc(Number.isInteger(subKb) && subKb > 0 ? subKb * 1024 : pageSize());
+  const merger = new RawMerger();
+  let lostSeen = 0;
+  let stopping = false;
+  let dead: string | undefined;
+  let finish: (e: LiveEnd) => void = () => {};
+  const ended = new Promise<LiveEnd>((r) => (finish = r));
+  let lastLostCheck = 0;
+
+  /** Reads every CPU (each up to `cap` pages); returns pages read and the time up to which all CPUs were read. */
+  const round = (cap: number): { pages: number; horizon: number } => {
+    const began = Number(process.hrtime.bigint()) / 1e9;
+    let horizon = began - COMMIT_SLACK_SEC;
+    let pages = 0;
+    const batch: KmemEvent[] = [];
+    for (let i = 0; i < fds.length; i++) {
+      let n = 0;
+      let dry = false;
+      let lastTs = -Infinity;
+      for (; n < cap; n++) {
+        let len: number;
+        try {
+          len = readSync(fds[i]!, page, 0, page.length, null);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
+            dry = true;
+            break;
+          }
+          throw err;
+        }
+        if (len <= 0) {
+          dry = true;
+          break;
+        }
+        lastTs = decoder.page(page, len, cpus[i]!, batch);
+      }
+      pages += n;
+      // A CPU left with pages unread has been read up to its last event only.
+      if (!dry) horizon = Math.min(horizon, lastTs / 1e9);
+    }
+    merger.add(batch);
+    return { pages, horizon };
+  };
+
+  const emit = (horizon: number) => {
+    for (const e of merger.take(horizon)) sink.event(e);
+  };
+  const countLost = () => {
+    const overruns = inst.overruns();
+    if (overruns > lostSeen) {
+      sink.lost(overruns - lostSeen);
+      lostSeen = overruns;
+    }
+  };
+
+  const loop = async () => {
+    while (!stopping) {
+      let r: { pages: number; horizon: number };
+      try {
+        r = round(PAGES_PER_ROUND);
+      } catch (err) {
+        dead = `reading ${inst.path}'s ring buffers failed: ${(err as Error).message}`;
+        break;
+      }
+      emit(r.horizon);
+      const now = Date.now();
+      if (now - lastLostCheck >= 1000) {
+        lastLostCheck = now;
+        countLost();
+      }
+      await new Promise((res) => (r.pages > 0 ? setImmediate(res) : setTimeout(res, IDLE_WAIT_MS)));
+    }
+  };
+  const reading = loop();
+  void reading.then(() => {
+    if (!stopping) {
+      inst.remove();
+      finish({ how: 'died', why: dead ?? `the ring buffers of ${inst.path} could not be read` });
+    }
+  });
+
+  return {
+    info: { kind: 'live', backend: 'tracefs', mode: 'events' },
+    notes,
+    pids: [],
+    lines: () => decoder.records,
+    ended,
+    async stop() {
+      if (stopping) return void (await ended);
+      stopping = true;
+      try {
+        await reading;
+        // Stop the events, let writers in flight commit, then read every CPU dry and hand on everything.
+        for (const e of events) inst.write(`events/${e}/enable`, '0');
+        await new Promise((res) => setTimeout(res, 20));
+        while (round(Number.POSITIVE_INFINITY).pages > 0) {
+          // until every CPU is dry
+        }
+        emit(Number.POSITIVE_INFINITY);
+        decoder.flushNotices(sink);
+        countLost();
+      } finally {
         inst.remove();
         finish({ how: 'stopped' });
       }

@@ -27,6 +27,30 @@ describe('kleak NDJSON recordings', () => {
     expect(c.snapshots[0]!.sites[0]!.allocs).toBe(1);
   });
 
+  it('writes each event as JSON.stringify would (its own serializer, for speed): real events of every parser, awkward text too', async () => {
+    const { gunzipSync } = await import('node:zlib');
+    const { tracePipe } = await import('../../src/parse/trace-pipe.js');
+    const { bpftraceEvents } = await import('../../src/parse/bpftrace-events.js');
+    const rec = (n: string) => gunzipSync(readFileSync(new URL(`../../recordings/${n}`, import.meta.url))).toString('utf8');
+    const events: KmemEvent[] = [];
+    const keep = { event: (e: KmemEvent) => events.push(e), stack: () => {}, lost: () => {}, bad: () => {} };
+    for (const [format, name] of [[tracePipe, 'keys29-hashed-stacks.pipe.gz'], [tracePipe, 'alloc7-29-11.pipe.gz'], [bpftraceEvents, 'bt-events19-stacks.out.gz']] as const) {
+      const p = format.createParser(keep);
+      rec(name).split('\n').forEach((l, i) => p.line(l, i + 1));
+      p.end();
+    }
+    events.push({ ...alloc, comm: 'a "quoted"\\name\u0001', callSite: 'drv_open+0x2a [my\tdrv]', ts: Number.NaN, stack: ['x', 'y "z"'] });
+    expect(events.length).toBeGreaterThan(1000);
+    expect(events.some((e) => e.allocator !== undefined) && events.some((e) => e.stack !== undefined)).toBe(true);
+    const path = `${mkdtempSync(`${tmpdir()}/kleak-nd-`)}/s.ndjson`;
+    const r = new NdjsonRecorder(path, {});
+    for (const e of events) r.event(e);
+    r.close();
+    const lines = readFileSync(path, 'utf8').trimEnd().split('\n').slice(1);
+    expect(lines).toHaveLength(events.length);
+    lines.forEach((l, i) => expect(JSON.parse(l)).toEqual(JSON.parse(JSON.stringify(events[i]))));
+  });
+
   it('the report of a replayed recording names the backend that made it and its filter', () => {
     const e = new Engine();
     const p = ndjson.createParser(e);
