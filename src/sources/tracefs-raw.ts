@@ -436,6 +436,15 @@ export class CommLookup {
     return c;
   };
 
+  /**
+   * Forgets what it knows (kleak calls this every second): a pid reused by another process must not keep the old
+   * comm, and a host that starts many processes must not grow the table.
+   */
+  forget(): void {
+    this.known.clear();
+    this.saved = undefined;
+  }
+
   private readSaved(): Map<number, string> {
     const m = new Map<number, string>();
     try {

@@ -259,7 +259,7 @@ function textSource(inst: TracefsInstance, events: readonly string[], notes: str
  * What the raw reader needs: the decoder, from the format files of the events kleak enables (and of the stack
  * record); or why it cannot read them, which sends kleak to trace_pipe's text.
  */
-function rawPlan(root: string, events: readonly string[], o: TracefsOptions): RawRingDecoder | string {
+function rawPlan(root: string, events: readonly string[], o: TracefsOptions): RawPlan | string {
   const formats: EventFormat[] = [];
   for (const e of [...events, 'ftrace/kernel_stack']) {
     let text: string;
@@ -282,7 +282,12 @@ function rawPlan(root: string, events: readonly string[], o: TracefsOptions): Ra
   }
   if (syms.size === 0) return "reading trace_pipe's text: /proc/kallsyms shows no addresses (kptr_restrict) to name call sites.";
   const comms = new CommLookup(`${root}/saved_cmdlines`);
-  return new RawRingDecoder(formats, { syms, pageSize: o.pageSize ?? pageSize(), slab: hostSlabAllocator(), gfpAccount: gfpAccount(), comm: comms.comm });
+  return { decoder: new RawRingDecoder(formats, { syms, pageSize: o.pageSize ?? pageSize(), slab: hostSlabAllocator(), gfpAccount: gfpAccount(), comm: comms.comm }), comms };
+}
+
+interface RawPlan {
+  decoder: RawRingDecoder;
+  comms: CommLookup;
 }
 
 /** How long a round waits when it read nothing, ms. */
@@ -293,7 +298,7 @@ const PAGES_PER_ROUND = 512;
 const COMMIT_SLACK_SEC = 0.002;
 
 /** The CPUs' trace_pipe_raw files, read without blocking in rounds; events are merged into time order. */
-function rawSource(inst: TracefsInstance, decoder: RawRingDecoder, events: readonly string[], notes: string[], sink: ParseSink): LiveSource {
+function rawSource(inst: TracefsInstance, { decoder, comms }: RawPlan, events: readonly string[], notes: string[], sink: ParseSink): LiveSource {
   const cpus = instanceCpus(inst.path);
   for (const c of cpus) inst.rawFds.push(openSync(`${inst.path}/per_cpu/cpu${c}/trace_pipe_raw`, constants.O_RDONLY | constants.O_NONBLOCK));
   const fds = [...inst.rawFds];
@@ -367,6 +372,7 @@ function rawSource(inst: TracefsInstance, decoder: RawRingDecoder, events: reado
       if (now - lastLostCheck >= 1000) {
         lastLostCheck = now;
         countLost();
+        comms.forget();
       }
       await new Promise((res) => (r.pages > 0 ? setImmediate(res) : setTimeout(res, IDLE_WAIT_MS)));
     }

@@ -77,9 +77,11 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend tracefs on this ker
     const report = JSON.parse(String(r.stdout)) as JsonReport;
     expect(ops).toBeGreaterThan(50_000);
     expect(report.totals.lostEvents, `${report.totals.lostEvents} lost of ${report.totals.events + report.totals.lostEvents}`).toBeLessThanOrEqual(report.totals.events * 0.01);
-    expect(report.totals.allocs).toBeGreaterThanOrEqual(ops);
-    // The kfree of every storm allocation was seen, after it (other processes' frees are the unknown ones).
-    expect(report.totals.matchedFrees).toBeGreaterThanOrEqual(ops - 50);
+    // Every storm allocation was read, and the kfree of each was seen after it (other processes' frees are the
+    // unknown ones); a busy CI machine may still overrun the buffer for a moment, which the lost count says.
+    const t = report.totals;
+    expect(t.allocs + t.lostEvents, JSON.stringify(t)).toBeGreaterThanOrEqual(ops);
+    expect(t.matchedFrees + t.lostEvents, JSON.stringify(t)).toBeGreaterThanOrEqual(ops - 50);
     const pipes = report.sites.find((s) => s.function === 'alloc_pipe_info');
     expect(pipes === undefined || (pipes.outstanding <= 5 && pipes.verdict !== 'growing')).toBe(true);
     expect(instancesOf(k.proc)).toEqual([]);
