@@ -1,6 +1,8 @@
 // Running kleak live against the real kernel while scripts/workload-keys.py holds known objects.
 import { execa, type ResultPromise } from 'execa';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { expect } from 'vitest';
+import type { JsonReport } from '../../src/report/json.js';
 import { CLI, ROOT } from './cli.js';
 
 export interface Workload {
@@ -104,3 +106,33 @@ export function startKleak(args: string[]): LiveKleak {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface HeldRun {
+  /** kleak live's arguments (a --json run). */
+  kleak: string[];
+  /** The workload's arguments, and its script (workload-keys.py by default). */
+  workload: string[];
+  script?: string;
+  /** How long to trace once the workload holds (frees of what it churned arrive late: key GC, kfree_rcu). */
+  settleMs: number;
+  /** Runs once kleak traces (a check of what it loaded). */
+  onReady?: (kleakPid: number) => Promise<void>;
+}
+
+/**
+ * The shape of most live tests: kleak traces, a workload makes and holds known objects, kleak is stopped with
+ * SIGINT while they are held (so its final report lists them), then the workload releases them. kleak must exit 0.
+ */
+export async function holdAndReport(o: HeldRun): Promise<{ report: JsonReport; workloadPid: number; stderr: string; kleakPid: number }> {
+  const k = startKleak(o.kleak);
+  await k.ready;
+  await o.onReady?.(k.proc.pid!);
+  const w = startWorkload(o.workload, o.script);
+  await w.until('holding');
+  await sleep(o.settleMs);
+  k.proc.kill('SIGINT');
+  const r = await k.proc;
+  await w.release();
+  expect(r.exitCode, k.stderr()).toBe(0);
+  return { report: JSON.parse(String(r.stdout)) as JsonReport, workloadPid: w.pid, stderr: k.stderr(), kleakPid: k.proc.pid! };
+}

@@ -9,7 +9,7 @@ import { ensureTracefs } from '../../src/kernel/tracefs.js';
 import type { JsonReport } from '../../src/report/json.js';
 import { isRoot, onPath } from '../helpers/env.js';
 import { expectHeldAllocations, traceHeldAllocations } from '../helpers/allocators.js';
-import { leftBehind, sleep, startKleak, startWorkload } from '../helpers/live.js';
+import { holdAndReport, leftBehind, sleep, startKleak, startWorkload } from '../helpers/live.js';
 
 const skipWhy = !isRoot ? 'needs root to load BPF programs on kmem tracepoints' : !onPath('bpftrace') ? 'bpftrace is not installed; .ci/run installs it' : undefined;
 const tmp = mkdtempSync(`${tmpdir()}/kleak-live-`);
@@ -29,17 +29,9 @@ function possibleCpus(): number {
   }, 0);
 }
 
-async function holdAndReport(kleakArgs: string[], hold: number): Promise<{ report: JsonReport; workloadPid: number; stderr: string }> {
-  const k = startKleak(['--backend', 'bpftrace', '--bytes', '4096', '--json', ...kleakArgs]);
-  await k.ready;
-  const w = startWorkload(['--hold', String(hold), '--pipe-churn-rate', '150', '--seconds', '3']);
-  await w.until('holding');
-  await sleep(1500); // the key GC frees what the workload churned
-  k.proc.kill('SIGINT');
-  const r = await k.proc;
-  await w.release();
-  expect(r.exitCode, k.stderr()).toBe(0);
-  return { report: JSON.parse(String(r.stdout)) as JsonReport, workloadPid: w.pid, stderr: k.stderr() };
+/** `hold` keys held among churned pipes; 1.5 s for the key GC to free what the workload churned. */
+function holdKeys(kleakArgs: string[], hold: number) {
+  return holdAndReport({ kleak: ['--backend', 'bpftrace', '--bytes', '4096', '--json', ...kleakArgs], workload: ['--hold', String(hold), '--pipe-churn-rate', '150', '--seconds', '3'], settleMs: 1500 });
 }
 
 describe.skipIf(skipWhy !== undefined)(`kleak live --backend bpftrace on this kernel${skipWhy ? ` (skipped: ${skipWhy})` : ''}`, () => {
@@ -49,7 +41,7 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend bpftrace on this ke
   });
 
   it('pairs mode (default): exactly the 23 held keys at user_preparse; the churned pipes are not growing; its maps pin what they need', async () => {
-    const { report, workloadPid, stderr } = await holdAndReport([], 23);
+    const { report, workloadPid, stderr } = await holdKeys([], 23);
     const site = report.sites.find((s) => s.function === 'user_preparse');
     expect(site?.outstanding).toBe(23);
     expect(site?.outstandingBytes).toBe(23 * 4096);
@@ -69,7 +61,7 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend bpftrace on this ke
   });
 
   it('events mode with stacks: exactly the 29 held keys, with their stack', async () => {
-    const { report } = await holdAndReport(['--events', '--stacks'], 29);
+    const { report } = await holdKeys(['--events', '--stacks'], 29);
     const site = report.sites.find((s) => s.function === 'user_preparse')!;
     expect(site.outstanding).toBe(29);
     expect(site.stacks[0]!.frames.slice(0, 2)).toEqual(['user_preparse', '__key_create_or_update']);
@@ -186,7 +178,7 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend bpftrace on this ke
     expect(r.exitCode, k.stderr()).toBe(0);
     expect((JSON.parse(String(r.stdout)) as JsonReport).sites.find((s) => s.function === 'do_epoll_ctl')).toMatchObject({ outstanding: 17, cache: 'eventpoll_epi' });
     // Resized pipes are accounted kmallocs (pipe_resize_ring, kmalloc-cg-4096); keys are not (user_preparse, kmalloc-4096).
-    const { report } = await holdAndReport(['--comm', 'python3'], 5);
+    const { report } = await holdKeys(['--comm', 'python3'], 5);
     expect(report.sites.find((s) => s.function === 'user_preparse')?.cache).toBe('kmalloc-4096');
     const k2 = startKleak(['--backend', 'bpftrace', '--bytes', '4096', '--comm', 'python3', '--json']);
     await k2.ready;

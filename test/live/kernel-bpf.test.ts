@@ -9,7 +9,7 @@ import { WatchModel } from '../../src/engine/watch.js';
 import { ensureTracefs } from '../../src/kernel/tracefs.js';
 import type { JsonReport } from '../../src/report/json.js';
 import { isRoot, onPath } from '../helpers/env.js';
-import { sleep, startKleak, startWorkload } from '../helpers/live.js';
+import { holdAndReport as holdHeld, sleep, startKleak, startWorkload } from '../helpers/live.js';
 
 const canLoad = (() => {
   try {
@@ -58,21 +58,20 @@ async function programsOnceReady(pid: number): Promise<number[]> {
   return [];
 }
 
+/** A held run of the kernel backend: its programs are loaded while it runs, and nothing of it stays loaded after. */
 async function holdAndReport(kleakArgs: string[], workload: string[], script: string, settleMs: number): Promise<{ report: JsonReport; stderr: string }> {
-  const k = startKleak(['--backend', 'kernel', '--json', ...kleakArgs]);
-  await k.ready;
-  const ids = await programsOnceReady(k.proc.pid!);
-  expect(ids.length, 'kleak has its programs loaded while it runs').toBeGreaterThanOrEqual(3);
-  const w = startWorkload(workload, script);
-  await w.until('holding');
-  // kfree_rcu hands objects to kfree_rcu_monitor within ~5 s (KFREE_DRAIN_JIFFIES); the key GC runs sooner.
-  await sleep(settleMs);
-  k.proc.kill('SIGINT');
-  const r = await k.proc;
-  await w.release();
-  expect(r.exitCode, k.stderr()).toBe(0);
+  let ids: number[] = [];
+  const r = await holdHeld({
+    kleak: ['--backend', 'kernel', '--json', ...kleakArgs], workload, script,
+    // kfree_rcu hands objects to kfree_rcu_monitor within ~5 s (KFREE_DRAIN_JIFFIES); the key GC runs sooner.
+    settleMs,
+    onReady: async (pid) => {
+      ids = await programsOnceReady(pid);
+      expect(ids.length, 'kleak has its programs loaded while it runs').toBeGreaterThanOrEqual(3);
+    },
+  });
   expect(stillLoaded(ids), 'nothing of kleak stays loaded').toEqual([]);
-  return { report: JSON.parse(String(r.stdout)) as JsonReport, stderr: k.stderr() };
+  return r;
 }
 
 describe.skipIf(skipWhy !== undefined)(`kleak live --backend kernel on this kernel${skipWhy ? ` (skipped: ${skipWhy})` : ''}`, () => {

@@ -9,7 +9,7 @@ import type { JsonReport } from '../../src/report/json.js';
 import { CLI, ROOT } from '../helpers/cli.js';
 import { isRoot } from '../helpers/env.js';
 import { expectHeldAllocations, traceHeldAllocations } from '../helpers/allocators.js';
-import { sleep, startKleak, startWorkload } from '../helpers/live.js';
+import { holdAndReport, sleep, startKleak, startWorkload } from '../helpers/live.js';
 
 const T = '/sys/kernel/tracing';
 const skipWhy = !isRoot ? 'needs root to create tracefs instances' : undefined;
@@ -31,24 +31,15 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend tracefs on this ker
 
   it('exactly the 23 held keys at user_preparse, the churned pipes not growing; nothing left behind', async () => {
     const before = topLevelState();
-    const k = startKleak(['--backend', 'tracefs', '--bytes', '4096', '--stacks', '--json']);
-    await k.ready;
-    const w = startWorkload(['--hold', '23', '--pipe-churn-rate', '150', '--seconds', '3']);
-    await w.until('holding');
-    await sleep(1500);
-    k.proc.kill('SIGINT');
-    const r = await k.proc;
-    await w.release();
-    expect(r.exitCode, k.stderr()).toBe(0);
-    const report = JSON.parse(String(r.stdout)) as JsonReport;
+    const { report, workloadPid, kleakPid } = await holdAndReport({ kleak: ['--backend', 'tracefs', '--bytes', '4096', '--stacks', '--json'], workload: ['--hold', '23', '--pipe-churn-rate', '150', '--seconds', '3'], settleMs: 1500 });
     const site = report.sites.find((s) => s.function === 'user_preparse');
     expect(site?.outstanding).toBe(23);
     expect(site?.stacks[0]?.frames[0]).toBe('user_preparse');
-    expect(site?.samples[0]).toMatchObject({ pid: w.pid, comm: 'python3', bytesReq: 4024 });
+    expect(site?.samples[0]).toMatchObject({ pid: workloadPid, comm: 'python3', bytesReq: 4024 });
     const pipes = report.sites.find((s) => s.function === 'pipe_resize_ring');
     expect(pipes === undefined || (pipes.verdict !== 'growing' && pipes.outstanding <= 2)).toBe(true);
     expect(report.source).toMatchObject({ kind: 'live', backend: 'tracefs' });
-    expect(instancesOf(k.proc)).toEqual([]);
+    expect(instancesOf({ pid: kleakPid })).toEqual([]);
     expect(topLevelState()).toEqual(before);
   });
 

@@ -183,7 +183,7 @@ describe("kmalloc labels follow the traced kernel's slab allocator (--slab-alloc
     const { tmpdir } = await import('node:os');
     const f = `${mkdtempSync(`${tmpdir()}/kleak-slab-`)}/slob.pipe`;
     writeFileSync(f, lines.join('\n') + '\n');
-    const slob = JSON.parse((await kleak(['replay', f, '--slab-allocator', 'slob', '--json'])).stdout);
+    const slob = JSON.parse(String((await kleak(['replay', f, '--slab-allocator', 'slob', '--json'])).stdout));
     expect(slob.sites[0].caches.map((c: { cache: string }) => c.cache).sort()).toEqual(['pages-1048576', 'pages-16384', 'slob']);
     const slub = await kleak(['replay', f, '--text']);
     expect(slub.stdout).toMatch(/a size no kmalloc-N cache has/);
