@@ -95,7 +95,7 @@ async function memory(): Promise<void> {
 
 async function rssOf(file: string): Promise<void> {
   const { replayToReport } = await import('../src/commands/replay.js');
-  const r = await replayToReport({ path: file, format: 'auto', filter: {}, report: {} });
+  const { report: r } = await replayToReport({ path: file, format: 'auto', filter: {}, report: {} });
   if (r.totals.events === 0) throw new Error('nothing replayed');
   console.log(process.resourceUsage().maxRSS * 1024);
 }

@@ -384,8 +384,10 @@ async function replay(path: string, v: Values): Promise<void> {
   // The view runs the replay on another thread; exports read the engine here, so they take the report path.
   if (useTui(v) && path !== '-' && !exports.folded && !exports.pprof && !exports.flamegraph) return (await import('./commands/replay-tui.js')).replayInTui(o);
   const { replayToReport } = await import('./commands/replay.js');
-  const report = await replayToReport(o, exports);
+  const { report, damage } = await replayToReport(o, exports);
   process.stdout.write(v.json ? renderJson(report) : renderText(report));
+  // The report of what was read stands; the exit code says the input was not whole.
+  if (damage !== undefined) throw new InputError(`${damage}; the report above covers what was read before it.`);
 }
 
 export async function main(argv: string[]): Promise<number> {

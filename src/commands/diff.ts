@@ -65,7 +65,7 @@ async function load(path: string): Promise<Side> {
   try {
     const { replayToReport } = await import('./replay.js');
     const { toJsonReport } = await import('../report/json.js');
-    return { live: toJsonReport(await replayToReport({ path, format: 'auto', filter: {}, report: {} })) };
+    return { live: toJsonReport((await replayToReport({ path, format: 'auto', filter: {}, report: {} })).report) };
   } catch (err) {
     throw new InputError(`${path} is neither a kleak watch capture nor a trace or recording kleak reads: ${(err as Error).message}`);
   }

@@ -59,6 +59,9 @@ export async function replayInTui(o: ReplayOptions): Promise<void> {
     worker.postMessage('stop');
     await end;
     process.stdout.write(renderText(latest!.report));
+    // Reading stopped before the input's end (damage, a read error, a dying worker): the report stands, exit 1.
+    const problem = latest!.problem;
+    if (problem !== undefined) throw new InputError(`${problem.replace(/; what came before it is shown$/, '')}; the report above covers what was read before it.`);
   } finally {
     await worker.terminate();
   }

@@ -36,7 +36,8 @@ try {
   run.done.then(
     () => {
       clearInterval(timer);
-      snapshot('end');
+      const damage = run.damage();
+      snapshot('end', damage !== undefined ? `${damage}; what came before it is shown` : undefined);
     },
     (err: unknown) => {
       clearInterval(timer);

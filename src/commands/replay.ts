@@ -36,10 +36,15 @@ export interface ReplayRun {
   source: SourceInfo;
   /** Share of the input read so far, 0..1, when the size is known. */
   progress(): number | undefined;
-  /** Resolves when the whole input has been folded into the engine. */
+  /** Resolves when the whole input has been folded into the engine (or as much of it as could be read). */
   done: Promise<void>;
   stop(): void;
   report(): Report;
+  /**
+   * Why reading ended before the input did (a damaged gzip, a read error after lines were read), once done: the
+   * report covers what came before, and the command exits 1 after printing it.
+   */
+  damage(): string | undefined;
 }
 
 /** --kallsyms FILE: its text symbols, as a namer of hex addresses; one sentence when the file holds none. */
@@ -72,17 +77,24 @@ export async function startReplay(o: ReplayOptions): Promise<ReplayRun> {
     ...(o.slab !== undefined ? { slab: o.slab } : {}),
   });
   if (o.speed) pace(input.stream, engine, o.speed);
+  let damage: string | undefined;
   const done = (async () => {
     const lines = await forEachLine(input.stream, (buf, start, end, n) => {
       engine.totals.lines = n;
       parser.bytes(buf, start, end, n);
     }).catch((err: unknown) => {
       input.close();
-      throw err;
+      // Nothing read yet: the command says so without a report. After lines were read, they stand.
+      if (engine.totals.lines === 0 || source.format === undefined) throw err;
+      damage = `reading ${what} failed after line ${engine.totals.lines.toLocaleString('en-US')} (${(err as Error).message})`;
+      return engine.totals.lines;
     });
     await input.done;
     const damaged = input.damaged?.();
-    if (damaged) engine.bad(lines + 1, `the input is damaged here (${damaged}): the report covers the ${lines.toLocaleString('en-US')} lines before it`);
+    if (damaged) {
+      engine.bad(lines + 1, `the input is damaged here (${damaged}): the report covers the ${lines.toLocaleString('en-US')} lines before it`);
+      damage = `${what} is damaged after line ${lines.toLocaleString('en-US')} (${damaged})`;
+    } else if (damage !== undefined) engine.bad(lines + 1, `${damage}: the report covers the lines before it`);
     if (lines === 0) {
       throw new InputError(
         input.traceDat ? `trace-cmd report printed nothing for ${what}: the file is damaged or holds no events.` : `${what} is empty: there are no trace lines in it.`,
@@ -97,6 +109,7 @@ export async function startReplay(o: ReplayOptions): Promise<ReplayRun> {
     done,
     stop: () => input.close(),
     report: () => engine.report(source, o.report),
+    damage: () => damage,
   };
 }
 
@@ -114,12 +127,12 @@ function pace(stream: NodeJS.ReadableStream, engine: Engine, speed: number): voi
   });
 }
 
-/** Replays the whole input and returns the final report. */
-export async function replayToReport(o: ReplayOptions, exports: StackExportOptions = {}): Promise<Report> {
+/** Replays the whole input and returns the final report, and why reading stopped early if it did. */
+export async function replayToReport(o: ReplayOptions, exports: StackExportOptions = {}): Promise<{ report: Report; damage: string | undefined }> {
   const run = await startReplay(o);
   await run.done;
   writeStackExports(run.engine, exports, o.report.minAgeSec);
-  return run.report();
+  return { report: run.report(), damage: run.damage() };
 }
 
 export interface StackExportOptions {

@@ -93,6 +93,22 @@ describe.skipIf(!onPath('tmux'))(`kleak in a terminal${onPath('tmux') ? '' : ' (
     expect(s).not.toMatch(/OUTST/);
   });
 
+  it('a damaged gzip: the TUI shows why reading stopped; q prints the report of what was read, the damage, exit 1', async () => {
+    const { readFileSync } = await import('node:fs');
+    const whole = readFileSync(rec('demo.report.gz'));
+    const cut = `${mkdtempSync(`${tmpdir()}/kleak-e2e-`)}/cut.report.gz`;
+    writeFileSync(cut, whole.subarray(0, whole.length >> 1));
+    await start('', cut);
+    const tui = await waitFor('the damage in the header', (x) => /is damaged after line/.test(x));
+    expect(tui).toMatch(/OUTST/);
+    await keys('q');
+    const s = await waitFor('the exit', (x) => x.includes('EXIT='));
+    expect(s).toMatch(/by module: the kernel itself/); // the end of the final report
+    // (the sentence wraps at the terminal's 100 columns)
+    expect(s.replace(/\n/g, '')).toMatch(/kleak: .*cut\.report\.gz is damaged after line [\d,]+ \(unexpected end of file\); the report above covers what was read before it\./);
+    expect(s).toMatch(/EXIT=1/);
+  });
+
   it('follows a resize to 80x24', async () => {
     await start();
     await waitFor('the table', (s) => s.includes('user_preparse') && s.includes('done'));

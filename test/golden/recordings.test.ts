@@ -36,7 +36,7 @@ describe('recordings replay to their right answers', () => {
   for (const row of all) {
     it(`${row.file}: ${row.answer}`, async (ctx) => {
       if (row.file.endsWith('.dat') && !hasTraceCmd) ctx.skip(true, 'trace-cmd is not installed (reading trace.dat runs `trace-cmd report`); .ci/run installs it');
-      const r = await replayToReport({ path: rec(row.file), format: 'auto', filter: filterOf(row.args), report: {} });
+      const { report: r } = await replayToReport({ path: rec(row.file), format: 'auto', filter: filterOf(row.args), report: {} });
       expect(r.totals.badLines).toBe(0);
       const fn = (name: string) => r.sites.find((s) => s.function === name);
       let checks = 0;

@@ -13,7 +13,7 @@ import { rec } from '../helpers/cli.js';
 
 let demo: Report;
 beforeAll(async () => {
-  demo = await replayToReport({ path: rec('demo.report.gz'), format: 'auto', filter: {}, report: {} });
+  demo = (await replayToReport({ path: rec('demo.report.gz'), format: 'auto', filter: {}, report: {} })).report;
 });
 
 const source = (r: () => Report, extra: Partial<TuiSource> = {}): TuiSource => ({

@@ -10,7 +10,7 @@ import { rec } from '../helpers/cli.js';
 
 let keys: Report;
 beforeAll(async () => {
-  keys = await replayToReport({ path: rec('keys53-stacks.report.gz'), format: 'auto', filter: {}, report: {} });
+  keys = (await replayToReport({ path: rec('keys53-stacks.report.gz'), format: 'auto', filter: {}, report: {} })).report;
 });
 
 async function frameWhere(lastFrame: () => string | undefined, ok: (f: string) => boolean): Promise<string> {
