@@ -3,7 +3,7 @@
 // sites and modules (live recordings and reports). Each side may be a watch recording (--record), a live recording
 // (NDJSON), or a --json report of either.
 
-import { readFileSync } from 'node:fs';
+import { readCaptureText } from '../sources/input.js';
 import { WatchModel, type WatchReport, type WatchSample } from '../engine/watch.js';
 import { InputError } from '../errors.js';
 import type { JsonReport } from '../report/json.js';
@@ -31,12 +31,7 @@ export interface DiffReport {
 type Side = { watch?: WatchReport; live?: JsonReport };
 
 async function load(path: string): Promise<Side> {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new InputError(`cannot read ${path}: ${(err as Error).message}.`);
-  }
+  const text = readCaptureText(path);
   const trimmed = text.trimStart();
   // A --json report: one JSON document.
   if (trimmed.startsWith('{') && !trimmed.slice(0, trimmed.indexOf('\n') >= 0 ? trimmed.indexOf('\n') : undefined).trim().endsWith('}')) {

@@ -13,6 +13,7 @@ import { fit, fmtBytes, fmtCount, fmtRate, sparkline } from '../report/format.js
 import { SyncLineWriter } from '../report/ndjson-writer.js';
 import { catchStopSignals } from './live.js';
 import { RemoteFiles, type SshTarget } from '../sources/ssh.js';
+import { readCaptureText } from '../sources/input.js';
 
 export interface WatchOptions {
   intervalSec: number;
@@ -268,12 +269,7 @@ export async function runWatch(o: WatchOptions): Promise<number | { trace: strin
     return 0;
   };
   if (o.replay) {
-    let text: string;
-    try {
-      text = readFileSync(o.replay, 'utf8');
-    } catch (err) {
-      throw new InputError(`cannot read ${o.replay}: ${(err as Error).message}.`);
-    }
+    const text = readCaptureText(o.replay);
     let n = 0;
     const bad: number[] = [];
     text.split('\n').forEach((line, i) => {

@@ -54,7 +54,7 @@ export interface WatchReport {
 
 export class WatchModel {
   private times: number[] = [];
-  private objs = new Map<string, { size: number; series: number[] }>();
+  private objs = new Map<string, { size: number; perSlab: number | undefined; series: number[] }>();
   private mem = new Map<string, number[]>();
   private vmalloc = new Map<string, { group: VmallocGroup; areas: number[]; bytes: number[] }>();
   private vmallocSeen = false;
@@ -66,7 +66,7 @@ export class WatchModel {
     this.times.push(s.ts);
     for (const slab of s.slabs) {
       let c = this.objs.get(slab.name);
-      if (!c) this.objs.set(slab.name, (c = { size: slab.objSize, series: new Array<number>(i).fill(0) }));
+      if (!c) this.objs.set(slab.name, (c = { size: slab.objSize, perSlab: slab.objPerSlab, series: new Array<number>(i).fill(0) }));
       c.series.push(slab.activeObjs);
     }
     for (const c of this.objs.values()) if (c.series.length < i + 1) c.series.push(0); // a cache that went away
@@ -106,7 +106,14 @@ export class WatchModel {
       // its size as well as a number of objects.
       const min = Math.min(...c.series);
       const mean = c.series.reduce((a, b) => a + b, 0) / Math.max(1, c.series.length);
-      const th = { ...this.thresholds, minRise: Math.max(this.thresholds.minRise, mean * 0.005) };
+      // slabinfo's count moves by whole slabs: a slow leak of small objects (5/s into a 128-per-slab cache) rises
+      // once every 25 s. Two rises of two slabs' worth in all is what such a count can show of a steady leak.
+      const bySlab = c.perSlab !== undefined && c.perSlab > 1;
+      const th = {
+        ...this.thresholds,
+        minRise: Math.max(this.thresholds.minRise, mean * 0.005, bySlab ? 2 * c.perSlab! : 0),
+        minRisingSteps: bySlab ? Math.min(2, this.thresholds.minRisingSteps) : this.thresholds.minRisingSteps,
+      };
       // A count whose fitted rate falls is not growing, whatever its last steps did.
       const judged = verdictOf(c.series.map((v) => v - min), span, 0, 0, th);
       const verdict = judged === 'growing' && perMin <= 0 ? 'steady' : judged;

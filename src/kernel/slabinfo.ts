@@ -8,6 +8,11 @@ export interface SlabSample {
   activeObjs: number;
   numObjs: number;
   objSize: number;
+  /**
+   * Objects per slab: SLUB's active count moves by whole slabs (objects in per-CPU slabs count as active), so a
+   * slow leak of small objects shows as a staircase. Absent in captures from before it was kept.
+   */
+  objPerSlab?: number;
 }
 
 /** Parses /proc/slabinfo text; header and malformed lines are skipped. */
@@ -16,9 +21,10 @@ export function parseSlabinfo(text: string): SlabSample[] {
   for (const line of text.split('\n')) {
     if (line.startsWith('slabinfo') || line.startsWith('#') || line.trim() === '') continue;
     const f = line.trim().split(/\s+/);
-    const [name, active, num, size] = f;
+    const [name, active, num, size, perSlab] = f;
     if (name === undefined || f.length < 4) continue;
-    const s = { name, activeObjs: Number(active), numObjs: Number(num), objSize: Number(size) };
+    const s: SlabSample = { name, activeObjs: Number(active), numObjs: Number(num), objSize: Number(size) };
+    if (Number(perSlab) > 0) s.objPerSlab = Number(perSlab);
     if ([s.activeObjs, s.numObjs, s.objSize].every(Number.isFinite)) out.push(s);
   }
   return out;

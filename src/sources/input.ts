@@ -1,11 +1,11 @@
 // Opening a replay input: a path or '-' (stdin); gzip is recognised by its magic bytes, a trace.dat file by its
 // own, and read by running `trace-cmd report -i` (one subprocess; its text is the trace-cmd format).
 
-import { createReadStream, createWriteStream, rmSync } from 'node:fs';
+import { createReadStream, createWriteStream, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mkdtemp, open, stat } from 'node:fs/promises';
-import { createGunzip } from 'node:zlib';
+import { constants as zlibConstants, createGunzip, gunzipSync } from 'node:zlib';
 import { PassThrough, Readable } from 'node:stream';
 import { InputError } from '../errors.js';
 import { traceCmdReportStream } from './trace-dat.js';
@@ -27,6 +27,26 @@ export interface ReplayInput {
 
 const GZIP_MAGIC = [0x1f, 0x8b];
 const TRACE_DAT_MAGIC = Buffer.from([0x17, 0x08, 0x44, ...Buffer.from('tracing')]);
+
+/**
+ * A small capture read whole (a watch recording, a report for kleak diff), gunzipped when it is gzip; a cut or
+ * damaged gzip gives what could be decompressed. One sentence when the file cannot be read.
+ */
+export function readCaptureText(path: string): string {
+  let data: Buffer;
+  try {
+    data = readFileSync(path);
+  } catch (err) {
+    throw new InputError(`cannot read ${path}: ${(err as Error).message}.`);
+  }
+  if (data[0] !== GZIP_MAGIC[0] || data[1] !== GZIP_MAGIC[1]) return data.toString('utf8');
+  try {
+    // SYNC_FLUSH: a stream cut short yields what came before the cut instead of an error.
+    return gunzipSync(data, { finishFlush: zlibConstants.Z_SYNC_FLUSH }).toString('utf8');
+  } catch (err) {
+    throw new InputError(`${path} is a damaged gzip file: ${(err as Error).message}.`);
+  }
+}
 
 /** `chunk`: bytes per read (smaller for a paced replay, so pauses fall between small steps). */
 export async function openReplayInput(path: string, chunk = 1 << 20): Promise<ReplayInput> {

@@ -53,6 +53,6 @@ describe('kleak live preflight', () => {
     const r = await kleak(['live', '--backend', 'bpftrace', '--bytes', '128', '--comm', 'nginx', '--dry-run'], { env: { PATH: `${nodeDir}:/usr/bin:/bin` } });
     expect(r.exitCode).toBe(0);
     expect(String(r.stdout)).toMatch(/^BPFTRACE_MAP_KEYS_MAX=262144 bpftrace -B none -e '\/\/ kleak-pairs\.bt/);
-    expect(String(r.stdout)).toMatch(/' -- 128 128 0 \d+ 1 nginx 0 '' 262144 10 10000 \d+ \d+$/);
+    expect(String(r.stdout)).toMatch(/' -- 128 128 0 \d+ 1 nginx 0 '' 262144 1000 10000 \d+ \d+$/);
   });
 });
