@@ -21,6 +21,7 @@ import { allocatorCaller } from '../engine/stacks.js';
 import type { Kallsyms } from '../kernel/kallsyms.js';
 import { noStackSite } from '../parse/allocator-fields.js';
 import { kmallocCache, kmallocLabels, type KmallocLabels } from '../parse/kmem-fields.js';
+import { NULL_PTR_KEY } from '../engine/pointer-table.js';
 
 export interface EventField {
   offset: number;
@@ -46,6 +47,14 @@ export function parseEventFormat(text: string): EventFormat | undefined {
     if (field !== undefined) fields.set(field, { offset: Number(m[2]), size: Number(m[3]) });
   }
   return { id, name, fields };
+}
+
+/** A field of a record (bounds-checked: a short record gives NaN). */
+function u64(b: Buffer, at: number, size: number, f: EventField): number {
+  return f.offset + 8 <= size ? b.readUInt32LE(at + f.offset + 4) * 2 ** 32 + b.readUInt32LE(at + f.offset) : NaN;
+}
+function u32(b: Buffer, at: number, size: number, f: EventField): number {
+  return f.offset + 4 <= size ? b.readUInt32LE(at + f.offset) : NaN;
 }
 
 const TYPE_PADDING = 29;
@@ -88,12 +97,13 @@ class RawKmemEvent implements KmemEvent {
 type Role =
   | { kind: 'slab-alloc'; name: string; callSite: EventField; ptr: EventField; req: EventField; alloc: EventField; cacheName?: EventField; accounted?: EventField; gfp?: EventField }
   | { kind: 'slab-free'; name: string; callSite: EventField; ptr: EventField }
-  | { kind: 'vmalloc-alloc'; name: string; addr: EventField; size: EventField; failed?: EventField }
-  | { kind: 'vmalloc-free'; name: string; addr: EventField }
-  | { kind: 'page-alloc'; name: string; pfn: EventField; order: EventField }
-  | { kind: 'page-free'; name: string; pfn: EventField; order?: EventField }
-  | { kind: 'percpu-alloc'; name: string; callSite: EventField; ptr: EventField; bytes: EventField }
-  | { kind: 'percpu-free'; name: string; ptr: EventField }
+  // The other allocators' records, each keyed by `key`: a vmalloc area's address, a page's pfn, a percpu pointer.
+  | { kind: 'vmalloc-alloc'; name: string; key: EventField; size: EventField; failed?: EventField }
+  | { kind: 'vmalloc-free'; name: string; key: EventField }
+  | { kind: 'page-alloc'; name: string; key: EventField; order: EventField }
+  | { kind: 'page-free'; name: string; key: EventField }
+  | { kind: 'percpu-alloc'; name: string; key: EventField; callSite: EventField; bytes: EventField }
+  | { kind: 'percpu-free'; name: string; key: EventField }
   | { kind: 'stack'; size: EventField; caller: EventField };
 
 /** What kleak reads from each event it enabled; undefined when the format lacks a field kleak needs. */
@@ -119,30 +129,29 @@ function roleOf(f: EventFormat): Role | undefined {
       return r && { kind: 'slab-free', name, ...r };
     }
     case 'alloc_vmap_area': {
-      const r = need({ addr: F('addr'), size: F('size') });
+      const r = need({ key: F('addr'), size: F('size') });
       const failed = F('failed');
       return r && { kind: 'vmalloc-alloc', name, ...r, ...(failed ? { failed } : {}) };
     }
     case 'free_vmap_area_noflush': {
-      const r = need({ addr: F('va_start') });
+      const r = need({ key: F('va_start') });
       return r && { kind: 'vmalloc-free', name, ...r };
     }
     case 'mm_page_alloc': {
-      const r = need({ pfn: F('pfn'), order: F('order') });
+      const r = need({ key: F('pfn'), order: F('order') });
       return r && { kind: 'page-alloc', name, ...r };
     }
     case 'mm_page_free':
     case 'mm_page_free_batched': {
-      const r = need({ pfn: F('pfn') });
-      const order = F('order');
-      return r && { kind: 'page-free', name, ...r, ...(order ? { order } : {}) };
+      const r = need({ key: F('pfn') });
+      return r && { kind: 'page-free', name, ...r };
     }
     case 'percpu_alloc_percpu': {
-      const r = need({ callSite: F('call_site'), ptr: F('ptr'), bytes: F('bytes_alloc') });
+      const r = need({ callSite: F('call_site'), key: F('ptr'), bytes: F('bytes_alloc') });
       return r && { kind: 'percpu-alloc', name, ...r };
     }
     case 'percpu_free_percpu': {
-      const r = need({ ptr: F('ptr') });
+      const r = need({ key: F('ptr') });
       return r && { kind: 'percpu-free', name, ...r };
     }
     case 'kernel_stack': {
@@ -152,6 +161,16 @@ function roleOf(f: EventFormat): Role | undefined {
   }
   return undefined;
 }
+
+/** The allocator of each vmalloc, page and percpu record, and whether it allocates. */
+const OTHER: Record<Exclude<Role['kind'], 'slab-alloc' | 'slab-free' | 'stack'>, { allocator: 'vmalloc' | 'page' | 'percpu'; alloc: boolean }> = {
+  'vmalloc-alloc': { allocator: 'vmalloc', alloc: true },
+  'vmalloc-free': { allocator: 'vmalloc', alloc: false },
+  'page-alloc': { allocator: 'page', alloc: true },
+  'page-free': { allocator: 'page', alloc: false },
+  'percpu-alloc': { allocator: 'percpu', alloc: true },
+  'percpu-free': { allocator: 'percpu', alloc: false },
+};
 
 export interface RawDecoderOptions {
   syms: Kallsyms;
@@ -250,8 +269,6 @@ export class RawRingDecoder {
   private record(b: Buffer, at: number, size: number, tsNs: number, cpu: number, out: KmemEvent[]): void {
     const role = this.roles.get(b.readUInt16LE(at));
     if (role === undefined) return;
-    const u64 = (f: EventField) => (f.offset + 8 <= size ? b.readUInt32LE(at + f.offset + 4) * 2 ** 32 + b.readUInt32LE(at + f.offset) : NaN);
-    const u32 = (f: EventField) => (f.offset + 4 <= size ? b.readUInt32LE(at + f.offset) : NaN);
     if (role.kind === 'stack') {
       const last = this.lastAlloc.get(cpu);
       this.lastAlloc.delete(cpu);
@@ -274,45 +291,35 @@ export class RawRingDecoder {
     switch (role.kind) {
       case 'slab-alloc': {
         const key = this.key(b, at, size, role.ptr);
-        if (key === null) return;
-        const bytesAlloc = u64(role.alloc);
+        if (key === NULL_PTR_KEY) return;
+        const bytesAlloc = u64(b, at, size, role.alloc);
         const cache = role.cacheName !== undefined ? this.dataLoc(b, at, size, role.cacheName) : kmallocCache(bytesAlloc, this.accounted(b, at, size, role), this.labels);
-        e = new RawKmemEvent('alloc', ts, key.key, key.hex, this.site(b, at, role.callSite), role.name, pid, cpu, this.o.comm(pid), u64(role.req), bytesAlloc, cache, undefined);
+        e = new RawKmemEvent('alloc', ts, key, this.keyHex, this.site(b, at, role.callSite), role.name, pid, cpu, this.o.comm(pid), u64(b, at, size, role.req), bytesAlloc, cache, undefined);
         break;
       }
       case 'slab-free': {
         const key = this.key(b, at, size, role.ptr);
-        if (key === null) return;
-        e = new RawKmemEvent('free', ts, key.key, key.hex, '', role.name, pid, cpu, undefined, undefined, undefined, undefined, undefined);
+        if (key === NULL_PTR_KEY) return;
+        e = new RawKmemEvent('free', ts, key, this.keyHex, '', role.name, pid, cpu, undefined, undefined, undefined, undefined, undefined);
         break;
       }
-      case 'vmalloc-alloc':
-      case 'vmalloc-free': {
-        if (role.kind === 'vmalloc-alloc' && role.failed !== undefined && u32(role.failed) !== 0) return;
-        const key = this.key(b, at, size, role.addr);
-        if (key === null) return;
-        const alloc = role.kind === 'vmalloc-alloc';
-        const bytes = alloc ? u64(role.size) : undefined;
-        e = new RawKmemEvent(alloc ? 'alloc' : 'free', ts, key.key, key.hex, alloc ? noStackSite('vmalloc') : '', role.name, pid, cpu, alloc ? this.o.comm(pid) : undefined, bytes, bytes, alloc ? 'vmalloc' : undefined, 'vmalloc');
-        break;
-      }
-      case 'page-alloc':
-      case 'page-free': {
-        const key = this.key(b, at, size, role.pfn);
-        if (key === null) return;
-        const alloc = role.kind === 'page-alloc';
-        const bytes = alloc ? this.o.pageSize * 2 ** u32(role.order) : undefined;
-        e = new RawKmemEvent(alloc ? 'alloc' : 'free', ts, key.key, key.hex, alloc ? noStackSite('page') : '', role.name, pid, cpu, alloc ? this.o.comm(pid) : undefined, bytes, bytes, alloc ? 'page' : undefined, 'page');
-        break;
-      }
-      case 'percpu-alloc':
-      case 'percpu-free': {
-        const key = this.key(b, at, size, role.ptr);
-        if (key === null) return;
-        const alloc = role.kind === 'percpu-alloc';
-        const bytes = alloc ? u64(role.bytes) : undefined;
-        e = new RawKmemEvent(alloc ? 'alloc' : 'free', ts, key.key, key.hex, alloc ? this.site(b, at, role.callSite) : '', role.name, pid, cpu, alloc ? this.o.comm(pid) : undefined, bytes, bytes, alloc ? 'percpu' : undefined, 'percpu');
-        break;
+      default: {
+        // vmalloc areas, pages and percpu chunks: keyed by address, pfn or percpu pointer; the cache column names
+        // the allocator, as the text parser's events do. Areas and pages wait for their stack to name the caller.
+        const { allocator, alloc } = OTHER[role.kind];
+        if (role.kind === 'vmalloc-alloc' && role.failed !== undefined && u32(b, at, size, role.failed) !== 0) return;
+        const key = this.key(b, at, size, role.key);
+        if (key === NULL_PTR_KEY) return;
+        const bytes =
+          role.kind === 'vmalloc-alloc'
+            ? u64(b, at, size, role.size)
+            : role.kind === 'page-alloc'
+              ? this.o.pageSize * 2 ** u32(b, at, size, role.order)
+              : role.kind === 'percpu-alloc'
+                ? u64(b, at, size, role.bytes)
+                : undefined;
+        const site = !alloc ? '' : role.kind === 'percpu-alloc' ? this.site(b, at, role.callSite) : noStackSite(allocator);
+        e = new RawKmemEvent(alloc ? 'alloc' : 'free', ts, key, this.keyHex, site, role.name, pid, cpu, alloc ? this.o.comm(pid) : undefined, bytes, bytes, alloc ? allocator : undefined, allocator);
       }
     }
     if (e === undefined) return;
@@ -329,17 +336,25 @@ export class RawRingDecoder {
     return (b.readUInt32LE(at + role.gfp.offset) & mask) !== 0;
   }
 
-  /** The engine's key of a 64-bit value (engine/pointer-table.ts ptrKey), or its hex text; null for 0 (no object). */
-  private key(b: Buffer, at: number, size: number, f: EventField): { key: number | undefined; hex: string | undefined } | null {
-    if (f.offset + 8 > size) return null;
+  /** The hex text of the last value key() could not make a number of (see key). */
+  private keyHex: string | undefined;
+
+  /**
+   * The engine's key of a 64-bit value (engine/pointer-table.ts ptrKey), NULL_PTR_KEY for 0 (no object), or
+   * undefined with the value's hex text in keyHex. No object per record: this runs for every event.
+   */
+  private key(b: Buffer, at: number, size: number, f: EventField): number | undefined {
+    this.keyHex = undefined;
+    if (f.offset + 8 > size) return NULL_PTR_KEY;
     const lo = b.readUInt32LE(at + f.offset);
     const hi = b.readUInt32LE(at + f.offset + 4);
-    if (lo === 0 && hi === 0) return null;
+    if (lo === 0 && hi === 0) return NULL_PTR_KEY;
     const top = hi >>> 20;
     const low52 = (hi & 0xfffff) * 2 ** 32 + lo;
-    if (top === 0xfff) return { key: low52, hex: undefined };
-    if (top === 0) return { key: -low52 - 1, hex: undefined };
-    return { key: undefined, hex: hi.toString(16).padStart(8, '0') + lo.toString(16).padStart(8, '0') };
+    if (top === 0xfff) return low52;
+    if (top === 0) return -low52 - 1;
+    this.keyHex = hi.toString(16).padStart(8, '0') + lo.toString(16).padStart(8, '0');
+    return undefined;
   }
 
   /** A call site named as %pS prints it (func+0xOFF [module]), once per address. */
@@ -387,29 +402,55 @@ export class RawRingDecoder {
 }
 
 /**
- * Merges the CPUs' events into time order. `add` takes a round's events (each CPU's in order); `take` hands back,
- * sorted, those before `horizon` (seconds on the trace clock), and keeps the rest for the next round.
+ * Merges the CPUs' events into time order. Each CPU's queue is in time order already (its ring buffer is), so the
+ * merge takes the earliest head each step: no sort, no copies. `take` hands on, in order, the events stamped
+ * before `horizon` (seconds on the trace clock); the rest wait for the next round.
  */
 export class RawMerger {
-  private held: KmemEvent[] = [];
+  private readonly queues: KmemEvent[][] = [];
+  private readonly heads: number[] = [];
 
-  add(events: KmemEvent[]): void {
-    for (const e of events) this.held.push(e);
+  /** The queue a CPU's decoded events go to, in the order its buffer holds them. */
+  queue(cpu: number): KmemEvent[] {
+    while (this.queues.length <= cpu) {
+      this.queues.push([]);
+      this.heads.push(0);
+    }
+    return this.queues[cpu]!;
   }
 
-  take(horizon: number): KmemEvent[] {
-    if (this.held.length === 0) return [];
-    // Stable: one CPU's events with one time stamp keep their order.
-    this.held.sort((a, b) => a.ts - b.ts);
-    let n = 0;
-    while (n < this.held.length && this.held[n]!.ts < horizon) n++;
-    const out = this.held.slice(0, n);
-    this.held = this.held.slice(n);
-    return out;
+  take(horizon: number, emit: (e: KmemEvent) => void): void {
+    const qs = this.queues;
+    const heads = this.heads;
+    for (;;) {
+      let best = -1;
+      let bestTs = horizon;
+      for (let c = 0; c < qs.length; c++) {
+        const h = heads[c]!;
+        const q = qs[c]!;
+        // On a tie the lower CPU goes first: the order is the same on every run.
+        if (h < q.length && q[h]!.ts < bestTs) {
+          best = c;
+          bestTs = q[h]!.ts;
+        }
+      }
+      if (best < 0) break;
+      emit(qs[best]![heads[best]!]!);
+      heads[best]!++;
+    }
+    // Drop what was handed on (in place, so that the decoder's reference to each queue stays good).
+    for (let c = 0; c < qs.length; c++) {
+      if (heads[c]! > 0) {
+        qs[c]!.splice(0, heads[c]!);
+        heads[c] = 0;
+      }
+    }
   }
 
   get size(): number {
-    return this.held.length;
+    let n = 0;
+    for (let c = 0; c < this.queues.length; c++) n += this.queues[c]!.length - this.heads[c]!;
+    return n;
   }
 }
 

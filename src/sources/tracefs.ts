@@ -317,8 +317,8 @@ function rawSource(inst: TracefsInstance, { decoder, comms }: RawPlan, events: r
     const began = Number(process.hrtime.bigint()) / 1e9;
     let horizon = began - COMMIT_SLACK_SEC;
     let pages = 0;
-    const batch: KmemEvent[] = [];
     for (let i = 0; i < fds.length; i++) {
+      const queue = merger.queue(i);
       let n = 0;
       let dry = false;
       let lastTs = -Infinity;
@@ -337,19 +337,17 @@ function rawSource(inst: TracefsInstance, { decoder, comms }: RawPlan, events: r
           dry = true;
           break;
         }
-        lastTs = decoder.page(page, len, cpus[i]!, batch);
+        lastTs = decoder.page(page, len, cpus[i]!, queue);
       }
       pages += n;
       // A CPU left with pages unread has been read up to its last event only.
       if (!dry) horizon = Math.min(horizon, lastTs / 1e9);
     }
-    merger.add(batch);
     return { pages, horizon };
   };
 
-  const emit = (horizon: number) => {
-    for (const e of merger.take(horizon)) sink.event(e);
-  };
+  const toSink = (e: KmemEvent) => sink.event(e);
+  const emit = (horizon: number) => merger.take(horizon, toSink);
   const countLost = () => {
     const overruns = inst.overruns();
     if (overruns > lostSeen) {

@@ -59,9 +59,9 @@ describe('tracefs raw ring buffers', () => {
   it('merged into time order and paired, exactly the 5 held keys are outstanding (payloads and churned keys freed)', () => {
     const { byCpu } = decodeFixture();
     const merger = new RawMerger();
-    for (const events of byCpu) merger.add(events);
+    byCpu.forEach((events, cpu) => merger.queue(cpu).push(...events));
     const engine = new Engine();
-    for (const e of merger.take(Number.POSITIVE_INFINITY)) engine.event(e);
+    merger.take(Number.POSITIVE_INFINITY, (e) => engine.event(e));
     const r = engine.report({ kind: 'live' });
     expect(r.sites.map((s) => [s.function, s.outstanding])).toEqual([['user_preparse', 5]]);
     expect(r.totals.matchedFrees).toBe(8 + 3);
@@ -70,11 +70,18 @@ describe('tracefs raw ring buffers', () => {
   it('the merger hands on only what is before the horizon, in time order across CPUs; the rest waits', () => {
     const ev = (ts: number, cpu: number): KmemEvent => ({ kind: 'free', ts, ptr: `${cpu}${ts}`, callSite: '', tracepoint: 'kfree', cpu });
     const m = new RawMerger();
-    m.add([ev(1, 0), ev(4, 0), ev(6, 0)]);
-    m.add([ev(2, 1), ev(5, 1)]);
-    expect(m.take(5).map((e) => e.ts)).toEqual([1, 2, 4]);
-    m.add([ev(3, 1)]); // another CPU's late event before the next horizon
-    expect(m.take(10).map((e) => e.ts)).toEqual([3, 5, 6]);
+    const take = (horizon: number) => {
+      const out: number[] = [];
+      m.take(horizon, (e) => out.push(e.ts));
+      return out;
+    };
+    m.queue(0).push(ev(1, 0), ev(4, 0), ev(6, 0));
+    m.queue(1).push(ev(2, 1), ev(5, 1));
+    expect(take(5)).toEqual([1, 2, 4]);
+    expect(m.size).toBe(2);
+    m.queue(2).push(ev(3, 2)); // another CPU's late event before the next horizon
+    m.queue(0).push(ev(7, 0));
+    expect(take(10)).toEqual([3, 5, 6, 7]);
     expect(m.size).toBe(0);
   });
 
