@@ -21,6 +21,8 @@ export interface KmemEvent {
   kind: 'alloc' | 'free';
   /** Seconds on the trace clock. */
   ts: number;
+  /** The same in whole ns, where the source has it so (binary ring buffers): recordings write it without a float. */
+  readonly tsNs?: number;
   /** Lower-case hex without 0x, as printed (hashed pointers are fine). */
   ptr: string;
   /** 'user_preparse+0x2a', or raw hex when the trace has no symbols. */

@@ -115,7 +115,7 @@ export class NdjsonRecorder implements ParseSink {
   private eventLine(e: KmemEvent): string {
     // A pointer is hex digits (or a hashed pointer's): nothing to escape, and too many distinct ones to cache.
     const ptr = e.ptr;
-    let l = `{"kind":"${e.kind}","ts":${num(e.ts)},"ptr":${PLAIN.test(ptr) ? `"${ptr}"` : JSON.stringify(ptr)},"callSite":${this.enc(e.callSite)}`;
+    let l = `{"kind":"${e.kind}","ts":${e.tsNs !== undefined ? seconds(e.tsNs) : num(e.ts)},"ptr":${PLAIN.test(ptr) ? `"${ptr}"` : JSON.stringify(ptr)},"callSite":${this.enc(e.callSite)}`;
     if (e.bytesReq !== undefined) l += `,"bytesReq":${num(e.bytesReq)}`;
     if (e.bytesAlloc !== undefined) l += `,"bytesAlloc":${num(e.bytesAlloc)}`;
     if (e.cache !== undefined) l += `,"cache":${this.enc(e.cache)}`;
@@ -154,6 +154,16 @@ export class NdjsonRecorder implements ParseSink {
 
 /** Text JSON writes as it is, between quotes. */
 const PLAIN = /^[\w.+ -]*$/;
+
+/**
+ * Whole ns as decimal seconds, from integers (a float's shortest form took 300 ns). It parses back to ns / 1e9
+ * exactly: both are the double nearest the same decimal value.
+ */
+function seconds(ns: number): string {
+  if (!Number.isSafeInteger(ns) || ns < 0) return num(ns / 1e9);
+  const s = Math.floor(ns / 1e9);
+  return `${s}.${String(ns - s * 1e9).padStart(9, '0')}`;
+}
 
 /** A number as JSON writes it (NaN and infinities are null). */
 function num(n: number): string {

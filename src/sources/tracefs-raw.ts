@@ -21,7 +21,7 @@ import { allocatorCaller } from '../engine/stacks.js';
 import type { Kallsyms } from '../kernel/kallsyms.js';
 import { noStackSite } from '../parse/allocator-fields.js';
 import { kmallocCache, kmallocLabels, type KmallocLabels } from '../parse/kmem-fields.js';
-import { NULL_PTR_KEY } from '../engine/pointer-table.js';
+import { NULL_PTR_KEY, ptrFromKey } from '../engine/pointer-table.js';
 
 export interface EventField {
   offset: number;
@@ -65,9 +65,10 @@ const PAGE_DATA = 16;
 /** A kmem event read from a ring buffer: the pointer's text is made only if asked (recordings), as the engine keys by number. */
 class RawKmemEvent implements KmemEvent {
   stack?: string[];
+  readonly ts: number;
   constructor(
     readonly kind: 'alloc' | 'free',
-    readonly ts: number,
+    private readonly ns: number,
     readonly key: number | undefined,
     private readonly hex: string | undefined,
     public callSite: string,
@@ -79,13 +80,18 @@ class RawKmemEvent implements KmemEvent {
     readonly bytesAlloc: number | undefined,
     readonly cache: string | undefined,
     readonly allocator: AllocatorName | undefined,
-  ) {}
+  ) {
+    this.ts = ns / 1e9;
+  }
 
   get ptr(): string {
-    if (this.hex !== undefined) return this.hex;
-    const k = this.key!;
     // The engine's keys (engine/pointer-table.ts): 0xfff… pointers by their low 52 bits, 0x000… ones as -v - 1.
-    return k >= 0 ? `fff${k.toString(16).padStart(13, '0')}` : (-k - 1).toString(16).padStart(16, '0');
+    return this.hex ?? ptrFromKey(this.key!);
+  }
+
+  /** The time in ns, as the ring buffer has it: a recording writes it exactly, without formatting a float. */
+  get tsNs(): number {
+    return this.ns;
   }
 
   toJSON(): KmemEvent {
@@ -286,7 +292,7 @@ export class RawRingDecoder {
     }
     this.lastAlloc.delete(cpu);
     const pid = b.readInt32LE(at + 4);
-    const ts = tsNs / 1e9;
+    const ts = tsNs;
     let e: RawKmemEvent | undefined;
     switch (role.kind) {
       case 'slab-alloc': {

@@ -39,7 +39,17 @@ describe('kleak NDJSON recordings', () => {
       rec(name).split('\n').forEach((l, i) => p.line(l, i + 1));
       p.end();
     }
-    events.push({ ...alloc, comm: 'a "quoted"\\name\u0001', callSite: 'drv_open+0x2a [my\tdrv]', ts: Number.NaN, stack: ['x', 'y "z"'] });
+    // The tracefs backend's binary events carry whole ns, which the recorder writes without a float.
+    const { RawRingDecoder, parseEventFormat } = await import('../../src/sources/tracefs-raw.js');
+    const { Kallsyms } = await import('../../src/kernel/kallsyms.js');
+    const F = new URL('../sources/fixtures/raw-keys5/', import.meta.url);
+    const formats = ['kmalloc', 'kfree', 'kernel_stack'].map((n) => parseEventFormat(readFileSync(new URL(`${n}.format`, F), 'utf8'))!);
+    const raw = new RawRingDecoder(formats, { syms: Kallsyms.load(readFileSync(new URL('kallsyms.txt', F), 'utf8')), pageSize: 4096, slab: 'slub', gfpAccount: 0, comm: () => 'python3' });
+    const pages = gunzipSync(readFileSync(new URL('cpu0.raw.gz', F)));
+    const before = events.length;
+    for (let o = 0; o < pages.length; o += 4096) raw.page(pages.subarray(o, o + 4096), 4096, 0, events);
+    expect(events.length - before).toBeGreaterThan(500);
+        events.push({ ...alloc, comm: 'a "quoted"\\name\u0001', callSite: 'drv_open+0x2a [my\tdrv]', ts: Number.NaN, stack: ['x', 'y "z"'] });
     expect(events.length).toBeGreaterThan(1000);
     expect(events.some((e) => e.allocator !== undefined) && events.some((e) => e.stack !== undefined)).toBe(true);
     const path = `${mkdtempSync(`${tmpdir()}/kleak-nd-`)}/s.ndjson`;
