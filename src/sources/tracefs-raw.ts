@@ -1,7 +1,7 @@
 // Reading a tracefs instance's per-CPU ring buffers in the kernel's own binary layout (per_cpu/cpuN/trace_pipe_raw)
 // instead of trace_pipe's text. Under a busy kernel most of the reader's time went to the kernel formatting each
-// event as text for it (%pS call sites looked up in kallsyms, %p pointers, decimal sizes): 63% of a CPU, measured
-// with the pipe workload. Raw pages cost the kernel a page copy; kleak reads the fields at the offsets each event's
+// event as text for it (%pS call sites looked up in kallsyms, %p pointers, decimal sizes): 62% of a CPU (4.95 s of
+// kernel time in 8 s), measured with the pipe workload. Raw pages cost the kernel a page copy; kleak reads the fields at the offsets each event's
 // format file gives and names call sites itself, once per address.
 //
 // A sub-buffer (events/header_page): u64 timestamp, a long "commit" (bytes of data, flags in bits 30-31), then
@@ -19,7 +19,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import type { AllocatorName, KmemEvent, ParseSink, SlabAllocator } from '../event.js';
 import { allocatorCaller } from '../engine/stacks.js';
 import type { Kallsyms } from '../kernel/kallsyms.js';
-import { noStackSite } from '../parse/allocator-fields.js';
+import { ALLOCATOR_EVENTS, noStackSite } from '../parse/allocator-fields.js';
 import { kmallocCache, kmallocLabels, type KmallocLabels } from '../parse/kmem-fields.js';
 import { NULL_PTR_KEY, ptrFromKey } from '../engine/pointer-table.js';
 
@@ -103,14 +103,25 @@ class RawKmemEvent implements KmemEvent {
 type Role =
   | { kind: 'slab-alloc'; name: string; callSite: EventField; ptr: EventField; req: EventField; alloc: EventField; cacheName?: EventField; accounted?: EventField; gfp?: EventField }
   | { kind: 'slab-free'; name: string; callSite: EventField; ptr: EventField }
-  // The other allocators' records, each keyed by `key`: a vmalloc area's address, a page's pfn, a percpu pointer.
-  | { kind: 'vmalloc-alloc'; name: string; key: EventField; size: EventField; failed?: EventField }
-  | { kind: 'vmalloc-free'; name: string; key: EventField }
-  | { kind: 'page-alloc'; name: string; key: EventField; order: EventField }
-  | { kind: 'page-free'; name: string; key: EventField }
-  | { kind: 'percpu-alloc'; name: string; key: EventField; callSite: EventField; bytes: EventField }
-  | { kind: 'percpu-free'; name: string; key: EventField }
+  // The other allocators' records, each keyed by `key` (a vmalloc area's address, a page's pfn, a percpu pointer),
+  // with their allocator and direction from the table every backend reads (parse/allocator-fields.ts).
+  | (OtherAllocator & (
+      | { kind: 'vmalloc-alloc'; key: EventField; size: EventField; failed?: EventField }
+      | { kind: 'vmalloc-free'; key: EventField }
+      | { kind: 'page-alloc'; key: EventField; order: EventField }
+      | { kind: 'page-free'; key: EventField }
+      | { kind: 'percpu-alloc'; key: EventField; callSite: EventField; bytes: EventField }
+      | { kind: 'percpu-free'; key: EventField }
+    ))
   | { kind: 'stack'; size: EventField; caller: EventField };
+
+type OtherAllocator = { name: string; allocator: 'vmalloc' | 'page' | 'percpu'; alloc: boolean };
+
+/** The allocator of a vmalloc, page or percpu event, and whether it allocates. */
+function otherAllocator(name: string): OtherAllocator {
+  const role = ALLOCATOR_EVENTS.get(name)!;
+  return { name, allocator: role.allocator, alloc: role.kind === 'alloc' };
+}
 
 /** What kleak reads from each event it enabled; undefined when the format lacks a field kleak needs. */
 function roleOf(f: EventFormat): Role | undefined {
@@ -137,28 +148,28 @@ function roleOf(f: EventFormat): Role | undefined {
     case 'alloc_vmap_area': {
       const r = need({ key: F('addr'), size: F('size') });
       const failed = F('failed');
-      return r && { kind: 'vmalloc-alloc', name, ...r, ...(failed ? { failed } : {}) };
+      return r && { kind: 'vmalloc-alloc', ...otherAllocator(name), ...r, ...(failed ? { failed } : {}) };
     }
     case 'free_vmap_area_noflush': {
       const r = need({ key: F('va_start') });
-      return r && { kind: 'vmalloc-free', name, ...r };
+      return r && { kind: 'vmalloc-free', ...otherAllocator(name), ...r };
     }
     case 'mm_page_alloc': {
       const r = need({ key: F('pfn'), order: F('order') });
-      return r && { kind: 'page-alloc', name, ...r };
+      return r && { kind: 'page-alloc', ...otherAllocator(name), ...r };
     }
     case 'mm_page_free':
     case 'mm_page_free_batched': {
       const r = need({ key: F('pfn') });
-      return r && { kind: 'page-free', name, ...r };
+      return r && { kind: 'page-free', ...otherAllocator(name), ...r };
     }
     case 'percpu_alloc_percpu': {
       const r = need({ callSite: F('call_site'), key: F('ptr'), bytes: F('bytes_alloc') });
-      return r && { kind: 'percpu-alloc', name, ...r };
+      return r && { kind: 'percpu-alloc', ...otherAllocator(name), ...r };
     }
     case 'percpu_free_percpu': {
       const r = need({ key: F('ptr') });
-      return r && { kind: 'percpu-free', name, ...r };
+      return r && { kind: 'percpu-free', ...otherAllocator(name), ...r };
     }
     case 'kernel_stack': {
       const r = need({ size: F('size'), caller: F('caller') });
@@ -167,16 +178,6 @@ function roleOf(f: EventFormat): Role | undefined {
   }
   return undefined;
 }
-
-/** The allocator of each vmalloc, page and percpu record, and whether it allocates. */
-const OTHER: Record<Exclude<Role['kind'], 'slab-alloc' | 'slab-free' | 'stack'>, { allocator: 'vmalloc' | 'page' | 'percpu'; alloc: boolean }> = {
-  'vmalloc-alloc': { allocator: 'vmalloc', alloc: true },
-  'vmalloc-free': { allocator: 'vmalloc', alloc: false },
-  'page-alloc': { allocator: 'page', alloc: true },
-  'page-free': { allocator: 'page', alloc: false },
-  'percpu-alloc': { allocator: 'percpu', alloc: true },
-  'percpu-free': { allocator: 'percpu', alloc: false },
-};
 
 export interface RawDecoderOptions {
   syms: Kallsyms;
@@ -312,7 +313,7 @@ export class RawRingDecoder {
       default: {
         // vmalloc areas, pages and percpu chunks: keyed by address, pfn or percpu pointer; the cache column names
         // the allocator, as the text parser's events do. Areas and pages wait for their stack to name the caller.
-        const { allocator, alloc } = OTHER[role.kind];
+        const { allocator, alloc } = role;
         if (role.kind === 'vmalloc-alloc' && role.failed !== undefined && u32(b, at, size, role.failed) !== 0) return;
         const key = this.key(b, at, size, role.key);
         if (key === NULL_PTR_KEY) return;

@@ -147,8 +147,8 @@ export async function tracefsPlan(o: TracefsOptions): Promise<string> {
   const tracefs = await ensureTracefs();
   const I = `${tracefs.root}/instances/kleak-${process.pid}`;
   const { writes, events } = instanceSetup(tracefs.root, o, ownThreads());
-  const raw = o.rawLine === undefined && process.env.KLEAK_TRACEFS_TEXT !== '1' ? rawPlan(tracefs.root, events, o) : undefined;
-  const binary = raw !== undefined && typeof raw !== 'string';
+  const raw = readerPlan(tracefs.root, events, o);
+  const binary = typeof raw !== 'string';
   return [
     `mkdir ${I}`,
     `echo ${o.bufferKb} > ${I}/buffer_size_kb`,
@@ -157,7 +157,7 @@ export async function tracefsPlan(o: TracefsOptions): Promise<string> {
     ...writes.map((w) => `echo '${w.value}' > ${I}/${w.file}`),
     binary
       ? `# read ${I}/per_cpu/cpu*/trace_pipe_raw (binary sub-buffers, without blocking) until stopped; then the events are switched off, the buffers read dry, and: rmdir ${I}`
-      : `cat ${I}/trace_pipe        # until stopped; then the events are switched off and: rmdir ${I}${typeof raw === 'string' ? `\n# ${raw}` : ''}`,
+      : `cat ${I}/trace_pipe        # until stopped; then the events are switched off and: rmdir ${I}${raw !== '' ? `\n# ${raw}` : ''}`,
   ].join('\n');
 }
 
@@ -168,9 +168,8 @@ export async function startTracefs(o: TracefsOptions, sink: ParseSink): Promise<
   const notes: string[] = tracefs.mounted ? [tracefs.mounted] : [];
   const stale = TracefsInstance.removeStale(tracefs.root);
   if (stale.length > 0) notes.push(`removed ${stale.join(', ')}: tracefs instance${stale.length > 1 ? 's' : ''} a killed kleak left tracing.`);
-  // The raw per-CPU buffers are read unless kleak must keep trace_pipe's text (kleak record), or cannot decode them.
-  const raw = o.rawLine === undefined && process.env.KLEAK_TRACEFS_TEXT !== '1' ? rawPlan(tracefs.root, events, o) : undefined;
-  if (typeof raw === 'string') notes.push(raw);
+  const raw = readerPlan(tracefs.root, events, o);
+  if (raw !== '' && typeof raw === 'string') notes.push(raw);
   // The instance removes itself on process exit too: after an uncaught exception, a signal kleak caught, --duration.
   const inst = TracefsInstance.create(tracefs.root);
   try {
@@ -179,14 +178,14 @@ export async function startTracefs(o: TracefsOptions, sink: ParseSink): Promise<
     if (inst.has('options/hash-ptr')) inst.write('options/hash-ptr', '0');
     else notes.push('this kernel prints hashed pointers in tracefs (no options/hash-ptr): pairing works, but addresses cannot be looked up.');
     // CLOCK_MONOTONIC, which kleak can read too: the raw reader merges the CPUs' buffers up to "now".
-    if (raw !== undefined && typeof raw !== 'string') inst.write('trace_clock', 'mono');
+    if (typeof raw !== 'string') inst.write('trace_clock', 'mono');
     for (const w of writes) inst.write(w.file, w.value);
     inst.write('tracing_on', '1');
   } catch (err) {
     inst.remove();
     throw err;
   }
-  if (raw !== undefined && typeof raw !== 'string') return rawSource(inst, raw, events, notes, sink);
+  if (typeof raw !== 'string') return rawSource(inst, raw, events, notes, sink);
   return textSource(inst, events, notes, sink, o);
 }
 
@@ -256,10 +255,12 @@ function textSource(inst: TracefsInstance, events: readonly string[], notes: str
 }
 
 /**
- * What the raw reader needs: the decoder, from the format files of the events kleak enables (and of the stack
- * record); or why it cannot read them, which sends kleak to trace_pipe's text.
+ * How the events are read: the raw per-CPU buffers, with a decoder made from the format files of the events kleak
+ * enables (and of the stack record); or trace_pipe's text, and why ('' when kleak record keeps the text itself, or
+ * KLEAK_TRACEFS_TEXT=1 asks for it: nothing to say).
  */
-function rawPlan(root: string, events: readonly string[], o: TracefsOptions): RawPlan | string {
+function readerPlan(root: string, events: readonly string[], o: TracefsOptions): RawPlan | string {
+  if (o.rawLine !== undefined || process.env.KLEAK_TRACEFS_TEXT === '1') return '';
   const formats: EventFormat[] = [];
   for (const e of [...events, 'ftrace/kernel_stack']) {
     let text: string;
