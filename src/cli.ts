@@ -16,6 +16,7 @@ import { checkSshDestination, type SshTarget } from './sources/ssh-target.js';
 import { parseThresholds, type VerdictThresholds } from './engine/verdict.js';
 import { renderJson } from './report/json.js';
 import { renderText } from './report/text.js';
+import { exitWhenWritten, say, writeData, writeText } from './output.js';
 
 export const DEMO_RECORDING = packagePath('recordings', 'demo.report.gz');
 
@@ -301,7 +302,7 @@ function resolveMergedCache(f: EventFilter, remote: boolean): void {
   const c = cacheName(f.cache);
   if (c.kind === 'absent') throw new InputError(`this kernel has no slab cache named ${f.cache} (/proc/slabinfo lists the caches, /sys/kernel/slab the merged names too).`);
   if (c.kind !== 'merged') return;
-  process.stderr.write(`kleak: --cache ${f.cache}: this kernel merged it into ${c.into} (no slab_nomerge), whose name its allocations carry; tracing ${c.into}, which also holds ${c.alsoHolds.length > 0 ? c.alsoHolds.slice(0, 4).join(', ') + (c.alsoHolds.length > 4 ? ' …' : '') + ' objects' : 'its own objects'} (boot with slab_nomerge to keep them apart).\n`);
+  say(`kleak: --cache ${f.cache}: this kernel merged it into ${c.into} (no slab_nomerge), whose name its allocations carry; tracing ${c.into}, which also holds ${c.alsoHolds.length > 0 ? c.alsoHolds.slice(0, 4).join(', ') + (c.alsoHolds.length > 4 ? ' …' : '') + ' objects' : 'its own objects'} (boot with slab_nomerge to keep them apart).\n`);
   f.cache = c.into;
 }
 
@@ -363,7 +364,7 @@ async function live(v: Values): Promise<number> {
   resolveMergedCache(o.filter, o.ssh !== undefined);
   if (v['dry-run']) {
     const { liveCommandLine } = await import('./commands/live.js');
-    process.stdout.write(await liveCommandLine(o) + '\n');
+    writeText(await liveCommandLine(o) + '\n');
     return 0;
   }
   const { runLive, runLiveTui } = await import('./commands/live.js');
@@ -384,10 +385,14 @@ async function replay(path: string, v: Values): Promise<void> {
   // The view runs the replay on another thread; exports read the engine here, so they take the report path.
   if (useTui(v) && path !== '-' && !exports.folded && !exports.pprof && !exports.flamegraph) return (await import('./commands/replay-tui.js')).replayInTui(o);
   const { replayToReport } = await import('./commands/replay.js');
-  const { report, damage } = await replayToReport(o, exports);
-  process.stdout.write(v.json ? renderJson(report) : renderText(report));
+  const { exportFailure } = await import('./commands/replay.js');
+  const { report, damage, failedExports } = await replayToReport(o, exports);
+  if (v.json) writeData(renderJson(report));
+  else writeText(renderText(report));
   // The report of what was read stands; the exit code says the input was not whole.
   if (damage !== undefined) throw new InputError(`${damage}; the report above covers what was read before it.`);
+  const failure = exportFailure(failedExports);
+  if (failure) throw failure;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -401,12 +406,12 @@ export async function main(argv: string[]): Promise<number> {
   }
   const { values, positionals } = parse(argv);
   if (values.help) {
-    process.stdout.write(HELP + '\n');
+    writeText(HELP + '\n');
     return 0;
   }
   if (values.version) {
     const { readFileSync } = await import('node:fs');
-    process.stdout.write(`kleak ${(JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version: string }).version}\n`);
+    writeText(`kleak ${(JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version: string }).version}\n`);
     return 0;
   }
   if (values.json && values.text) throw new InputError('--json and --text cannot be used together.');
@@ -468,7 +473,8 @@ export async function main(argv: string[]): Promise<number> {
       if (rest.length !== 2) throw new InputError('kleak diff needs two captures: A (healthy, or before) and B (sick, or after).', 'Example: kleak diff healthy.watch.ndjson sick.watch.ndjson');
       const { diff, renderDiff } = await import('./commands/diff.js');
       const d = await diff(rest[0]!, rest[1]!, num('top', values.top, { integer: true, min: 1 }) ?? 10);
-      process.stdout.write(values.json ? JSON.stringify(d, null, 2) + '\n' : renderDiff(d));
+      if (values.json) writeData(JSON.stringify(d, null, 2) + '\n');
+      else writeText(renderDiff(d));
       return 0;
     }
     case 'replay': {
@@ -488,7 +494,8 @@ export async function main(argv: string[]): Promise<number> {
           return 0;
         }
         const r = recordsReport(ro);
-        process.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : renderRecords(r));
+        if (values.json) writeData(JSON.stringify(r, null, 2) + '\n');
+        else writeText(renderRecords(r));
         return 0;
       }
       if (rest.length !== 1) throw new InputError('kleak replay needs one FILE (or - for stdin); several files are for kernel records (kmemleak, allocinfo, slabinfo dumps).', 'Example: kleak replay trace.report');
@@ -500,15 +507,17 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// Every exit waits for stdout and stderr to be written out: a report into a slow pipe is never cut (src/output.ts).
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exitWhenWritten(code),
   (err: unknown) => {
     if (err instanceof KleakError) {
-      process.stderr.write(`kleak: ${err.message}\n${err.hint ? `  ${err.hint}\n` : ''}`);
-      process.exit(err.exitCode);
+      say(`kleak: ${err.message}\n${err.hint ? `  ${err.hint}\n` : ''}`);
+      exitWhenWritten(err.exitCode);
+      return;
     }
     const debug = process.argv.includes('--debug');
-    process.stderr.write(`kleak: internal error: ${(err as Error)?.message ?? String(err)}${debug ? `\n${(err as Error)?.stack ?? ''}` : ' (run with --debug for details)'}\n`);
-    process.exit(70);
+    say(`kleak: internal error: ${(err as Error)?.message ?? String(err)}${debug ? `\n${(err as Error)?.stack ?? ''}` : ' (run with --debug for details)'}\n`);
+    exitWhenWritten(70);
   },
 );

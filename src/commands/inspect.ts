@@ -7,6 +7,7 @@ import { Kallsyms } from '../kernel/kallsyms.js';
 import type { JsonReport } from '../report/json.js';
 import type { SiteReport } from '../report/model.js';
 import { MAX_LENGTH, MAX_OBJECTS, readKernelObjects } from '../sources/kernel-memory.js';
+import { writeText } from '../output.js';
 
 export interface InspectOptions {
   ptrs: string[];
@@ -79,6 +80,6 @@ export function siteTargets(s: SiteReport, length?: number): Target[] {
 }
 
 export async function runInspect(o: InspectOptions): Promise<number> {
-  process.stdout.write((await describeObjects(targets(o))).join('\n') + '\n');
+  writeText((await describeObjects(targets(o))).join('\n') + '\n');
   return 0;
 }

@@ -18,6 +18,8 @@ import { sshTracefsPlan, startSshTracefs, type SshTarget } from '../sources/ssh.
 import { startTraceCmd, traceCmdCommandLine } from '../sources/trace-cmd.js';
 import type { LiveEnd, LiveSource } from '../sources/live.js';
 import type { AllocatorName, ParseSink } from '../event.js';
+import { exitWhenWritten, say, writeData, writeText } from '../output.js';
+import { checkNewFile } from '../report/private-file.js';
 
 export type Backend = 'kernel' | 'bpftrace' | 'tracefs' | 'trace-cmd';
 /** What users may ask for; `auto` (the default) is kernel, else bpftrace, else tracefs. --events works on all. */
@@ -60,7 +62,14 @@ export interface LiveRun {
   ended: Promise<LiveEnd>;
 }
 
+/** The stack files a run writes at its end. */
+function stackExports(o: LiveOptions) {
+  return { ...(o.folded ? { folded: o.folded } : {}), ...(o.pprof ? { pprof: o.pprof } : {}), ...(o.flamegraph ? { flamegraph: o.flamegraph } : {}), ...(o.force ? { force: true } : {}) };
+}
+
 export async function startLive(o: LiveOptions): Promise<LiveRun> {
+  // An output that would be refused at the end is refused now, before a whole run is traced for nothing.
+  for (const path of [o.folded, o.pprof, o.flamegraph]) if (path) checkNewFile(path, o.force === true);
   const exclude = new Set<number>([process.pid]);
   const engine = new Engine({
     // Per-CPU buffers (bpftrace's, and the BPF ring's records from several CPUs) can deliver a free before its
@@ -182,9 +191,9 @@ async function exportMetrics(o: LiveOptions, run: LiveRun): Promise<{ stop(): Pr
   const { liveMetrics, serveMetrics, writeTextfile } = await import('../report/prometheus.js');
   const m = liveMetrics(run.report, o.report.top ?? 20);
   const server = o.prometheus ? await serveMetrics(m, o.prometheus) : undefined;
-  if (o.prometheus) process.stderr.write(`kleak: serving metrics on http://${o.prometheus.host ?? '0.0.0.0'}:${o.prometheus.port}/metrics\n`);
+  if (o.prometheus) say(`kleak: serving metrics on http://${o.prometheus.host ?? '0.0.0.0'}:${o.prometheus.port}/metrics\n`);
   const dir = o.textfile;
-  const write = () => (dir ? writeTextfile(m, dir).catch((err: unknown) => process.stderr.write(`kleak: writing ${dir}/kleak.prom failed: ${(err as Error).message}\n`)) : Promise.resolve());
+  const write = () => (dir ? writeTextfile(m, dir).catch((err: unknown) => say(`kleak: writing ${dir}/kleak.prom failed: ${(err as Error).message}\n`)) : Promise.resolve());
   const timer = dir ? setInterval(() => void write(), o.intervalSec * 1000) : undefined;
   await write();
   return {
@@ -201,6 +210,7 @@ export async function runLiveTui(o: LiveOptions): Promise<number> {
   const { runTui } = await import('../tui/run.js');
   const stopper = catchStopSignals();
   const run = await startLive(o);
+  let failedExports: string[] = [];
   stopper.attach(run);
   const metrics = await exportMetrics(o, run);
   let end: LiveEnd | undefined;
@@ -223,20 +233,20 @@ export async function runLiveTui(o: LiveOptions): Promise<number> {
       // A signal or --duration closes the screen; a tracer that died leaves it up, so the user can read why.
       ended.then((e) => (e.how === 'stopped' ? undefined : new Promise<never>(() => {}))),
     );
-    if (!end) process.stderr.write(`kleak: stopping ${run.source.info.backend}…\n`);
+    if (!end) say(`kleak: stopping ${run.source.info.backend}…\n`);
     await run.stop();
     await ended;
     await metrics.stop();
     const { writeStackExports } = await import('./replay.js');
-    writeStackExports(run.engine, { ...(o.folded ? { folded: o.folded } : {}), ...(o.pprof ? { pprof: o.pprof } : {}), ...(o.flamegraph ? { flamegraph: o.flamegraph } : {}), ...(o.force ? { force: true } : {}) }, o.report.minAgeSec);
+    failedExports = writeStackExports(run.engine, stackExports(o), o.report.minAgeSec);
   } finally {
     if (duration) clearTimeout(duration);
     stopper.release();
   }
-  for (const n of run.source.notes) process.stderr.write(`kleak: ${n}\n`);
-  if (end?.how === 'died') process.stderr.write(`kleak: ${end.why}; the report so far follows${run.recorder ? ` and the recording ${run.recorder.path} is kept` : ''}.\n`);
-  process.stdout.write(renderText(run.report()));
-  return end?.how === 'died' ? 2 : 0;
+  for (const n of run.source.notes) say(`kleak: ${n}\n`);
+  if (end?.how === 'died') say(`kleak: ${end.why}; the report so far follows${run.recorder ? ` and the recording ${run.recorder.path} is kept` : ''}.\n`);
+  writeText(renderText(run.report()));
+  return end?.how === 'died' || failedExports.length > 0 ? 2 : 0;
 }
 
 /** Runs to the end and prints reports (the non-TUI path): text every interval and at the end, or JSON at the end. */
@@ -248,26 +258,28 @@ export async function runLive(o: LiveOptions, json: boolean): Promise<number> {
   const stopper = catchStopSignals(() => forced?.());
   injectFault();
   const run = await startLive(o);
+  let failedExports: string[] = [];
   forced = () => run.recorder?.close({ how: 'interrupted', why: 'a second signal stopped kleak before it finished' });
   stopper.attach(run);
   const metrics = await exportMetrics(o, run);
   const shown = run.source.notes.length;
-  for (const n of run.source.notes) process.stderr.write(`kleak: ${n}\n`);
-  process.stderr.write(
+  for (const n of run.source.notes) say(`kleak: ${n}\n`);
+  say(
     `kleak: tracing with ${run.source.info.backend} (${run.source.info.mode}); ${o.durationSec ? `for ${o.durationSec}s` : 'Ctrl-C to stop'}${run.recorder ? `; recording to ${run.recorder.path}` : ''}\n`,
   );
   const duration = o.durationSec ? setTimeout(() => void run.stop(), o.durationSec * 1000) : undefined;
-  const periodic = json ? undefined : setInterval(() => process.stdout.write(renderText(run.report()) + '\n'), o.intervalSec * 1000);
+  const periodic = json ? undefined : setInterval(() => writeText(renderText(run.report()) + '\n'), o.intervalSec * 1000);
   try {
     const end = await run.ended;
     await metrics.stop();
     const { writeStackExports } = await import('./replay.js');
-    writeStackExports(run.engine, { ...(o.folded ? { folded: o.folded } : {}), ...(o.pprof ? { pprof: o.pprof } : {}), ...(o.flamegraph ? { flamegraph: o.flamegraph } : {}), ...(o.force ? { force: true } : {}) }, o.report.minAgeSec);
-    for (const n of run.source.notes.slice(shown)) process.stderr.write(`kleak: ${n}\n`);
-    if (end.how === 'died') process.stderr.write(`kleak: ${end.why}; the report so far follows${run.recorder ? ` and the recording ${run.recorder.path} is kept` : ''}.\n`);
+    failedExports = writeStackExports(run.engine, stackExports(o), o.report.minAgeSec);
+    for (const n of run.source.notes.slice(shown)) say(`kleak: ${n}\n`);
+    if (end.how === 'died') say(`kleak: ${end.why}; the report so far follows${run.recorder ? ` and the recording ${run.recorder.path} is kept` : ''}.\n`);
     const report = run.report();
-    process.stdout.write(json ? renderJson(report) : renderText(report));
-    return end.how === 'died' ? 2 : 0;
+    if (json) writeData(renderJson(report));
+    else writeText(renderText(report));
+    return end.how === 'died' || failedExports.length > 0 ? 2 : 0;
   } finally {
     if (duration) clearTimeout(duration);
     if (periodic) clearInterval(periodic);
@@ -276,22 +288,30 @@ export async function runLive(o: LiveOptions, json: boolean): Promise<number> {
 }
 
 /**
- * SIGINT, SIGTERM and SIGHUP stop the run cleanly; a second one exits at once. Before the run exists, the first
+ * SIGINT, SIGTERM and SIGHUP stop the run cleanly; a second one, a second or more later, exits at once. Before the run exists, the first
  * signal is remembered and stops it as soon as it has started.
  */
+/** How long after a stop signal the same signal again counts as the same stop (see catchStopSignals). */
+const REPEAT_MS = 1000;
+
 export function catchStopSignals(onForce?: () => void) {
   let run: { stop(): Promise<void> } | undefined;
   // A signal that came while kleak was loading counts as the first one.
   let pending = takeEarlySignal() !== undefined;
   let count = 0;
+  let firstAt = 0;
   const onSignal = (sig: NodeJS.Signals) => {
+    // One stop often arrives twice: `timeout` signals its whole process group and npm passes the same signal on to
+    // kleak a moment later. A repeat within a second is that same stop; only a later one is a person insisting.
+    if (count > 0 && Date.now() - firstAt < REPEAT_MS) return;
+    if (count === 0) firstAt = Date.now();
     count++;
     if (count > 1) {
-      process.stderr.write(`kleak: ${sig} again: stopping now\n`);
+      say(`kleak: ${sig} again: stopping now\n`);
       try {
         onForce?.();
       } finally {
-        process.exit(130);
+        exitWhenWritten(130);
       }
     }
     if (run) void run.stop();
@@ -299,7 +319,10 @@ export function catchStopSignals(onForce?: () => void) {
   };
   const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const sig of sigs) process.on(sig, onSignal);
-  if (pending) count = 1;
+  if (pending) {
+    count = 1;
+    firstAt = Date.now();
+  }
   // Whatever started kleak may go away without a signal (npm exec does not pass one on): the kernel sends one.
   stopWithParent();
   return {

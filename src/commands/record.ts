@@ -12,6 +12,7 @@ import type { LiveSource } from '../sources/live.js';
 import { startTraceCmd } from '../sources/trace-cmd.js';
 import { startTracefs } from '../sources/tracefs.js';
 import { catchStopSignals } from './live.js';
+import { say } from '../output.js';
 
 export interface RecordOptions {
   backend: 'tracefs' | 'trace-cmd';
@@ -45,16 +46,17 @@ export async function runRecord(o: RecordOptions): Promise<number> {
     throw err;
   }
   stopper.attach(source);
-  process.stderr.write(`kleak: recording with ${o.backend} to ${o.output}; ${o.durationSec ? `for ${o.durationSec}s` : 'Ctrl-C to stop'}\n`);
+  say(`kleak: recording with ${o.backend} to ${o.output}; ${o.durationSec ? `for ${o.durationSec}s` : 'Ctrl-C to stop'}\n`);
   const duration = o.durationSec ? setTimeout(() => void source.stop(), o.durationSec * 1000) : undefined;
   const end = await source.ended;
   if (duration) clearTimeout(duration);
   writer?.close();
   stopper.release();
   const t = engine.totals;
-  const what = o.backend === 'tracefs' ? `${fmtCount(writer!.lines)} lines of trace_pipe text (${fmtCount(t.events)} allocator events, ${fmtCount(t.lostEvents)} lost)` : 'a trace.dat';
-  process.stderr.write(`kleak: ${end.how === 'died' ? `${end.why}; ` : ''}recorded ${what} in ${o.output}; read it with: kleak replay ${o.output}\n`);
-  return end.how === 'died' ? 2 : 0;
+  const what = o.backend === 'tracefs' ? `${fmtCount(writer!.written)} lines of trace_pipe text (${fmtCount(t.events)} allocator events, ${fmtCount(t.lostEvents)} lost)` : 'a trace.dat';
+  const cut = writer?.failed !== undefined ? `; ${fmtCount(writer.lines - writer.written)} lines were not written (disk full or a write error, said above)` : '';
+  say(`kleak: ${end.how === 'died' ? `${end.why}; ` : ''}recorded ${what} in ${o.output}${cut}; read it with: kleak replay ${o.output}\n`);
+  return end.how === 'died' || cut !== '' ? 2 : 0;
 }
 
 export function checkRecordBackend(b: string): 'tracefs' | 'trace-cmd' {

@@ -9,6 +9,7 @@ import type { RecordFormat } from '../records/format.js';
 import { RECORD_FORMATS, detectRecordFormat, recordFormatByName } from '../records/formats.js';
 import { RecordsModel, type Reading, type RecordsReport } from '../records/model.js';
 import { fit, fmtBytes, fmtCount, fmtRate, sparkline } from '../report/format.js';
+import { writeText } from '../output.js';
 
 export interface RecordsOptions {
   paths: string[];
@@ -140,7 +141,7 @@ export async function recordsInTui(o: RecordsOptions): Promise<void> {
   } finally {
     process.stdout.write('\x1b[?1049l');
   }
-  process.stdout.write(renderRecords(frames[frames.length - 1]!));
+  writeText(renderRecords(frames[frames.length - 1]!));
 }
 
 export function renderRecords(r: RecordsReport): string {

@@ -7,6 +7,7 @@ import { EnvironmentError, InputError } from '../errors.js';
 import { renderText } from '../report/text.js';
 import type { ReplayFromWorker } from './replay-messages.js';
 import type { ReplayOptions } from './replay.js';
+import { writeText } from '../output.js';
 
 /** Replays with the TUI on screen; the final report is printed on the normal screen after q. */
 export async function replayInTui(o: ReplayOptions): Promise<void> {
@@ -58,7 +59,7 @@ export async function replayInTui(o: ReplayOptions): Promise<void> {
     // Quit before the end: the worker stops reading and sends what it had folded in by then.
     worker.postMessage('stop');
     await end;
-    process.stdout.write(renderText(latest!.report));
+    writeText(renderText(latest!.report));
     // Reading stopped before the input's end (damage, a read error, a dying worker): the report stands, exit 1.
     const problem = latest!.problem;
     if (problem !== undefined) throw new InputError(`${problem.replace(/; what came before it is shown$/, '')}; the report above covers what was read before it.`);

@@ -5,15 +5,17 @@ import { Engine, type ReportOptions } from '../engine/engine.js';
 import type { VerdictThresholds } from '../engine/verdict.js';
 import type { EventFilter } from '../engine/filter.js';
 import type { FormatName, SlabAllocator } from '../event.js';
-import { InputError } from '../errors.js';
+import { EnvironmentError, InputError, KleakError } from '../errors.js';
 import { Kallsyms } from '../kernel/kallsyms.js';
 import { DetectingParser } from '../parse/detect.js';
 import { acceptedFormatsSentence, formatByName } from '../parse/formats.js';
 import type { Report, SourceInfo } from '../report/model.js';
 import { openReplayInput } from '../sources/input.js';
 import { forEachLine } from '../sources/lines.js';
-import { foldedStacks, pprofProfile, writeNewFile } from '../report/stack-exports.js';
+import { checkNewFile, writeNewFile } from '../report/private-file.js';
+import { foldedStacks, pprofProfile } from '../report/stack-exports.js';
 import { flamegraphHtml } from '../report/flamegraph-html.js';
+import { say } from '../output.js';
 
 export interface ReplayOptions {
   path: string;
@@ -128,11 +130,12 @@ function pace(stream: NodeJS.ReadableStream, engine: Engine, speed: number): voi
 }
 
 /** Replays the whole input and returns the final report, and why reading stopped early if it did. */
-export async function replayToReport(o: ReplayOptions, exports: StackExportOptions = {}): Promise<{ report: Report; damage: string | undefined }> {
+export async function replayToReport(o: ReplayOptions, exports: StackExportOptions = {}): Promise<{ report: Report; damage: string | undefined; failedExports: string[] }> {
+  checkStackExports(exports);
   const run = await startReplay(o);
   await run.done;
-  writeStackExports(run.engine, exports, o.report.minAgeSec);
-  return { report: run.report(), damage: run.damage() };
+  const failedExports = writeStackExports(run.engine, exports, o.report.minAgeSec);
+  return { report: run.report(), damage: run.damage(), failedExports };
 }
 
 export interface StackExportOptions {
@@ -142,20 +145,40 @@ export interface StackExportOptions {
   force?: boolean;
 }
 
-/** --folded / --pprof: outstanding bytes by stack, written once the trace (or the run) is over; says where. */
-export function writeStackExports(engine: Engine, o: StackExportOptions, minAgeSec?: number): void {
-  if (!o.folded && !o.pprof && !o.flamegraph) return;
+/**
+ * --folded / --pprof / --flamegraph: outstanding bytes by stack, written once the trace (or the run) is over; says
+ * where. A file that cannot be written is said and left out (returned, for the exit code); the others and the
+ * report still come.
+ */
+export function writeStackExports(engine: Engine, o: StackExportOptions, minAgeSec?: number): string[] {
+  if (!o.folded && !o.pprof && !o.flamegraph) return [];
   const w = engine.stackWeights(minAgeSec !== undefined ? { minAgeSec } : {});
-  if (o.folded) {
-    writeNewFile(o.folded, foldedStacks(w), o.force === true);
-    process.stderr.write(`kleak: wrote ${w.length} stacks (weights in bytes) to ${o.folded}\n`);
-  }
+  const failed: string[] = [];
+  const write = (path: string, data: () => string | Uint8Array, said: string) => {
+    try {
+      writeNewFile(path, data(), o.force === true);
+      say(`kleak: ${said}\n`);
+    } catch (err) {
+      if (!(err instanceof KleakError)) throw err;
+      failed.push(err.message);
+      say(`kleak: ${err.message}\n`);
+    }
+  };
+  if (o.folded) write(o.folded, () => foldedStacks(w), `wrote ${w.length} stacks (weights in bytes) to ${o.folded}`);
   if (o.flamegraph) {
-    writeNewFile(o.flamegraph, flamegraphHtml(w, `kleak — outstanding kernel memory by stack (${w.reduce((n, s) => n + s.objects, 0)} objects)`), o.force === true);
-    process.stderr.write(`kleak: wrote a flame graph of ${w.length} stacks to ${o.flamegraph} (open it in a browser)\n`);
+    const title = `kleak — outstanding kernel memory by stack (${w.reduce((n, s) => n + s.objects, 0)} objects)`;
+    write(o.flamegraph, () => flamegraphHtml(w, title), `wrote a flame graph of ${w.length} stacks to ${o.flamegraph} (open it in a browser)`);
   }
-  if (o.pprof) {
-    writeNewFile(o.pprof, pprofProfile(w), o.force === true);
-    process.stderr.write(`kleak: wrote a pprof profile of ${w.length} stacks (objects, bytes) to ${o.pprof}\n`);
-  }
+  if (o.pprof) write(o.pprof, () => pprofProfile(w), `wrote a pprof profile of ${w.length} stacks (objects, bytes) to ${o.pprof}`);
+  return failed;
+}
+
+/** Refuses, before reading or tracing, any export file that would be refused at the end. */
+export function checkStackExports(o: StackExportOptions): void {
+  for (const path of [o.folded, o.pprof, o.flamegraph]) if (path !== undefined) checkNewFile(path, o.force === true);
+}
+
+/** The exit's error when an export could not be written (after the report was printed). */
+export function exportFailure(failed: readonly string[]): EnvironmentError | undefined {
+  return failed.length ? new EnvironmentError(`${failed.length} output file${failed.length > 1 ? 's' : ''} could not be written (said above); the report is complete.`) : undefined;
 }

@@ -14,6 +14,7 @@ import { SyncLineWriter } from '../report/ndjson-writer.js';
 import { catchStopSignals } from './live.js';
 import { RemoteFiles, type SshTarget } from '../sources/ssh.js';
 import { readCaptureText } from '../sources/input.js';
+import { say, writeText, writeData } from '../output.js';
 
 export interface WatchOptions {
   intervalSec: number;
@@ -64,13 +65,13 @@ function readVmalloc(): VmallocGroup[] | undefined {
     const r = parseVmallocinfo(readFileSync(at('/proc/vmallocinfo'), 'utf8'));
     if (r.badLines.length > 0 && !vmallocSaid) {
       vmallocSaid = true;
-      process.stderr.write(`kleak: ${r.badLines.length} lines of /proc/vmallocinfo were not in the documented layout (first: line ${r.badLines[0]}); they are left out.\n`);
+      say(`kleak: ${r.badLines.length} lines of /proc/vmallocinfo were not in the documented layout (first: line ${r.badLines[0]}); they are left out.\n`);
     }
     return r.groups;
   } catch (err) {
     if (!vmallocSaid) {
       vmallocSaid = true;
-      process.stderr.write(`kleak: /proc/vmallocinfo cannot be read (${(err as Error).message}): vmalloc callers are not shown.\n`);
+      say(`kleak: /proc/vmallocinfo cannot be read (${(err as Error).message}): vmalloc callers are not shown.\n`);
     }
     return undefined;
   }
@@ -116,7 +117,7 @@ async function watchInTui(o: WatchOptions, model: WatchModel, take: () => void, 
     writer?.close();
   }
   if (chosen !== undefined) return { trace: chosen };
-  process.stdout.write(renderWatch(model.report({ top: o.top, aliases: aliasesOf, ...(merged !== undefined ? { merged } : {}) })));
+  writeText(renderWatch(model.report({ top: o.top, aliases: aliasesOf, ...(merged !== undefined ? { merged } : {}) })));
   return 0;
 }
 
@@ -159,8 +160,8 @@ async function exportWatchMetrics(o: WatchOptions, report: () => WatchReport): P
   const { watchMetrics, serveMetrics, writeTextfile } = await import('../report/prometheus.js');
   const m = watchMetrics(report);
   const server = o.prometheus ? await serveMetrics(m, o.prometheus) : undefined;
-  if (o.prometheus) process.stderr.write(`kleak: serving metrics on http://${o.prometheus.host ?? '0.0.0.0'}:${o.prometheus.port}/metrics\n`);
-  const write = () => (o.textfile ? writeTextfile(m, o.textfile).catch((err: unknown) => process.stderr.write(`kleak: writing ${o.textfile}/kleak.prom failed: ${(err as Error).message}\n`)) : Promise.resolve());
+  if (o.prometheus) say(`kleak: serving metrics on http://${o.prometheus.host ?? '0.0.0.0'}:${o.prometheus.port}/metrics\n`);
+  const write = () => (o.textfile ? writeTextfile(m, o.textfile).catch((err: unknown) => say(`kleak: writing ${o.textfile}/kleak.prom failed: ${(err as Error).message}\n`)) : Promise.resolve());
   await write();
   return {
     tick: () => void write(),
@@ -231,7 +232,7 @@ class RecordWatch {
         if (!model) this.models.set(name, (model = new RecordsModel()));
         model.add(ts, { sites: last.sites.map((x) => ({ ...x, bytes: x.count * size })) });
       } catch (err) {
-        process.stderr.write(`kleak: reading ${at(path)} failed: ${(err as Error).message}.\n`);
+        say(`kleak: reading ${at(path)} failed: ${(err as Error).message}.\n`);
       }
     }
   }
@@ -247,7 +248,7 @@ class RecordWatch {
         // kmemleak's file holds one report; several readings in it would be copies of one another.
         model.add(ts, readings[readings.length - 1] ?? { sites: [] });
       } catch (err) {
-        process.stderr.write(`kleak: reading ${at(r.path)} failed: ${(err as Error).message}; it is left out from now on.\n`);
+        say(`kleak: reading ${at(r.path)} failed: ${(err as Error).message}; it is left out from now on.\n`);
         this.models.delete(r.name);
       }
     }
@@ -265,7 +266,8 @@ export async function runWatch(o: WatchOptions): Promise<number | { trace: strin
   const finish = () => {
     const r = model.report({ top: o.top, aliases: o.replay ? undefined : aliasesOf, ...(o.replay ? {} : { merged: mergeable() }) });
     const kept = records?.reports(o.top) ?? {};
-    process.stdout.write(o.json ? JSON.stringify({ ...r, records: kept }, null, 2) + '\n' : renderWatch(r) + Object.values(kept).map((k) => '\n' + renderRecords(k)).join(''));
+    if (o.json) writeData(JSON.stringify({ ...r, records: kept }, null, 2) + '\n');
+    else writeText(renderWatch(r) + Object.values(kept).map((k) => '\n' + renderRecords(k)).join(''));
     return 0;
   };
   if (o.replay) {
@@ -293,7 +295,7 @@ export async function runWatch(o: WatchOptions): Promise<number | { trace: strin
       let last = lines.length;
       while (last > 0 && lines[last - 1]!.trim() === '') last--;
       const cut = bad.length === 1 && bad[0] === last ? ', the last one: cut short when the recording stopped' : '';
-      process.stderr.write(`kleak: skipped ${bad.length} line${bad.length > 1 ? 's' : ''} of ${o.replay} that ${bad.length > 1 ? 'are' : 'is'} not JSON (line ${bad.slice(0, 5).join(', ')}${cut}).\n`);
+      say(`kleak: skipped ${bad.length} line${bad.length > 1 ? 's' : ''} of ${o.replay} that ${bad.length > 1 ? 'are' : 'is'} not JSON (line ${bad.slice(0, 5).join(', ')}${cut}).\n`);
     }
     return finish();
   }
@@ -312,7 +314,7 @@ async function watchHere(o: WatchOptions, model: WatchModel, finish: () => numbe
   const records = new RecordWatch(o.kmemleakScan === true, o.caches);
   setRecords(records);
   const rec = records;
-  if (rec.missing.length > 0) process.stderr.write(`kleak: this kernel keeps ${rec.missing.join('; ')}: watch reads what it has.\n`);
+  if (rec.missing.length > 0) say(`kleak: this kernel keeps ${rec.missing.join('; ')}: watch reads what it has.\n`);
   const writer = o.record ? new SyncLineWriter(o.record, o.force) : undefined;
   writer?.line(JSON.stringify({ kleak: 1, kind: 'header', what: 'watch', intervalSec: o.intervalSec, started: new Date().toISOString() }));
   const takeNow = () => {
@@ -331,7 +333,7 @@ async function watchHere(o: WatchOptions, model: WatchModel, finish: () => numbe
     busy = true;
     remote.read().then(takeNow, (err: Error) => {
       failed = err;
-      process.stderr.write(`kleak: ${err.message}; watch stops here.\n`);
+      say(`kleak: ${err.message}; watch stops here.\n`);
       process.kill(process.pid, 'SIGTERM');
     }).finally(() => (busy = false));
   };
@@ -349,12 +351,12 @@ async function watchHere(o: WatchOptions, model: WatchModel, finish: () => numbe
     }
   }
   const stopper = catchStopSignals();
-  process.stderr.write(`kleak: watching ${o.ssh ? `${o.ssh.destination}'s ` : ''}/proc/slabinfo, /proc/meminfo and /proc/vmallocinfo every ${o.intervalSec}s; ${o.durationSec ? `for ${o.durationSec}s` : 'Ctrl-C to stop'}${writer ? `; recording to ${writer.path}` : ''}\n`);
+  say(`kleak: watching ${o.ssh ? `${o.ssh.destination}'s ` : ''}/proc/slabinfo, /proc/meminfo and /proc/vmallocinfo every ${o.intervalSec}s; ${o.durationSec ? `for ${o.durationSec}s` : 'Ctrl-C to stop'}${writer ? `; recording to ${writer.path}` : ''}\n`);
   await new Promise<void>((resolve) => {
     const started = Date.now();
     const timer = setInterval(() => {
       takeAndExport();
-      if (!o.json) process.stdout.write(renderWatch(model.report({ top: o.top, aliases: aliasesOf, merged: mergeable() })) + '\n');
+      if (!o.json) writeText(renderWatch(model.report({ top: o.top, aliases: aliasesOf, merged: mergeable() })) + '\n');
       if (o.durationSec && Date.now() - started >= o.durationSec * 1000 - 1) stop();
     }, o.intervalSec * 1000);
     const stop = () => {

@@ -4,6 +4,7 @@
 
 import { closeSync, existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { EnvironmentError } from '../errors.js';
+import { say } from '../output.js';
 
 export class TracefsInstance {
   readonly path: string;
@@ -149,7 +150,7 @@ export class TracefsInstance {
         }
       }
     }
-    process.stderr.write(`kleak: could not remove the tracefs instance ${this.path}; remove it with: rmdir ${this.path}\n`);
+    say(`kleak: could not remove the tracefs instance ${this.path}; remove it with: rmdir ${this.path}\n`);
   }
 }
 

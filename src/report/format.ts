@@ -1,4 +1,8 @@
-// Number formatting shared by the text report and the TUI.
+// Number and name formatting shared by the text reports and the TUI.
+
+import { visible } from '../output.js';
+
+export { visible };
 
 export function fmtBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -29,8 +33,9 @@ export function fmtRate(perMin: number): string {
   return Math.abs(perMin) >= 100 ? `${s}${Math.round(perMin)}` : `${s}${perMin.toFixed(1)}`;
 }
 
-/** Fits text into width columns, cutting with an ellipsis. */
-export function fit(text: string, width: number): string {
+/** Fits a name into width columns, cutting with an ellipsis; control bytes are shown escaped (see visible). */
+export function fit(name: string, width: number): string {
+  const text = visible(name);
   return text.length <= width ? text : width <= 1 ? text.slice(0, width) : text.slice(0, width - 1) + '…';
 }
 

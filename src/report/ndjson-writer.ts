@@ -2,22 +2,32 @@
 // recording replays to the same answer as the live run. Written with synchronous appends in small batches: what
 // was recorded survives Ctrl-C, an exception or bpftrace dying; a SIGKILL loses at most the last batch.
 
-import { closeSync, writeSync } from 'node:fs';
-import { createPrivateFile } from './private-file.js';
+import { closeSync, ftruncateSync } from 'node:fs';
+import { createPrivateFile, writeAll } from './private-file.js';
 import type { KernelSnapshot, KmemEvent, ParseSink } from '../event.js';
+import { say } from '../output.js';
 
 const FLUSH_BYTES = 64 * 1024;
 const FLUSH_MS = 200;
 
-/** Appends lines to a file in small synchronous batches; what was written survives a crash or Ctrl-C. */
+/**
+ * Appends lines to a file in small synchronous batches; what was written survives a crash or Ctrl-C. A write that
+ * fails (a full disk) ends the file at its last whole batch and stops writing for good: a file that went on after
+ * space returned would have a hole, and one cut inside a line would not read back.
+ */
 export class SyncLineWriter {
   private fd: number;
   private buf = '';
+  private bufLines = 0;
   private timer: NodeJS.Timeout;
   /** Why writing stopped, once it has. */
   failed: string | undefined;
   private readonly onExit = () => this.flush();
+  /** Lines handed to the writer. */
   lines = 0;
+  /** Lines (and bytes) that are in the file. */
+  written = 0;
+  bytes = 0;
 
   constructor(
     readonly path: string,
@@ -30,24 +40,33 @@ export class SyncLineWriter {
   }
 
   line(text: string): void {
-    this.buf += text + '\n';
     this.lines++;
+    if (this.failed !== undefined) return;
+    this.buf += text + '\n';
+    this.bufLines++;
     if (this.buf.length >= FLUSH_BYTES) this.flush();
   }
 
   flush(): void {
-    if (this.buf.length === 0 || this.fd < 0) return;
-    try {
-      writeSync(this.fd, this.buf);
-    } catch (err) {
-      // A full disk (or /dev/full) is the user's to fix, said once; tracing and the report go on, and what was
-      // written stays written. (This runs from a timer and at exit: throwing would lose the report.)
-      if (this.failed === undefined) {
-        this.failed = `writing ${this.path} failed: ${(err as Error).message}; the part already written is kept`;
-        process.stderr.write(`kleak: ${this.failed}.\n`);
-      }
-    }
+    if (this.buf.length === 0 || this.fd < 0 || this.failed !== undefined) return;
+    const data = Buffer.from(this.buf);
     this.buf = '';
+    try {
+      writeAll(this.fd, data, this.path);
+      this.written += this.bufLines;
+      this.bytes += data.length;
+    } catch (err) {
+      // A full disk (or /dev/full) is the user's to fix, said once; tracing and the report go on. (This runs from a
+      // timer and at exit: throwing would lose the report.)
+      try {
+        ftruncateSync(this.fd, this.bytes);
+      } catch {
+        // A file that cannot be cut back keeps its partial line; the sentence below still says what is whole.
+      }
+      this.failed = `${(err as Error).message}; ${this.path} keeps the first ${this.written} lines (${this.bytes} bytes) and nothing after them`;
+      say(`kleak: ${this.failed}.\n`);
+    }
+    this.bufLines = 0;
   }
 
   close(): void {

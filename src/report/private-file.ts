@@ -2,8 +2,9 @@
 // pointers): they are created readable by their owner only (0600), never through a symlink (a link planted in a
 // shared directory would make root overwrite its target), and never over an existing file unless asked (--force).
 
-import { constants, lstatSync, openSync, unlinkSync } from 'node:fs';
-import { InputError } from '../errors.js';
+import { closeSync, constants, lstatSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { EnvironmentError, InputError } from '../errors.js';
 
 /**
  * Opens a new file for writing, 0600 (or `mode`, for files that hold no address), refusing symlinks and (without
@@ -29,4 +30,67 @@ export function createPrivateFile(path: string, force = false, mode = 0o600): nu
     if (code === 'ELOOP') throw new InputError(`${path} is a symbolic link; kleak does not write through links.`, 'Give a path to a regular file.');
     throw new InputError(`cannot write ${path}: ${(err as Error).message}.`);
   }
+}
+
+/**
+ * Refuses, before any work is done, an output kleak would refuse at the end: an existing file (without force), a
+ * link, a folder that does not exist. A live run otherwise traced for its whole duration and then lost its report.
+ */
+export function checkNewFile(path: string, force = false): void {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    st = undefined;
+  }
+  if (st?.isSymbolicLink()) throw new InputError(`${path} is a symbolic link; kleak does not write through links.`, 'Give a path to a regular file.');
+  if (st && !force) throw new InputError(`${path} exists; kleak does not overwrite it.`, 'Choose another name, or add --force to replace it.');
+  if (st && !st.isFile()) throw new InputError(`${path} is not a regular file; kleak writes only new regular files.`);
+  let dir;
+  try {
+    dir = statSync(dirname(path));
+  } catch {
+    dir = undefined;
+  }
+  if (!dir?.isDirectory()) throw new InputError(`cannot write ${path}: the folder ${dirname(path)} does not exist.`);
+}
+
+/** Writes all of `data` to the open file, looping over short writes; on failure says how much had been written. */
+export function writeAll(fd: number, data: Uint8Array, path: string): void {
+  let done = 0;
+  while (done < data.length) {
+    try {
+      done += writeSync(fd, data, done, data.length - done);
+    } catch (err) {
+      throw new EnvironmentError(`writing ${path} failed after ${done} of ${data.length} bytes: ${reason(err)}`);
+    }
+  }
+}
+
+/**
+ * A new private file holding exactly `data`, or none at all: a cut file (a flame graph without its end, a profile
+ * gzip cannot read) is worse than none, so a failed write removes what it wrote and says so.
+ */
+export function writeNewFile(path: string, data: string | Uint8Array, force: boolean): void {
+  const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+  const fd = createPrivateFile(path, force);
+  try {
+    writeAll(fd, bytes, path);
+    closeSync(fd);
+  } catch (err) {
+    try {
+      closeSync(fd);
+    } catch {
+      // Already closed, or closing failed too: removing the file is what matters.
+    }
+    unlinkSync(path);
+    throw err instanceof EnvironmentError ? new EnvironmentError(`${err.message}; the incomplete file was removed.`) : err;
+  }
+}
+
+/** An errno error as words: "no space left on device (ENOSPC)". */
+export function reason(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  const m = /^[A-Z]+: ([^,]+)/.exec(e.message ?? '');
+  return m && e.code ? `${m[1]} (${e.code})` : (e.message ?? String(err));
 }

@@ -2,11 +2,9 @@
 // speedscope: `root;…;leaf BYTES`, one line per stack) and pprof (profile.proto, gzipped, sample types
 // objects/count and space/bytes: pprof, Pyroscope, Parca), encoded by pprof-format. Files are new and 0600.
 
-import { closeSync, writeSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { Function as PprofFunction, Line, Location, Profile, Sample, StringTable, ValueType } from 'pprof-format';
 import type { Engine } from '../engine/engine.js';
-import { createPrivateFile } from './private-file.js';
 
 export type StackWeights = ReturnType<Engine['stackWeights']>;
 
@@ -40,11 +38,3 @@ export function pprofProfile(w: StackWeights): Buffer {
   return gzipSync(profile.encode());
 }
 
-export function writeNewFile(path: string, data: string | Buffer, force: boolean): void {
-  const fd = createPrivateFile(path, force);
-  try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-  } finally {
-    closeSync(fd);
-  }
-}

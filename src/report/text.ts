@@ -1,13 +1,13 @@
 // The plain text report: what a person reads in a terminal log or a ticket.
 
 import { describeFilter } from '../engine/filter.js';
-import { fit, fmtAge, fmtBytes, fmtCount, fmtRate, sparkline } from './format.js';
+import { fit, visible, fmtAge, fmtBytes, fmtCount, fmtRate, sparkline } from './format.js';
 import type { Report, SiteReport } from './model.js';
 
 export function describeSource(r: Report): string {
   const s = r.source;
-  if (s.kind === 'replay') return `replay ${s.path ?? '-'} (${s.format ?? '?'}${s.recordedWith ? `, recorded live with ${s.recordedWith}` : ''})`;
-  return `live${s.host ? ` on ${s.host} (ssh)` : ''}, ${s.backend ?? '?'}${s.mode ? ` ${s.mode}` : ''}`;
+  if (s.kind === 'replay') return `replay ${visible(s.path ?? '-')} (${s.format ?? '?'}${s.recordedWith ? `, recorded live with ${s.recordedWith}` : ''})`;
+  return `live${s.host ? ` on ${visible(s.host)} (ssh)` : ''}, ${s.backend ?? '?'}${s.mode ? ` ${s.mode}` : ''}`;
 }
 
 export function totalsLine(r: Report): string {
@@ -78,22 +78,22 @@ export function renderText(r: Report): string {
   );
   for (const s of shown) out.push(siteRow(s, fnWidth));
   if (r.siteCount > shown.length) out.push(`… ${r.siteCount - shown.length} more call sites (--top N shows N; --json has all)`);
-  if (r.modules?.length) out.push('by module: ' + r.modules.map((m) => `${m.module === 'the kernel itself' ? m.module : `[${m.module}]`} ${fmtBytes(m.outstandingBytes)} in ${fmtCount(m.outstanding)}${m.growingSites ? ` (${m.growingSites} growing)` : ''}`).join(' · '));
+  if (r.modules?.length) out.push('by module: ' + r.modules.map((m) => `${m.module === 'the kernel itself' ? m.module : `[${visible(m.module)}]`} ${fmtBytes(m.outstandingBytes)} in ${fmtCount(m.outstanding)}${m.growingSites ? ` (${m.growingSites} growing)` : ''}`).join(' · '));
   for (const s of r.sites.slice(0, 3)) {
     out.push('');
-    out.push(`${s.function} (${s.callSite}): ${fmtCount(s.outstanding)} outstanding, ${fmtBytes(s.outstandingBytes)}; ${fmtCount(s.allocs)} allocated, ${fmtCount(s.frees)} freed; oldest ${fmtAge(s.oldestAgeSec)}; ${s.verdict}`);
+    out.push(`${visible(s.function)} (${visible(s.callSite)}): ${fmtCount(s.outstanding)} outstanding, ${fmtBytes(s.outstandingBytes)}; ${fmtCount(s.allocs)} allocated, ${fmtCount(s.frees)} freed; oldest ${fmtAge(s.oldestAgeSec)}; ${s.verdict}`);
     if (s.unseenFrees === 'rcu') out.push(`  not seen freed (freed by RCU batching): its objects are freed with kfree_rcu, whose batches no kmem tracepoint shows; --backend kernel sees them`);
     else if (s.missedFrees > 0) out.push(`  not seen freed: ${s.missedFrees} of its pointers were allocated again while outstanding, so they were freed by a path the trace does not show (kfree_rcu batching, bulk frees); --backend kernel sees kfree_rcu batches`);
     if (s.possiblePhantoms > 0) out.push(`  ${s.possiblePhantoms} of them predate lost events and may be phantoms`);
-    if (s.caches) out.push(`  in ${s.caches.map((c) => `${c.cache} (${fmtCount(c.outstanding)})`).join(', ')}`);
-    for (const st of s.stacks.slice(0, 3)) out.push(`  ${fmtCount(st.outstanding)} × ${st.frames.slice(0, 8).join(' ← ')}`);
+    if (s.caches) out.push(`  in ${s.caches.map((c) => `${visible(c.cache)} (${fmtCount(c.outstanding)})`).join(', ')}`);
+    for (const st of s.stacks.slice(0, 3)) out.push(`  ${fmtCount(st.outstanding)} × ${st.frames.slice(0, 8).map(visible).join(' ← ')}`);
     for (const p of s.samples.slice(0, 3)) {
-      out.push(`  ${p.ptr}  age ${fmtAge(p.ageSec)}${p.pid !== undefined ? `  pid ${p.pid}` : ''}${p.comm ? ` ${p.comm}` : ''}${p.bytesReq !== undefined ? `  ${p.bytesReq} bytes requested` : ''}`);
+      out.push(`  ${p.ptr}  age ${fmtAge(p.ageSec)}${p.pid !== undefined ? `  pid ${p.pid}` : ''}${p.comm ? ` ${visible(p.comm)}` : ''}${p.bytesReq !== undefined ? `  ${p.bytesReq} bytes requested` : ''}`);
     }
   }
   if (r.badLineSamples.length > 0) {
     out.push('');
-    out.push(`malformed lines: ${r.badLineSamples.slice(0, 5).map((b) => `line ${b.line} (${b.reason})`).join(', ')}${r.totals.badLines > 5 ? ', …' : ''}`);
+    out.push(`malformed lines: ${r.badLineSamples.slice(0, 5).map((b) => `line ${b.line} (${visible(b.reason)})`).join(', ')}${r.totals.badLines > 5 ? ', …' : ''}`);
   }
   return out.join('\n') + '\n';
 }

@@ -3,7 +3,7 @@
 import { Box, Text, useApp, useInput } from 'ink';
 import { useEffect, useState } from 'react';
 import type { WatchReport } from '../engine/watch.js';
-import { fit, fmtBytes, fmtCount, fmtRate, sparkline } from '../report/format.js';
+import { fit, fmtBytes, fmtCount, fmtRate, sparkline, visible } from '../report/format.js';
 import { GaugeTable, type GaugeRow } from './components/GaugeTable.js';
 import { color, verdictColor } from './theme.js';
 import { useTerminalSize } from './use-terminal-size.js';
@@ -85,7 +85,7 @@ export function WatchApp({ report, onTrace, onQuit, refreshMs = 500, size, secti
       {(() => {
         const grows = r.meminfo.filter((m) => m.verdict === 'growing' && m.next && m.name !== 'SUnreclaim');
         const v = r.vmallocCallers?.find((c) => c.verdict === 'growing');
-        const said = [...grows.map((m) => `${m.name} grows: ${m.next}`), ...(v ? [`vmalloc caller ${v.caller}${v.module ? ` [${v.module}]` : ''} grows (${fmtRate(v.areasPerMin)} areas/min)`] : [])];
+        const said = [...grows.map((m) => `${m.name} grows: ${m.next}`), ...(v ? [`vmalloc caller ${visible(v.caller)}${v.module ? ` [${visible(v.module)}]` : ''} grows (${fmtRate(v.areasPerMin)} areas/min)`] : [])];
         return said.length ? <Text color={color('yellow')} wrap="truncate-end">{said.join(' · ')}</Text> : null;
       })()}
       {shown ? (

@@ -2,7 +2,7 @@
 // slabinfo dumps) and vmalloc callers. A row is a site with a count, bytes, a rate, a trend and a verdict.
 import { Box, Text } from 'ink';
 import type { RecordSiteReport } from '../../records/model.js';
-import { fit, fmtBytes, fmtCount, fmtRate, sparkline } from '../../report/format.js';
+import { fit, fmtBytes, fmtCount, fmtRate, sparkline, visible } from '../../report/format.js';
 import { verdictColor } from '../theme.js';
 
 /** A row: a record's site (or a vmalloc caller shaped as one), with a key that tells rows apart. */
@@ -31,7 +31,7 @@ export function GaugeTable({ rows, selected, columns, height, countLabel = 'COUN
         );
       })}
       {rows.length === 0 ? <Text>(nothing in this record yet)</Text> : null}
-      <Text wrap="truncate-end">{sel?.where && sel.where !== sel.label ? `  ${sel.label}: ${sel.where}` : ' '}</Text>
+      <Text wrap="truncate-end">{sel?.where && sel.where !== sel.label ? `  ${visible(sel.label)}: ${visible(sel.where)}` : ' '}</Text>
     </Box>
   );
 }

@@ -1,7 +1,7 @@
 // One call site in depth: its stacks, sample pointers, and outstanding count over time.
 import type { ReactElement } from 'react';
 import { Box, Text } from 'ink';
-import { fmtAge, fmtBytes, fmtCount, fmtRate, sparkline } from '../../report/format.js';
+import { fmtAge, fmtBytes, fmtCount, fmtRate, sparkline, visible } from '../../report/format.js';
 import type { SiteReport } from '../../report/model.js';
 import { color, verdictColor } from '../theme.js';
 
@@ -25,9 +25,9 @@ export function SiteDetail({ site, name, width, height }: SiteDetailProps) {
     lines.push(<Text key="st" bold>{`stack of ${fmtCount(first.outstanding)} (${site.stacks.length} distinct):`}</Text>);
     // What the samples and headings leave of the screen goes to the top stack's frames.
     const frames = first.frames.slice(0, Math.max(3, height - 6 - Math.min(5, site.samples.length) - Math.min(3, others.length)));
-    frames.forEach((f, i) => lines.push(<Text key={`f${i}`} wrap="truncate-end">{`  ${i === 0 ? ' ' : '←'} ${f}`}</Text>));
+    frames.forEach((f, i) => lines.push(<Text key={`f${i}`} wrap="truncate-end">{`  ${i === 0 ? ' ' : '←'} ${visible(f)}`}</Text>));
     others.slice(0, 3).forEach((st, i) =>
-      lines.push(<Text key={`o${i}`} wrap="truncate-end">{`  ${fmtCount(st.outstanding)} × ${st.frames.join(' ← ')}`}</Text>),
+      lines.push(<Text key={`o${i}`} wrap="truncate-end">{`  ${fmtCount(st.outstanding)} × ${st.frames.map(visible).join(' ← ')}`}</Text>),
     );
   } else {
     lines.push(<Text key="nost" dimColor>no stacks in this trace (record with --stacks, or trace-cmd -T)</Text>);
@@ -36,7 +36,7 @@ export function SiteDetail({ site, name, width, height }: SiteDetailProps) {
   site.samples.forEach((p, i) =>
     lines.push(
       <Text key={`p${i}`} wrap="truncate-end">
-        {`  ${p.ptr}  age ${fmtAge(p.ageSec).padStart(6)}  ${p.pid !== undefined ? `pid ${p.pid} ` : ''}${p.comm ?? ''}${p.bytesReq !== undefined ? `  ${p.bytesReq} B requested` : ''}`}
+        {`  ${p.ptr}  age ${fmtAge(p.ageSec).padStart(6)}  ${p.pid !== undefined ? `pid ${p.pid} ` : ''}${visible(p.comm ?? '')}${p.bytesReq !== undefined ? `  ${p.bytesReq} B requested` : ''}`}
       </Text>,
     ),
   );
@@ -45,7 +45,7 @@ export function SiteDetail({ site, name, width, height }: SiteDetailProps) {
   return (
     <Box flexDirection="column" width={width}>
       <Text wrap="truncate-end">
-        <Text bold>{site.function}</Text> ({site.callSite}) · {site.caches ? site.caches.map((c) => `${c.cache} ${fmtCount(c.outstanding)}`).join(', ') : site.cache || '-'} · <Text color={verdictColor(site.verdict)}>{site.verdict}</Text>
+        <Text bold>{visible(site.function)}</Text> ({visible(site.callSite)}) · {site.caches ? site.caches.map((c) => `${visible(c.cache)} ${fmtCount(c.outstanding)}`).join(', ') : visible(site.cache || '-')} · <Text color={verdictColor(site.verdict)}>{site.verdict}</Text>
       </Text>
       <Text wrap="truncate-end">
         {fmtCount(site.outstanding)} outstanding, {fmtBytes(site.outstandingBytes)} · {fmtRate(site.growthPerMin)}/min · oldest {fmtAge(site.oldestAgeSec)} · allocated{' '}
