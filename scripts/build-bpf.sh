@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builds bpf/kleak.bpf.o, kleak's BPF program for the kernel backend, from bpf/kleak.bpf.c with Debian's clang,
+# Builds kleak's BPF programs: bpf/kleak.bpf.o (the kernel backend) and bpf/census.bpf.o (the census), each from its .bpf.c, with Debian's clang,
 # llvm-strip and libbpf-dev headers. The object is committed (as bpf2go projects commit theirs) so that installing
 # kleak needs no compiler. `--check` rebuilds into a temporary file and fails if it differs from the committed
 # object: CI runs that, so the object in the repository is always the one its source makes.
@@ -12,17 +12,21 @@ done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # Relative paths only: the object's BTF line info names the source file, and must not name this checkout.
-clang -O2 -g -target bpf -Wall -Werror -fdebug-prefix-map="$PWD"=. -Ibpf -I"/usr/include/$(uname -m)-linux-gnu" -c bpf/kleak.bpf.c -o "$tmp/full.o"
-# DWARF goes (it holds the build directory); BTF, which CO-RE needs, stays.
-llvm-strip -g "$tmp/full.o" -o "$tmp/kleak.bpf.o"
-if [ "${1:-}" = --check ]; then
-  if cmp -s "$tmp/kleak.bpf.o" bpf/kleak.bpf.o; then
-    echo "build-bpf: bpf/kleak.bpf.o is what bpf/kleak.bpf.c builds to ($(clang --version | head -1))"
+status=0
+for name in kleak census; do
+  clang -O2 -g -target bpf -Wall -Werror -fdebug-prefix-map="$PWD"=. -Ibpf -I"/usr/include/$(uname -m)-linux-gnu" -c "bpf/$name.bpf.c" -o "$tmp/full.o"
+  # DWARF goes (it holds the build directory); BTF, which CO-RE needs, stays.
+  llvm-strip -g "$tmp/full.o" -o "$tmp/$name.bpf.o"
+  if [ "${1:-}" = --check ]; then
+    if cmp -s "$tmp/$name.bpf.o" "bpf/$name.bpf.o"; then
+      echo "build-bpf: bpf/$name.bpf.o is what bpf/$name.bpf.c builds to ($(clang --version | head -1))"
+    else
+      echo "build-bpf: bpf/$name.bpf.o differs from what bpf/$name.bpf.c builds to: run npm run build:bpf and commit the object" >&2
+      status=1
+    fi
   else
-    echo "build-bpf: bpf/kleak.bpf.o differs from what bpf/kleak.bpf.c builds to: run npm run build:bpf and commit the object" >&2
-    exit 1
+    cp "$tmp/$name.bpf.o" "bpf/$name.bpf.o"
+    echo "build-bpf: wrote bpf/$name.bpf.o ($(wc -c < "bpf/$name.bpf.o") bytes)"
   fi
-else
-  cp "$tmp/kleak.bpf.o" bpf/kleak.bpf.o
-  echo "build-bpf: wrote bpf/kleak.bpf.o ($(wc -c < bpf/kleak.bpf.o) bytes)"
-fi
+done
+exit $status

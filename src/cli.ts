@@ -50,6 +50,9 @@ USAGE
   kleak watch [--root DIR] [--kmemleak-scan] [--prometheus [HOST:]PORT] [--textfile DIR]
   kleak watch --replay FILE.ndjson
   kleak inspect PTR... [--length N] | --from REPORT.json [--site FUNC]
+  kleak census CACHE|--bytes N|--all [--top N] [--json]
+                                         what a slab cache holds now (also what was allocated before kleak
+                                         started), grouped by what the objects look like; read-only
   kleak diff A B [--top N] [--json]      two watch captures, or two recordings/reports: what differs, by bytes
 
 LIVE AND RECORD
@@ -138,6 +141,7 @@ const OPTIONS = {
   pid: { type: 'string' },
   'min-age': { type: 'string' },
   top: { type: 'string' },
+  all: { type: 'boolean', default: false },
   backend: { type: 'string' },
   alloc: { type: 'string' },
   stacks: { type: 'boolean', default: false },
@@ -252,6 +256,7 @@ const COMMAND_OPTIONS: Record<string, readonly string[]> = {
   watch: ['interval', 'duration', 'top', 'record', 'force', 'replay', 'root', 'kmemleak-scan', 'prometheus', 'textfile', 'ssh', 'ssh-config', 'cache'],
   inspect: ['from', 'site', 'length'],
   diff: ['top'],
+  census: ['bytes', 'top', 'all'],
   '': ['speed', 'format', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'min-age', 'top', 'verdict', 'folded', 'pprof', 'flamegraph', 'force', 'every'],
 };
 const ALWAYS = new Set(['help', 'version', 'debug', 'json', 'text']);
@@ -469,6 +474,14 @@ export async function main(argv: string[]): Promise<number> {
         force: values.force,
       });
     }
+    case 'census': {
+      const { runCensus, renderCensus, cachesFor } = await import('./commands/census.js');
+      const top = num('top', values.top, { integer: true, min: 1 }) ?? 15;
+      const r = runCensus({ top: values.json ? Number.MAX_SAFE_INTEGER : top, ...cachesFor(rest, values.bytes === undefined ? undefined : num('bytes', values.bytes, { integer: true, min: 1 }), values.all === true) });
+      if (values.json) writeData(JSON.stringify(r, null, 2) + '\n');
+      else writeText(renderCensus(r, top));
+      return 0;
+    }
     case 'diff': {
       if (rest.length !== 2) throw new InputError('kleak diff needs two captures: A (healthy, or before) and B (sick, or after).', 'Example: kleak diff healthy.watch.ndjson sick.watch.ndjson');
       const { diff, renderDiff } = await import('./commands/diff.js');
@@ -503,7 +516,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     default:
-      throw new InputError(`unknown command "${command}".`, 'Commands: live, record, replay, watch, inspect, diff. Run kleak --help.');
+      throw new InputError(`unknown command "${command}".`, 'Commands: live, record, replay, watch, census, inspect, diff. Run kleak --help.');
   }
 }
 

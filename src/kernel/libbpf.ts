@@ -23,6 +23,13 @@ export interface Libbpf {
   close(obj: Ptr): void;
   mapFd(map: Ptr): number;
   lookup(fd: number, key: Buffer, value: Buffer): number;
+  update(fd: number, key: Buffer, value: Buffer): number;
+  programFd(prog: Ptr): number;
+  /**
+   * BPF_PROG_RUN of a syscall program with `ctx` as its context; the kernel copies the context back into `ctx`.
+   * Returns the run's result (negative errno) and the program's return value.
+   */
+  run(progFd: number, ctx: Buffer): { err: number; retval: number };
   lookupBatch(fd: number, inBatch: Buffer | null, outBatch: Buffer, keys: Buffer, values: Buffer, count: Uint32Array): number;
   possibleCpus(): number;
   errno(): number;
@@ -52,6 +59,12 @@ export function libbpf(): Libbpf {
   koffi.opaque('bpf_program');
   koffi.opaque('bpf_link');
   koffi.struct('kleak_open_opts', { sz: 'size_t', object_name: 'const char *' });
+  // struct bpf_test_run_opts of libbpf 1.x (its sz field lets newer libbpf accept it).
+  koffi.struct('kleak_test_run_opts', {
+    sz: 'size_t', data_in: 'void *', data_out: 'void *', data_size_in: 'uint32_t', data_size_out: 'uint32_t',
+    ctx_in: 'void *', ctx_out: 'void *', ctx_size_in: 'uint32_t', ctx_size_out: 'uint32_t', retval: 'uint32_t',
+    repeat: 'int', duration: 'uint32_t', flags: 'uint32_t', cpu: 'uint32_t', batch_size: 'uint32_t',
+  });
   const sampleFn = koffi.proto('int kleak_rb_sample(void *ctx, void *data, size_t size)');
   const f = (sig: string): Fn => lib.func(sig) as Fn;
   const api = {
@@ -73,6 +86,9 @@ export function libbpf(): Libbpf {
     close: f('void bpf_object__close(bpf_object *obj)'),
     mapFd: f('int bpf_map__fd(const bpf_map *map)'),
     lookup: f('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
+    update: f('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
+    programFd: f('int bpf_program__fd(const bpf_program *prog)'),
+    testRun: f('int bpf_prog_test_run_opts(int prog_fd, _Inout_ kleak_test_run_opts *opts)'),
     lookupBatch: f('int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, uint32_t *count, const void *opts)'),
     possibleCpus: f('int libbpf_num_possible_cpus(void)'),
     rbNew: f('void *ring_buffer__new(int map_fd, kleak_rb_sample *sample_cb, void *ctx, void *opts)'),
@@ -125,6 +141,16 @@ export function libbpf(): Libbpf {
     close: (obj) => void api.close(obj),
     mapFd: (map) => api.mapFd(map) as number,
     lookup: (fd, key, value) => api.lookup(fd, key, value) as number,
+    update: (fd, key, value) => api.update(fd, key, value, 0) as number,
+    programFd: (prog) => api.programFd(prog) as number,
+    run(progFd, ctx) {
+      const opts = {
+        sz: 80, data_in: null, data_out: null, data_size_in: 0, data_size_out: 0, ctx_in: ctx, ctx_out: null,
+        ctx_size_in: ctx.length, ctx_size_out: 0, retval: 0, repeat: 0, duration: 0, flags: 0, cpu: 0, batch_size: 0,
+      };
+      const err = api.testRun(progFd, opts) as number;
+      return { err, retval: opts.retval | 0 };
+    },
     lookupBatch: (fd, inBatch, outBatch, keys, values, count) => api.lookupBatch(fd, inBatch, outBatch, keys, values, count, null) as number,
     possibleCpus: () => api.possibleCpus() as number,
     errno: () => koffi.errno(),
