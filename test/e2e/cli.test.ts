@@ -124,10 +124,10 @@ describe('kleak replay', () => {
     const r = await kleak(['--help']);
     expect(r.exitCode).toBe(0);
     expect(String(r.stdout)).toMatch(/^kleak — .*\n\nEXAMPLES\n/);
-    for (const c of ['live', 'replay', 'record', 'watch', 'inspect']) expect(String(r.stdout)).toMatch(new RegExp(`^  kleak ${c} `, 'm'));
+    for (const c of ['live', 'replay', 'record', 'watch', 'census', 'inspect']) expect(String(r.stdout)).toMatch(new RegExp(`^  kleak ${c} `, 'm'));
     const unknown = await kleak(['frobnicate']);
     expect(unknown.exitCode).toBe(1);
-    expect(String(unknown.stderr)).toMatch(/unknown command "frobnicate".*\n.*Commands: live, record, replay, watch, inspect/);
+    expect(String(unknown.stderr)).toMatch(/unknown command "frobnicate".*\n.*Commands: live, record, replay, watch, census, inspect/);
   });
 
   it('an empty file says so', async () => {
