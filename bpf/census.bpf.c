@@ -9,6 +9,11 @@
  *   bases with it: both are randomised and this kernel exports neither in kallsyms);
  * - CENSUS_OP_PERCPU: where each CPU's per-CPU area is (each CPU's copy of a per-CPU array map, less the map's own
  *   per-CPU pointer): a cache's kmem_cache_cpu is s->cpu_slab plus that offset;
+ * - CENSUS_OP_OWNERS: the cache (struct kmem_cache *) of each given slab head pfn, so that kleak walks each cache
+ *   over its own slabs only (one pass over every slab for --all, instead of one per cache);
+ * - CENSUS_OP_SCAN: the slab head pfns of a range of physical memory, from each pfn's struct page (page_type says
+ *   slab on the head page only), with the cache each belongs to (target 0: every cache): /proc/kpageflags without
+ *   the kernel computing every other flag of every page;
  * - CENSUS_OP_WALK: given slab head pfns (from /proc/kpageflags), the allocated objects of the target cache on them:
  *   an object is free if it is on its slab's freelist or, for a CPU slab, on that CPU's lockless freelist. Each
  *   allocated object's address and first copy_len bytes go to the census_out buffer; kleak classifies them and
@@ -40,6 +45,14 @@ struct slab {
 	void *freelist;
 	unsigned long counters;
 } __attribute__((preserve_access_index));
+
+struct page {
+	unsigned int page_type;
+} __attribute__((preserve_access_index));
+
+enum pagetype {
+	PGTY_slab = 0xf5,
+};
 
 struct kmem_cache_cpu {
 	void **freelist;
@@ -274,6 +287,77 @@ static long read_one(__u64 i, void *unused)
 	return 0;
 }
 
+static long owner_one(__u64 i, void *unused)
+{
+	__u32 zero = 0;
+	struct census_in *in = bpf_map_lookup_elem(&census_in, &zero);
+	if (!in || i >= st.count)
+		return 1;
+	__u32 k = i & (CENSUS_MAX_PFNS - 1);
+	int ok = 1;
+	__u64 page = st.vmemmap + in->words[k] * st.page_struct_size;
+	in->words[k] = read_word(page + bpf_core_field_offset(struct slab, slab_cache), &ok);
+	in->ok[k] = ok;
+	return 0;
+}
+
+/* SCAN reads struct pages SCAN_GROUP at a time: one helper call per group instead of one per page. */
+#define SCAN_GROUP 32
+#define SCAN_MAX_PAGE_STRUCT 64
+__u8 scan_pages[SCAN_GROUP * SCAN_MAX_PAGE_STRUCT];
+
+static __always_inline int scan_found(__u64 pfn, __u64 page)
+{
+	__u32 zero = 0;
+	struct census_buffer *out = bpf_map_lookup_elem(&census_out, &zero);
+	__u64 used = st.out_used;
+	if (!out || used > CENSUS_OUT_BYTES - 16)
+		return 1;
+	int ok = 1;
+	__u64 cache = read_word(page + bpf_core_field_offset(struct slab, slab_cache), &ok);
+	if (!ok || (st.target != 0 && cache != st.target))
+		return 0;
+	__builtin_memcpy(&out->data[used], &pfn, 8);
+	__builtin_memcpy(&out->data[used + 8], &cache, 8);
+	st.out_used = used + 16;
+	st.slabs++;
+	return 0;
+}
+
+static long scan_group(__u64 i, void *unused)
+{
+	if (st.next >= st.count || st.out_used > CENSUS_OUT_BYTES - 16 * SCAN_GROUP)
+		return 1;
+	__u64 first = st.next;
+	__u64 n = st.count - first < SCAN_GROUP ? st.count - first : SCAN_GROUP;
+	__u64 pss = st.page_struct_size;
+	__u64 type_at = bpf_core_field_offset(struct page, page_type);
+	__u64 slab_type = bpf_core_enum_value(enum pagetype, PGTY_slab);
+	st.next = first + n;
+	if (pss != SCAN_MAX_PAGE_STRUCT || n != SCAN_GROUP ||
+	    bpf_probe_read_kernel(scan_pages, sizeof(scan_pages), (void *)(st.vmemmap + first * pss)) != 0) {
+		/* A short group, or one that crosses a hole: page by page. */
+		for (__u64 j = 0; j < SCAN_GROUP && j < n; j++) {
+			__u64 page = st.vmemmap + (first + j) * pss;
+			unsigned int type = 0;
+			if (bpf_probe_read_kernel(&type, sizeof(type), (void *)(page + type_at)) != 0) {
+				st.unreadable++;
+				continue;
+			}
+			if ((type >> 24) == slab_type && scan_found(first + j, page))
+				return 1;
+		}
+		return 0;
+	}
+	for (__u64 j = 0; j < SCAN_GROUP; j++) {
+		__u64 at = (j * SCAN_MAX_PAGE_STRUCT + type_at) & (sizeof(scan_pages) - 4);
+		unsigned int type = *(unsigned int *)&scan_pages[at];
+		if ((type >> 24) == slab_type && scan_found(first + j, st.vmemmap + (first + j) * pss))
+			return 1;
+	}
+	return 0;
+}
+
 static long percpu_one(__u64 cpu, void *unused)
 {
 	__u32 zero = 0;
@@ -346,6 +430,12 @@ int census(struct census_ctx *ctx)
 		break;
 	case CENSUS_OP_PERCPU:
 		ret = op_percpu();
+		break;
+	case CENSUS_OP_OWNERS:
+		bpf_loop(CENSUS_MAX_PFNS, owner_one, NULL, 0);
+		break;
+	case CENSUS_OP_SCAN:
+		bpf_loop(CENSUS_SCAN_PFNS / SCAN_GROUP, scan_group, NULL, 0);
 		break;
 	case CENSUS_OP_WALK:
 		bpf_loop(CENSUS_MAX_PFNS, walk_pfn, NULL, 0);

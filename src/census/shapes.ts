@@ -1,6 +1,10 @@
 // Groups a census's objects by what they look like (docs/census.md): each 8-byte word is classed by where it
 // points or what it holds; words into kernel text are named by symbol, into the kernel image's data by address.
 // Objects of one kind share a shape, and a leak fills a cache with thousands of one shape. Pure: no I/O.
+//
+// Speed matters here: a cache of a million objects is 24 million words. Each word becomes a small number (a plain
+// class, or the interned id of a named pointer), an object's key is a short string of those numbers, and names
+// and hex are made once per distinct pointer or group, never per object.
 
 import { type AddressSpace, inRange, kernelOffset, offsetToHex } from '../linux/address-space.js';
 
@@ -12,7 +16,7 @@ export interface Symbolizer {
 export interface CensusGroup {
   /** The names of the group's kernel pointers (functions, data addresses), or its shape when it has none. */
   label: string;
-  /** One class per word: 0, int, text:NAME, data@ADDR, module, self, heap, kptr, user, ascii, bits. */
+  /** One class per word: 0, int, text:NAME, data@ADDR, module:NAME, self, heap, kptr, user, ascii, bits. */
   shape: string[];
   count: number;
   /** A few object addresses (kernel heap addresses, for kleak inspect); never their contents. */
@@ -21,9 +25,24 @@ export interface CensusGroup {
 
 const SAMPLES = 5;
 
+/** Plain classes; codes from NAMED upwards are interned pointers into the kernel image or modules. */
+const PLAIN = ['0', 'int', 'self', 'heap', 'kptr', 'user', 'ascii', 'bits'] as const;
+const [ZERO, INT, SELF, HEAP, KPTR, USER, ASCII, BITS] = [0, 1, 2, 3, 4, 5, 6, 7];
+const NAMED = PLAIN.length;
+
+interface Group {
+  codes: Uint16Array;
+  count: number;
+  samples: number[];
+}
+
 export class ShapeGrouper {
-  private readonly groups = new Map<string, { shape: string[]; count: number; samples: string[] }>();
-  private readonly names = new Map<number, string>();
+  private readonly groups = new Map<string, Group>();
+  /** Interned named pointers: kernel offset → code, and code - NAMED → class string. */
+  private readonly pointerCode = new Map<number, number>();
+  private readonly pointerClass: string[] = [];
+  private readonly codes: Uint16Array;
+  private readonly named: Uint16Array;
   objects = 0;
 
   constructor(
@@ -31,69 +50,84 @@ export class ShapeGrouper {
     private readonly sym: Symbolizer,
     /** Words classed per object: the object's size, up to what the walk copied. */
     private readonly words: number,
-  ) {}
+  ) {
+    this.codes = new Uint16Array(words);
+    this.named = new Uint16Array(words * 2);
+  }
 
   /** Adds the records of one walk batch: each is an 8-byte address, then the object's first bytes. */
   addBatch(buf: Buffer, used: number, recordBytes: number): void {
-    for (let at = 0; at + recordBytes <= used; at += recordBytes) this.add(buf, at);
+    const aligned = buf.byteOffset % 4 === 0 && recordBytes % 4 === 0;
+    const u32 = aligned ? new Uint32Array(buf.buffer, buf.byteOffset, used >>> 2) : undefined;
+    for (let at = 0; at + recordBytes <= used; at += recordBytes) this.add(buf, u32, at);
   }
 
-  private add(buf: Buffer, at: number): void {
+  private add(buf: Buffer, u32: Uint32Array | undefined, at: number): void {
     this.objects++;
-    const objLo = buf.readUInt32LE(at);
-    const objHi = buf.readUInt32LE(at + 4);
-    const objK = kernelOffset(objLo, objHi);
+    const w = at >>> 2;
+    const objK = kernelOffset(u32 ? u32[w]! : buf.readUInt32LE(at), u32 ? u32[w + 1]! : buf.readUInt32LE(at + 4));
     // Objects that point into the kernel image are grouped by those pointers alone (where and what): the other
     // words (counters, times, heap pointers) differ between objects of one kind. Others by their whole shape.
-    let named = '';
-    let key = '';
-    const shape: string[] = [];
+    let nNamed = 0;
     for (let i = 0; i < this.words; i++) {
       const p = at + 8 + i * 8;
-      const c = this.classify(buf, p, objK + i * 8);
-      shape.push(c);
-      key += c + ',';
-      if (c.startsWith('text:') || c.startsWith('data@') || c.startsWith('module:')) named += `${i}=${c},`;
+      const lo = u32 ? u32[(p >>> 2)]! : buf.readUInt32LE(p);
+      const hi = u32 ? u32[(p >>> 2) + 1]! : buf.readUInt32LE(p + 4);
+      const c = this.classify(buf, p, lo, hi, objK + i * 8);
+      this.codes[i] = c;
+      if (c >= NAMED) {
+        this.named[nNamed++] = i;
+        this.named[nNamed++] = c;
+      }
     }
-    if (named !== '') key = named;
+    const key = nNamed > 0 ? 'n' + String.fromCharCode.apply(null, this.named.subarray(0, nNamed) as unknown as number[]) : String.fromCharCode.apply(null, this.codes as unknown as number[]);
     let g = this.groups.get(key);
-    if (!g) this.groups.set(key, (g = { shape, count: 0, samples: [] }));
+    if (!g) this.groups.set(key, (g = { codes: this.codes.slice(), count: 0, samples: [] }));
     g.count++;
-    if (g.samples.length < SAMPLES) g.samples.push(offsetToHex(objK));
+    if (g.samples.length < SAMPLES) g.samples.push(objK);
   }
 
-  /** The class of the word at buf[p]; `selfK` is the word's own address (a list head pointing to itself). */
-  private classify(buf: Buffer, p: number, selfK: number): string {
-    const lo = buf.readUInt32LE(p);
-    const hi = buf.readUInt32LE(p + 4);
-    if (lo === 0 && hi === 0) return '0';
-    if (hi === 0 && lo < 0x10000) return 'int';
+  /** The class of the word (lo, hi) at buf[p]; `selfK` is the word's own address (a list head pointing to itself). */
+  private classify(buf: Buffer, p: number, lo: number, hi: number, selfK: number): number {
+    if (hi === 0) return lo === 0 ? ZERO : lo < 0x10000 ? INT : printable(buf, p) ? ASCII : INT;
     const k = kernelOffset(lo, hi);
     if (k >= 0) {
       const s = this.space;
-      if (inRange(k, s.text)) return `text:${this.nameOf(k)}`;
-      if (inRange(k, s.image)) return `data@${offsetToHex(k)}`;
-      if (inRange(k, s.modules)) return `module:${this.nameOf(k)}`;
-      if (k === selfK) return 'self';
-      if (inRange(k, s.directMap)) return 'heap';
-      return 'kptr';
+      if (k === selfK) return SELF;
+      if (inRange(k, s.directMap)) return HEAP;
+      if (inRange(k, s.image) || inRange(k, s.modules)) return this.pointer(k);
+      return KPTR;
     }
-    if (printable(buf, p)) return 'ascii';
-    if (hi < 0x8000 && hi > 0) return 'user';
-    return hi === 0 ? 'int' : 'bits';
+    if (printable(buf, p)) return ASCII;
+    return hi < 0x8000 ? USER : BITS;
   }
 
-  private nameOf(k: number): string {
-    let n = this.names.get(k);
-    if (n === undefined) this.names.set(k, (n = this.sym.name(k) ?? offsetToHex(k)));
-    return n;
+  private pointer(k: number): number {
+    let code = this.pointerCode.get(k);
+    if (code === undefined) {
+      const s = this.space;
+      const cls = inRange(k, s.text) ? `text:${this.sym.name(k) ?? offsetToHex(k)}` : inRange(k, s.image) ? `data@${offsetToHex(k)}` : `module:${this.sym.name(k) ?? offsetToHex(k)}`;
+      // Past 65,000 distinct pointers (never seen: a cache's objects share few), the rest count as kernel pointers.
+      if (this.pointerClass.length >= 0xffff - NAMED) return KPTR;
+      code = NAMED + this.pointerClass.length;
+      this.pointerClass.push(cls);
+      this.pointerCode.set(k, code);
+    }
+    return code;
+  }
+
+  private classOf(code: number): string {
+    return code < NAMED ? PLAIN[code]! : this.pointerClass[code - NAMED]!;
   }
 
   /** Groups, most objects first. */
   result(): CensusGroup[] {
     return [...this.groups.values()]
       .sort((a, b) => b.count - a.count)
-      .map((g) => ({ label: labelOf(g.shape), shape: g.shape, count: g.count, samples: g.samples }));
+      .map((g) => {
+        const shape = Array.from(g.codes, (c) => this.classOf(c));
+        return { label: labelOf(shape), shape, count: g.count, samples: g.samples.map(offsetToHex) };
+      });
   }
 }
 

@@ -6,9 +6,9 @@
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { EnvironmentError } from '../errors.js';
 import { libbpf } from '../kernel/libbpf.js';
-import { hexToOffset, offsetToHex } from '../linux/address-space.js';
+import { hexToOffset, offsetToHex, X86_64_DEFAULT_BASES } from '../linux/address-space.js';
 import { packagePath } from '../paths.js';
-import { CACHE_RECORD, CTX_BYTES, type CtxField, ctxOffset, IN, MAX_CPUS, MAX_OBJS, MAX_PFNS, OP, OUT_VALUE_BYTES } from './layout.js';
+import { CACHE_RECORD, CTX_BYTES, type CtxField, ctxOffset, IN, MAX_CPUS, MAX_OBJS, MAX_PFNS, OP, OUT_VALUE_BYTES, SCAN_PFNS } from './layout.js';
 
 export const CENSUS_OBJECT = packagePath('bpf', 'census.bpf.o');
 
@@ -47,8 +47,10 @@ export function slabHeadPfns(path = '/proc/kpageflags'): Uint32Array {
   } catch (err) {
     throw new EnvironmentError(`the census cannot read ${path} (${(err as NodeJS.ErrnoException).code}): it finds slabs there.`, 'Run as root on a kernel with CONFIG_PROC_PAGE_MONITOR; kleak watch and kleak live work without it.');
   }
-  // One read of the whole file fails (EINVAL): 1 MiB at a time, 131,072 pfns each.
+  // One read of the whole file fails (EINVAL): 1 MiB at a time, 131,072 pfns each. The flags are read as 32-bit
+  // halves: KPF_SLAB (bit 7) and KPF_COMPOUND_TAIL (bit 16) are both in the low half.
   const chunk = Buffer.alloc(1 << 20);
+  const half = new Uint32Array(chunk.buffer, chunk.byteOffset, chunk.length >>> 2);
   let out = new Uint32Array(1 << 16);
   let n = 0;
   let pfn = 0;
@@ -56,19 +58,18 @@ export function slabHeadPfns(path = '/proc/kpageflags'): Uint32Array {
     for (;;) {
       const got = readSync(fd, chunk, 0, chunk.length, pfn * 8);
       if (got <= 0) break;
-      for (let off = 0; off + 8 <= got; off += 8, pfn++) {
-        const lo = chunk.readUInt32LE(off);
-        const hi = chunk.readUInt32LE(off + 4);
-        // bit 7 is in lo; bit 16 (tail) is in lo as well.
-        if ((lo & 0x80) !== 0 && (lo & 0x10000) === 0 && hi >= 0) {
+      const words = got >>> 3;
+      for (let i = 0; i < words; i++) {
+        if ((half[i * 2]! & 0x10080) === 0x80) {
           if (n === out.length) {
             const bigger = new Uint32Array(out.length * 2);
             bigger.set(out);
             out = bigger;
           }
-          out[n++] = pfn;
+          out[n++] = pfn + i;
         }
       }
+      pfn += words;
     }
   } finally {
     closeSync(fd);
@@ -86,6 +87,11 @@ export class CensusProgram {
   readonly out = Buffer.alloc(OUT_VALUE_BYTES);
   readonly input = Buffer.alloc(IN.bytes);
   readonly ncpus: number;
+  /**
+   * Each BPF_PROG_RUN holds its CPU for its whole length (the program cannot be preempted on a kernel without
+   * preemption), so the longest run is what a task sharing that CPU can be stalled by: kleak keeps it short.
+   */
+  readonly cost = { runs: 0, longestRunMs: 0, runMs: 0 };
 
   constructor(objectPath = CENSUS_OBJECT) {
     let image: Buffer;
@@ -124,7 +130,12 @@ export class CensusProgram {
     ctx.writeBigUInt64LE(BigInt(this.ncpus), ctxOffset('ncpus'));
     for (const [k, v] of Object.entries(fields)) ctx.writeBigUInt64LE(BigInt.asUintN(64, BigInt(v)), ctxOffset(k as CtxField));
     if (withInput && this.lib.update(this.inFd, this.zero, this.input) !== 0) throw new Error(`census: writing census_in failed (errno ${this.lib.errno()})`);
+    const t0 = performance.now();
     const { err, retval } = this.lib.run(this.progFd, ctx);
+    const ms = performance.now() - t0;
+    this.cost.runs++;
+    this.cost.runMs += ms;
+    if (ms > this.cost.longestRunMs) this.cost.longestRunMs = ms;
     if (err !== 0) throw new EnvironmentError(`the kernel refused to run the census program (error ${err}).`, 'BPF_PROG_RUN of syscall programs needs root (CAP_BPF and CAP_PERFMON) and Linux 5.14+.');
     if (retval !== 0) throw new EnvironmentError(`the census program failed (returned ${retval}): this kernel lacks the bpf_iter_kmem_cache kfunc (Linux 6.13+).`);
     return (f) => ctx.readBigUInt64LE(ctxOffset(f));
@@ -164,16 +175,64 @@ export class CensusProgram {
   }
 
   /** Kernel words at the given addresses (undefined where unreadable), up to MAX_PFNS a run. */
-  readWords(addrs: readonly bigint[]): (bigint | undefined)[] {
+  readWords(addrs: readonly bigint[], perRun = MAX_PFNS): (bigint | undefined)[] {
     const res: (bigint | undefined)[] = [];
-    for (let at = 0; at < addrs.length; at += MAX_PFNS) {
-      const part = addrs.slice(at, at + MAX_PFNS);
+    for (let at = 0; at < addrs.length; at += perRun) {
+      const part = addrs.slice(at, at + Math.min(perRun, MAX_PFNS));
       part.forEach((a, i) => this.input.writeBigUInt64LE(BigInt.asUintN(64, a), IN.words + i * 8));
       this.run({ op: OP.read, count: part.length }, true);
       const inp = this.readIn();
       part.forEach((_, i) => res.push(inp.readBigUInt64LE(IN.ok + i * 8) !== 0n ? inp.readBigUInt64LE(IN.words + i * 8) : undefined));
     }
     return res;
+  }
+
+  /**
+   * The slab head pfns of each cache in the given pfn ranges (System RAM), keyed by its struct kmem_cache * (16 hex
+   * digits), read from struct page by the program: about twice as fast as /proc/kpageflags, which computes every flag
+   * of every page. `target` (a kmem_cache *) keeps only that cache's slabs.
+   */
+  scanSlabs(ranges: readonly [number, number][], bases: Pick<KernelBases, 'vmemmap'>, pageStructSize: number, target = 0n): Map<string, number[]> {
+    const by = new Map<string, number[]>();
+    for (const [start, end] of ranges) {
+      for (let next = start; next < end; ) {
+        const ctx = this.run({ op: OP.scan, next, count: Math.min(end, next + SCAN_PFNS), vmemmap: bases.vmemmap, page_struct_size: pageStructSize, target });
+        const after = Number(ctx('next'));
+        if (after <= next) throw new Error(`census: the slab scan made no progress at pfn ${next}`);
+        next = after;
+        const used = Number(ctx('out_used'));
+        if (used === 0) continue;
+        const out = this.readOut();
+        for (let at = 0; at + 16 <= used; at += 16) {
+          const owner = out.readUInt32LE(at + 12).toString(16).padStart(8, '0') + out.readUInt32LE(at + 8).toString(16).padStart(8, '0');
+          let list = by.get(owner);
+          if (!list) by.set(owner, (list = []));
+          list.push(out.readUInt32LE(at));
+        }
+      }
+    }
+    return by;
+  }
+
+  /**
+   * The slab head pfns of each cache, keyed by its struct kmem_cache * (16 hex digits): one pass over every slab,
+   * so that each cache is then walked over its own slabs only. Unreadable pfns are counted under "".
+   */
+  slabsByCache(pfns: Uint32Array, bases: Pick<KernelBases, 'vmemmap'>, pageStructSize: number): Map<string, number[]> {
+    const by = new Map<string, number[]>();
+    for (let at = 0; at < pfns.length; at += MAX_PFNS) {
+      const part = pfns.subarray(at, at + MAX_PFNS);
+      for (let i = 0; i < part.length; i++) this.input.writeBigUInt64LE(BigInt(part[i]!), IN.words + i * 8);
+      this.run({ op: OP.owners, count: part.length, vmemmap: bases.vmemmap, page_struct_size: pageStructSize }, true);
+      const inp = this.readIn();
+      for (let i = 0; i < part.length; i++) {
+        const owner = inp.readBigUInt64LE(IN.ok + i * 8) !== 0n ? inp.readBigUInt64LE(IN.words + i * 8).toString(16).padStart(16, '0') : '';
+        let list = by.get(owner);
+        if (!list) by.set(owner, (list = []));
+        list.push(part[i]!);
+      }
+    }
+    return by;
   }
 
   /** Each CPU's per-CPU offset: its copy of a per-CPU map element less the map's per-CPU pointer. */
@@ -193,13 +252,16 @@ export interface KernelBases {
   vmemmap: bigint;
   /** End of physical memory, for the direct map's extent. */
   physEnd: bigint;
+  /** System RAM as pfn ranges [start, end): where slabs can be (holes are not read: each unmapped read faults). */
+  ramPfns: [number, number][];
   perCpu: bigint[];
 }
 
 /** "Kernel code" and the end of System RAM from /proc/iomem (real addresses for root). */
-function iomem(text = readFileSync('/proc/iomem', 'utf8')): { kernelCode: bigint | undefined; physEnd: bigint } {
+function iomem(text = readFileSync('/proc/iomem', 'utf8')): { kernelCode: bigint | undefined; physEnd: bigint; ram: [bigint, bigint][] } {
   let kernelCode: bigint | undefined;
   let physEnd = 0n;
+  const ram: [bigint, bigint][] = [];
   for (const line of text.split('\n')) {
     const m = /^\s*([0-9a-f]+)-([0-9a-f]+) : (.*)$/.exec(line);
     if (!m) continue;
@@ -207,9 +269,10 @@ function iomem(text = readFileSync('/proc/iomem', 'utf8')): { kernelCode: bigint
     if (m[3] === 'System RAM') {
       const end = BigInt(`0x${m[2]}`) + 1n;
       if (end > physEnd) physEnd = end;
+      ram.push([BigInt(`0x${m[1]}`), end]);
     }
   }
-  return { kernelCode, physEnd };
+  return { kernelCode, physEnd, ram };
 }
 
 /**
@@ -220,17 +283,19 @@ function iomem(text = readFileSync('/proc/iomem', 'utf8')): { kernelCode: bigint
  *   kmem_cache names that cache (following compound_head from a tail page).
  */
 export function findBases(p: CensusProgram, caches: readonly CacheInfo[], textAddr: bigint, pageShift: number, pageStructSize: number): KernelBases {
-  const { kernelCode, physEnd } = iomem();
+  const { kernelCode, physEnd, ram } = iomem();
+  const ramPfns = ram.map(([a, b]): [number, number] => [Number(a >> BigInt(pageShift)), Number((b + (1n << BigInt(pageShift)) - 1n) >> BigInt(pageShift))]);
   if (kernelCode === undefined || physEnd === 0n) throw new EnvironmentError('the census cannot read physical addresses from /proc/iomem (run it as root).');
   const kc = caches.find((c) => c.name === 'kmem_cache');
   if (!kc) throw new EnvironmentError('the census found no kmem_cache cache among the slab caches.');
   const kcPtr = BigInt(`0x${kc.ptr}`);
   const [textWord] = p.readWords([textAddr]);
   if (textWord === undefined) throw new EnvironmentError('the census cannot read kernel memory (lockdown=confidentiality forbids it).', 'kleak live and kleak watch work without reading memory.');
+  // The unrandomised base first: one read settles it on kernels without CONFIG_RANDOMIZE_MEMORY (or with nokaslr).
   const top = kcPtr & ~(GiB - 1n);
-  const candidates: bigint[] = [];
-  for (let k = 0n; k * GiB <= physEnd + GiB; k++) candidates.push(top - k * GiB);
-  const words = p.readWords(candidates.map((c) => c + kernelCode));
+  const candidates: bigint[] = [X86_64_DEFAULT_BASES.pageOffset];
+  for (let k = 0n; k * GiB <= physEnd + GiB; k++) if (top - k * GiB !== candidates[0]) candidates.push(top - k * GiB);
+  const words = p.readWords(candidates.map((c) => c + kernelCode), PROBE_PER_RUN);
   const i = words.findIndex((w) => w === textWord);
   if (i < 0) throw new EnvironmentError('the census could not find the direct map base on this kernel (its layout is not one kleak knows).');
   const pageOffset = candidates[i]!;
@@ -240,10 +305,12 @@ export function findBases(p: CensusProgram, caches: readonly CacheInfo[], textAd
   const limit = hexToBig('fffffe0000000000');
   const first = (pageOffset + physEnd + GiB - 1n) & ~(GiB - 1n);
   let vmemmap: bigint | undefined;
-  for (let c = first; c < limit && vmemmap === undefined; c += GiB * BigInt(MAX_PFNS)) {
+  const dflt = X86_64_DEFAULT_BASES.vmemmap;
+  if (dflt >= first && (p.readWords([dflt + pageOfKc + 8n])[0]) === kcPtr) vmemmap = dflt;
+  for (let c = first; vmemmap === undefined && c < limit; c += GiB * BigInt(PROBE_PER_RUN)) {
     const cands: bigint[] = [];
-    for (let j = 0n; j < BigInt(MAX_PFNS) && c + j * GiB < limit; j++) cands.push(c + j * GiB);
-    const ws = p.readWords(cands.map((b) => b + pageOfKc + 8n));
+    for (let j = 0n; j < BigInt(PROBE_PER_RUN) && c + j * GiB < limit; j++) cands.push(c + j * GiB);
+    const ws = p.readWords(cands.map((b) => b + pageOfKc + 8n), PROBE_PER_RUN);
     const tails: [bigint, bigint][] = [];
     for (let j = 0; j < cands.length; j++) {
       const w = ws[j];
@@ -261,10 +328,17 @@ export function findBases(p: CensusProgram, caches: readonly CacheInfo[], textAd
     }
   }
   if (vmemmap === undefined) throw new EnvironmentError('the census could not find the vmemmap base on this kernel (its layout is not one kleak knows).');
-  return { pageOffset, vmemmap, physEnd, perCpu: p.perCpuOffsets() };
+  return { pageOffset, vmemmap, physEnd, ramPfns, perCpu: p.perCpuOffsets() };
 }
 
 const hexToBig = (h: string) => BigInt(`0x${h}`);
+
+/**
+ * Candidate bases probed per run. Most candidates are unmapped, and each unmapped read costs the kernel a page
+ * fault and an exception-table fixup (microseconds): 4096 of them in one run held the CPU for tens of
+ * milliseconds, so the search reads a few hundred at a time.
+ */
+const PROBE_PER_RUN = 256;
 
 /** Objects per slab above which the walk counts a slab instead of walking it. */
 export const WALK_MAX_OBJECTS = MAX_OBJS;

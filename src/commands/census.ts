@@ -2,12 +2,12 @@
 // grouped by what the objects look like (docs/census.md). Read-only, nothing attached.
 
 import { hostname } from 'node:os';
-import { CensusProgram, findBases, slabHeadPfns, walkCache, type CacheInfo, type WalkCounts } from '../census/walker.js';
+import { CensusProgram, findBases, walkCache, type CacheInfo, type WalkCounts } from '../census/walker.js';
 import { type CensusGroup, runs, ShapeGrouper } from '../census/shapes.js';
 import { EnvironmentError, InputError } from '../errors.js';
 import { Kallsyms } from '../kernel/kallsyms.js';
 import { pageSize } from '../kernel/page-size.js';
-import { hexToOffset, KERNEL_HALF_HI, x86AddressSpace } from '../linux/address-space.js';
+import { hexToOffset, x86AddressSpace } from '../linux/address-space.js';
 import { fit, fmtBytes, fmtCount, visible } from '../report/format.js';
 
 export interface CensusOptions {
@@ -49,6 +49,8 @@ export interface CensusReport {
   caches: CensusCacheReport[];
   /** The common report shape: each group a site, its count outstanding now. */
   sites: { label: string; function: string; cache: string; outstanding: number; outstandingBytes: number; shape: string[]; samples: { ptr: string }[] }[];
+  /** What the census cost: the longest single program run is the longest a task on kleak's CPU could be stalled. */
+  cost: { seconds: number; slabScanSeconds: number; programRuns: number; longestRunMs: number; maxRssMiB: number };
 }
 
 /** Bytes of each object read for its shape: enough for the pointers that name most objects (ops, types). */
@@ -56,6 +58,7 @@ const COPY_BYTES = 248; // below MAX_COPY: the program masks the length with MAX
 
 export function runCensus(o: CensusOptions): CensusReport {
   if (process.getuid?.() !== 0) throw new EnvironmentError('kleak census reads kernel memory through BPF: run it as root.');
+  const started = performance.now();
   const program = new CensusProgram();
   try {
     const caches = program.caches();
@@ -75,24 +78,30 @@ export function runCensus(o: CensusOptions): CensusReport {
     const bases = findBases(program, caches, text, shift, pageStruct);
     const toK = (a: bigint) => hexToOffset(a.toString(16).padStart(16, '0'));
     const space = x86AddressSpace([toK(stext), toK(etext)], toK(0xffffffffa0000000n), [toK(bases.pageOffset), toK(bases.pageOffset + bases.physEnd)]);
-    const half = BigInt(KERNEL_HALF_HI) << 32n;
-    const symbolizer = { name: (k: number) => syms.lookup(half + BigInt(k))?.name };
+    const symbolizer = { name: (k: number) => syms.nameAtOffset(k) };
+    // One reading of the slabs for every cache asked for: slabs made after it are missed (a snapshot).
+    const t0 = performance.now();
+    const owners = program.scanSlabs(bases.ramPfns, bases, pageStruct, wanted.length === 1 ? BigInt(`0x${wanted[0]!.ptr}`) : 0n);
+    const shared = (performance.now() - t0) / 1000;
     const out: CensusCacheReport[] = [];
-    for (const c of wanted) out.push(censusOf(program, bases, c, space, symbolizer, shift, pageStruct));
+    for (const c of wanted) out.push(censusOf(program, bases, c, Uint32Array.from(owners.get(c.ptr) ?? []), space, symbolizer, shift, pageStruct));
     const sites = out.flatMap((r) =>
       r.groups.map((g) => ({ label: g.label, function: g.label, cache: r.cache, outstanding: g.count, outstandingBytes: g.count * r.objectSize, shape: g.shape, samples: g.samples.map((ptr) => ({ ptr })) })),
     );
     sites.sort((a, b) => b.outstandingBytes - a.outstandingBytes);
-    return { kleak: 1, evidence: 'census', source: { kind: 'census', host: hostname() }, time: new Date().toISOString(), caches: out, sites: sites.slice(0, o.top) };
+    const { runs, longestRunMs } = program.cost;
+    const cost = {
+      seconds: round3((performance.now() - started) / 1000), slabScanSeconds: round3(shared), programRuns: runs, longestRunMs: round3(longestRunMs),
+      maxRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
+    };
+    return { kleak: 1, evidence: 'census', source: { kind: 'census', host: hostname() }, time: new Date().toISOString(), caches: out, sites: sites.slice(0, o.top), cost };
   } finally {
     program.close();
   }
 }
 
-function censusOf(program: CensusProgram, bases: Parameters<typeof walkCache>[1], c: CacheInfo, space: ReturnType<typeof x86AddressSpace>, sym: { name(k: number): string | undefined }, shift: number, pageStruct: number): CensusCacheReport {
+function censusOf(program: CensusProgram, bases: Parameters<typeof walkCache>[1], c: CacheInfo, pfns: Uint32Array, space: ReturnType<typeof x86AddressSpace>, sym: { name(k: number): string | undefined }, shift: number, pageStruct: number): CensusCacheReport {
   const t0 = performance.now();
-  // Read fresh for each cache: slabs made since the last reading would be missed.
-  const pfns = slabHeadPfns();
   const copy = Math.min(COPY_BYTES, Math.ceil(c.objectSize / 8) * 8);
   const grouper = new ShapeGrouper(space, sym, copy / 8);
   const counts: WalkCounts = walkCache(program, bases, c, pfns, copy, shift, pageStruct, (buf, used, rec) => grouper.addBatch(buf, used, rec));
@@ -111,6 +120,8 @@ function censusOf(program: CensusProgram, bases: Parameters<typeof walkCache>[1]
     seconds: (performance.now() - t0) / 1000,
   };
 }
+
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
 
 export function renderCensus(r: CensusReport, top: number): string {
   const out: string[] = [];
@@ -140,6 +151,8 @@ export function renderCensus(r: CensusReport, top: number): string {
     }
     out.push('');
   }
+  const k = r.cost;
+  out.push(`census cost: ${k.seconds.toFixed(2)} s (slab scan ${k.slabScanSeconds.toFixed(2)} s), ${k.programRuns} program runs, the longest ${k.longestRunMs.toFixed(1)} ms, ${k.maxRssMiB} MiB`);
   return out.join('\n');
 }
 

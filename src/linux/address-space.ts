@@ -27,7 +27,7 @@ export type Arch = 'x86_64' | 'arm64';
 
 /**
  * The regions a word can point into. Measured on x86-64 (this project's VM, 6.18, CONFIG_RANDOMIZE_MEMORY): the direct
- * map and vmemmap bases are found at run time (src/census/bases.ts); the kernel image and modules sit at fixed
+ * map and vmemmap bases are found at run time (findBases in src/census/walker.ts); the kernel image and modules sit at fixed
  * places. arm64 (48-bit VA, 4 KiB pages; Documentation/arch/arm64/memory.rst): the linear map starts at
  * 0xffff000000000000 (before 5.4: 0xffff800000000000) and the kernel image, modules and vmalloc share
  * 0xffff800000000000 upwards. The arm64 rows are written from that document and are untested here.
@@ -54,5 +54,8 @@ export function x86AddressSpace(text: [number, number], imageEnd: number, direct
     directMap,
   };
 }
+
+/** x86-64 4-level paging's bases when CONFIG_RANDOMIZE_MEMORY does not move them (Documentation/arch/x86/x86_64/mm.rst). */
+export const X86_64_DEFAULT_BASES = { pageOffset: 0xffff888000000000n, vmemmap: 0xffffea0000000000n } as const;
 
 export const inRange = (k: number, r: readonly [number, number]) => k >= r[0] && k < r[1];
