@@ -9,12 +9,10 @@
  *   bases with it: both are randomised and this kernel exports neither in kallsyms);
  * - CENSUS_OP_PERCPU: where each CPU's per-CPU area is (each CPU's copy of a per-CPU array map, less the map's own
  *   per-CPU pointer): a cache's kmem_cache_cpu is s->cpu_slab plus that offset;
- * - CENSUS_OP_OWNERS: the cache (struct kmem_cache *) of each given slab head pfn, so that kleak walks each cache
- *   over its own slabs only (one pass over every slab for --all, instead of one per cache);
  * - CENSUS_OP_SCAN: the slab head pfns of a range of physical memory, from each pfn's struct page (page_type says
- *   slab on the head page only), with the cache each belongs to (target 0: every cache): /proc/kpageflags without
+ *   slab on the head page only), with the cache each belongs to (target 0: every cache): what /proc/kpageflags says, without
  *   the kernel computing every other flag of every page;
- * - CENSUS_OP_WALK: given slab head pfns (from /proc/kpageflags), the allocated objects of the target cache on them:
+ * - CENSUS_OP_WALK: given slab head pfns (from SCAN), the allocated objects of the target cache on them:
  *   an object is free if it is on its slab's freelist or, for a CPU slab, on that CPU's lockless freelist. Each
  *   allocated object's address and first copy_len bytes go to the census_out buffer; kleak classifies them and
  *   keeps only shapes (never the bytes).
@@ -287,20 +285,6 @@ static long read_one(__u64 i, void *unused)
 	return 0;
 }
 
-static long owner_one(__u64 i, void *unused)
-{
-	__u32 zero = 0;
-	struct census_in *in = bpf_map_lookup_elem(&census_in, &zero);
-	if (!in || i >= st.count)
-		return 1;
-	__u32 k = i & (CENSUS_MAX_PFNS - 1);
-	int ok = 1;
-	__u64 page = st.vmemmap + in->words[k] * st.page_struct_size;
-	in->words[k] = read_word(page + bpf_core_field_offset(struct slab, slab_cache), &ok);
-	in->ok[k] = ok;
-	return 0;
-}
-
 /* SCAN reads struct pages SCAN_GROUP at a time: one helper call per group instead of one per page. */
 #define SCAN_GROUP 32
 #define SCAN_MAX_PAGE_STRUCT 64
@@ -430,9 +414,6 @@ int census(struct census_ctx *ctx)
 		break;
 	case CENSUS_OP_PERCPU:
 		ret = op_percpu();
-		break;
-	case CENSUS_OP_OWNERS:
-		bpf_loop(CENSUS_MAX_PFNS, owner_one, NULL, 0);
 		break;
 	case CENSUS_OP_SCAN:
 		bpf_loop(CENSUS_SCAN_PFNS / SCAN_GROUP, scan_group, NULL, 0);

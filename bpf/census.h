@@ -7,8 +7,7 @@
 #define CENSUS_OP_READ 2
 #define CENSUS_OP_PERCPU 3
 #define CENSUS_OP_WALK 4
-#define CENSUS_OP_OWNERS 5 /* the slab_cache of each pfn in census_in.words, in place (ok[i] = 1 if read) */
-#define CENSUS_OP_SCAN 6   /* slab head pfns in [next, count), read from struct page: (pfn, kmem_cache *) pairs */
+#define CENSUS_OP_SCAN 5   /* slab head pfns in [next, count), read from struct page: (pfn, kmem_cache *) pairs */
 #define CENSUS_SCAN_PFNS 32768 /* pfns scanned per run: about a millisecond */
 
 #define CENSUS_MAX_PFNS 4096 /* pfns (or words to read) handed in per run */

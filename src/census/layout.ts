@@ -11,7 +11,7 @@ export type CtxField = (typeof CTX_FIELDS)[number];
 export const CTX_BYTES = CTX_FIELDS.length * 8;
 export const ctxOffset = (f: CtxField) => CTX_FIELDS.indexOf(f) * 8;
 
-export const OP = { caches: 1, read: 2, percpu: 3, walk: 4, owners: 5, scan: 6 } as const;
+export const OP = { caches: 1, read: 2, percpu: 3, walk: 4, scan: 5 } as const;
 /** CENSUS_SCAN_PFNS: pfns one SCAN run reads. */
 export const SCAN_PFNS = 32768;
 

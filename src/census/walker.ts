@@ -3,7 +3,7 @@
 // batch of allocated objects to a callback. Nothing is attached: the program runs only when kleak calls it, and
 // closing the object (or kleak's death) leaves nothing loaded. See docs/census.md.
 
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { EnvironmentError } from '../errors.js';
 import { libbpf } from '../kernel/libbpf.js';
 import { hexToOffset, offsetToHex, X86_64_DEFAULT_BASES } from '../linux/address-space.js';
@@ -38,44 +38,6 @@ export interface WalkCounts {
 
 type Ptr = object;
 const GiB = 1n << 30n;
-
-/** Slab head pfns from /proc/kpageflags: KPF_SLAB (bit 7) set, KPF_COMPOUND_TAIL (bit 16) clear. */
-export function slabHeadPfns(path = '/proc/kpageflags'): Uint32Array {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    throw new EnvironmentError(`the census cannot read ${path} (${(err as NodeJS.ErrnoException).code}): it finds slabs there.`, 'Run as root on a kernel with CONFIG_PROC_PAGE_MONITOR; kleak watch and kleak live work without it.');
-  }
-  // One read of the whole file fails (EINVAL): 1 MiB at a time, 131,072 pfns each. The flags are read as 32-bit
-  // halves: KPF_SLAB (bit 7) and KPF_COMPOUND_TAIL (bit 16) are both in the low half.
-  const chunk = Buffer.alloc(1 << 20);
-  const half = new Uint32Array(chunk.buffer, chunk.byteOffset, chunk.length >>> 2);
-  let out = new Uint32Array(1 << 16);
-  let n = 0;
-  let pfn = 0;
-  try {
-    for (;;) {
-      const got = readSync(fd, chunk, 0, chunk.length, pfn * 8);
-      if (got <= 0) break;
-      const words = got >>> 3;
-      for (let i = 0; i < words; i++) {
-        if ((half[i * 2]! & 0x10080) === 0x80) {
-          if (n === out.length) {
-            const bigger = new Uint32Array(out.length * 2);
-            bigger.set(out);
-            out = bigger;
-          }
-          out[n++] = pfn + i;
-        }
-      }
-      pfn += words;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return out.subarray(0, n);
-}
 
 export class CensusProgram {
   private readonly lib = libbpf();
@@ -209,27 +171,6 @@ export class CensusProgram {
           if (!list) by.set(owner, (list = []));
           list.push(out.readUInt32LE(at));
         }
-      }
-    }
-    return by;
-  }
-
-  /**
-   * The slab head pfns of each cache, keyed by its struct kmem_cache * (16 hex digits): one pass over every slab,
-   * so that each cache is then walked over its own slabs only. Unreadable pfns are counted under "".
-   */
-  slabsByCache(pfns: Uint32Array, bases: Pick<KernelBases, 'vmemmap'>, pageStructSize: number): Map<string, number[]> {
-    const by = new Map<string, number[]>();
-    for (let at = 0; at < pfns.length; at += MAX_PFNS) {
-      const part = pfns.subarray(at, at + MAX_PFNS);
-      for (let i = 0; i < part.length; i++) this.input.writeBigUInt64LE(BigInt(part[i]!), IN.words + i * 8);
-      this.run({ op: OP.owners, count: part.length, vmemmap: bases.vmemmap, page_struct_size: pageStructSize }, true);
-      const inp = this.readIn();
-      for (let i = 0; i < part.length; i++) {
-        const owner = inp.readBigUInt64LE(IN.ok + i * 8) !== 0n ? inp.readBigUInt64LE(IN.words + i * 8).toString(16).padStart(16, '0') : '';
-        let list = by.get(owner);
-        if (!list) by.set(owner, (list = []));
-        list.push(part[i]!);
       }
     }
     return by;
