@@ -61,6 +61,7 @@ def msg_queues_holding(n: int) -> list[int]:
     queues: list[int] = []
     buf = ctypes.create_string_buffer(8 + 900)
     ctypes.c_long.from_buffer(buf).value = 1  # mtype
+    buf[8:8 + 900] = payload("msg", 900)  # a marker that must never appear in what kleak prints or stores
     for i in range(n):
         if i % 16 == 0:
             q = libc.msgget(0, 0o600 | 0o1000)  # IPC_PRIVATE, IPC_CREAT
@@ -82,6 +83,7 @@ def main() -> None:
     ap.add_argument("--pipe-churn-rate", type=float, default=0, help="resized pipes a second to open and close at once (pipe_resize_ring churn)")
     ap.add_argument("--hold-proc", type=int, default=0, help="hold this many open /proc/version files (single_open: a 32-byte seq_operations of function pointers each)")
     ap.add_argument("--hold-msg", type=int, default=0, help="hold this many 900-byte SysV messages in a private queue (kmem_buckets msg_msg-1k: 48 + 900 bytes each, through kmalloc)")
+    ap.add_argument("--hold-eventfd", type=int, default=0, help="hold this many eventfds (one struct file each, in filp, whose f_op is eventfd_fops; and an eventfd_ctx in kmalloc-cg-64)")
     ap.add_argument("--hold-inotify", type=int, default=0, help="hold this many inotify watches (one inotify_inode_mark each, a cache SLUB merges with others)")
     ap.add_argument("--burst-every", type=float, default=0, help="seconds between bursts")
     ap.add_argument("--size", type=int, default=4000, help="payload bytes (kmalloc of 24 + SIZE)")
@@ -100,6 +102,7 @@ def main() -> None:
         held.append(add_key(f"kleak-hold-{os.getpid()}-{i}", payload("hold", a.size)))
     proc_files = [open("/proc/version") for _ in range(a.hold_proc)]
     queues = msg_queues_holding(a.hold_msg)
+    eventfds = [os.eventfd(0) for _ in range(a.hold_eventfd)]
     watch_dir = tempfile.mkdtemp(prefix="kleak-inotify-") if a.hold_inotify > 0 else ""
     inotify_fd = libc.inotify_init1(0o2000000) if a.hold_inotify > 0 else -1  # IN_CLOEXEC
     for i in range(a.hold_inotify):
@@ -148,6 +151,8 @@ def main() -> None:
         stop.hold_until_stdin_ends()
     for f in proc_files:
         f.close()
+    for fd in eventfds:
+        os.close(fd)
     for q in queues:
         libc.msgctl(q, 0, None)  # IPC_RMID frees the queued messages
     if inotify_fd >= 0:

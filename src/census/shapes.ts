@@ -143,15 +143,32 @@ function printable(buf: Buffer, p: number): boolean {
   return true;
 }
 
-/** The kernel names an object points to, in order, once each; or a run-length summary of its shape. */
-export function labelOf(shape: readonly string[]): string {
+/**
+ * The kernel names an object points to, in order, once each; or a run-length summary of its shape. `tables` names a
+ * data pointer by the functions found where it points (an ops table or a key type: `&{fn1,fn2,fn3}`).
+ */
+export function labelOf(shape: readonly string[], tables: ReadonlyMap<string, string> = new Map()): string {
   const names: string[] = [];
   for (const c of shape) {
-    const n = c.startsWith('text:') ? c.slice(5) : c.startsWith('data@') || c.startsWith('module:') ? c : undefined;
+    const n = c.startsWith('text:') ? c.slice(5) : c.startsWith('data@') ? (tables.get(c) ?? c) : c.startsWith('module:') ? c : undefined;
     if (n !== undefined && !names.includes(n)) names.push(n);
   }
   if (names.length > 0) return names.slice(0, 4).join(' ') + (names.length > 4 ? ` +${names.length - 4}` : '');
   return 'shape ' + runs(shape);
+}
+
+/** The data pointers (`data@ADDRESS` classes) of the given groups, once each. */
+export function dataPointers(groups: readonly CensusGroup[]): string[] {
+  const seen = new Set<string>();
+  for (const g of groups) for (const c of g.shape) if (c.startsWith('data@')) seen.add(c);
+  return [...seen];
+}
+
+/** `&{fn1,fn2,fn3}`: a data pointer named by the first distinct functions in the words it points to. */
+export function tableName(functions: readonly (string | undefined)[], most = 3): string | undefined {
+  const names: string[] = [];
+  for (const f of functions) if (f !== undefined && !names.includes(f) && names.length < most) names.push(f);
+  return names.length > 0 ? `&{${names.join(',')}}` : undefined;
 }
 
 /** "0×3 int heap×2": a shape, shortened. */

@@ -3,7 +3,7 @@
 
 import { hostname } from 'node:os';
 import { CensusProgram, findBases, walkCache, type CacheInfo, type WalkCounts } from '../census/walker.js';
-import { type CensusGroup, runs, ShapeGrouper } from '../census/shapes.js';
+import { type CensusGroup, dataPointers, labelOf, runs, ShapeGrouper, tableName } from '../census/shapes.js';
 import { EnvironmentError, InputError } from '../errors.js';
 import { Kallsyms } from '../kernel/kallsyms.js';
 import { pageSize } from '../kernel/page-size.js';
@@ -85,6 +85,10 @@ export function runCensus(o: CensusOptions): CensusReport {
     const shared = (performance.now() - t0) / 1000;
     const out: CensusCacheReport[] = [];
     for (const c of wanted) out.push(censusOf(program, bases, c, Uint32Array.from(owners.get(c.ptr) ?? []), space, symbolizer, shift, pageStruct));
+    // Kernel data has no symbols here (no CONFIG_KALLSYMS_ALL): a data pointer is named by the functions where it
+    // points, which for an ops table or a key type says what the object is (eventfd's f_op, the user key type).
+    const tables = describeTables(program, out.flatMap((r) => r.groups.slice(0, DESCRIBED_GROUPS)), space, symbolizer);
+    for (const r of out) for (const g of r.groups) g.label = labelOf(g.shape, tables);
     const sites = out.flatMap((r) =>
       r.groups.map((g) => ({ label: g.label, function: g.label, cache: r.cache, outstanding: g.count, outstandingBytes: g.count * r.objectSize, shape: g.shape, samples: g.samples.map((ptr) => ({ ptr })) })),
     );
@@ -119,6 +123,28 @@ function censusOf(program: CensusProgram, bases: Parameters<typeof walkCache>[1]
     groups: grouper.result(),
     seconds: (performance.now() - t0) / 1000,
   };
+}
+
+/** Groups per cache whose data pointers are named by the functions they point to (the rest keep their address). */
+const DESCRIBED_GROUPS = 200;
+/** Words read at each data pointer to find its functions: an ops table's first 16 members. */
+const TABLE_WORDS = 16;
+
+function describeTables(program: CensusProgram, groups: readonly CensusGroup[], space: ReturnType<typeof x86AddressSpace>, sym: { name(k: number): string | undefined }): Map<string, string> {
+  const classes = dataPointers(groups);
+  const addrs = classes.flatMap((c) => Array.from({ length: TABLE_WORDS }, (_, i) => BigInt(`0x${c.slice(5)}`) + BigInt(i * 8)));
+  const words = program.readWords(addrs);
+  const names = new Map<string, string>();
+  classes.forEach((c, t) => {
+    const fns = words.slice(t * TABLE_WORDS, (t + 1) * TABLE_WORDS).map((w) => {
+      if (w === undefined) return undefined;
+      const k = hexToOffset(w.toString(16).padStart(16, '0'));
+      return k >= 0 && k >= space.text[0] && k < space.text[1] ? sym.name(k) : undefined;
+    });
+    const n = tableName(fns);
+    if (n !== undefined) names.set(c, n);
+  });
+  return names;
 }
 
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
