@@ -82,6 +82,9 @@ def main() -> None:
     ap.add_argument("--pipe-burst", type=int, default=0, help="with --burst-every: hold this many resized pipes, then close them")
     ap.add_argument("--pipe-churn-rate", type=float, default=0, help="resized pipes a second to open and close at once (pipe_resize_ring churn)")
     ap.add_argument("--hold-proc", type=int, default=0, help="hold this many open /proc/version files (single_open: a 32-byte seq_operations of function pointers each)")
+    ap.add_argument("--leak-proc-rate", type=float, default=0, help="open (and hold) /proc/version this many times a second while running: a slow leak of seq_operations")
+    ap.add_argument("--churn-proc", type=int, default=0, help="keep this many /proc/loadavg files open, replacing the oldest at --churn-proc-rate a second: a steady population that churns")
+    ap.add_argument("--churn-proc-rate", type=float, default=0, help="with --churn-proc: files a second closed and opened again")
     ap.add_argument("--hold-msg", type=int, default=0, help="hold this many 900-byte SysV messages in a private queue (kmem_buckets msg_msg-1k: 48 + 900 bytes each, through kmalloc)")
     ap.add_argument("--hold-eventfd", type=int, default=0, help="hold this many eventfds (one struct file each, in filp, whose f_op is eventfd_fops; and an eventfd_ctx in kmalloc-cg-64)")
     ap.add_argument("--hold-inotify", type=int, default=0, help="hold this many inotify watches (one inotify_inode_mark each, a cache SLUB merges with others)")
@@ -101,6 +104,7 @@ def main() -> None:
     for i in range(a.hold):
         held.append(add_key(f"kleak-hold-{os.getpid()}-{i}", payload("hold", a.size)))
     proc_files = [open("/proc/version") for _ in range(a.hold_proc)]
+    churn_files = [open("/proc/loadavg") for _ in range(a.churn_proc)]
     queues = msg_queues_holding(a.hold_msg)
     eventfds = [os.eventfd(0) for _ in range(a.hold_eventfd)]
     watch_dir = tempfile.mkdtemp(prefix="kleak-inotify-") if a.hold_inotify > 0 else ""
@@ -118,7 +122,9 @@ def main() -> None:
     pipes: list[tuple[int, int]] = []
     next_pipe = start
     pipe_churned = 0
-    busy = a.churn_rate > 0 or a.leak_rate > 0 or a.burst_every > 0 or a.pipe_churn_rate > 0
+    next_proc_leak = next_proc_churn = start
+    proc_churned = 0
+    busy = a.churn_rate > 0 or a.leak_rate > 0 or a.burst_every > 0 or a.pipe_churn_rate > 0 or a.leak_proc_rate > 0 or a.churn_proc_rate > 0
     while busy or a.seconds > 0:
         now = time.monotonic()
         if stop.requested or (a.seconds > 0 and now - start >= a.seconds):
@@ -133,6 +139,13 @@ def main() -> None:
         if a.leak_rate > 0 and now >= next_leak:
             held.append(add_key(f"kleak-leak-{os.getpid()}-{seq}", payload("leak", a.size)))
             seq += 1; next_leak += 1 / a.leak_rate
+        if a.leak_proc_rate > 0 and now >= next_proc_leak:
+            proc_files.append(open("/proc/version"))
+            next_proc_leak += 1 / a.leak_proc_rate
+        if a.churn_proc_rate > 0 and churn_files and now >= next_proc_churn:
+            churn_files.pop(0).close()
+            churn_files.append(open("/proc/loadavg"))
+            proc_churned += 1; next_proc_churn += 1 / a.churn_proc_rate
         if a.burst_every > 0 and now >= next_burst:
             for k in burst:
                 invalidate(k)
@@ -146,10 +159,10 @@ def main() -> None:
     for k in burst:
         invalidate(k)
     churned += len(burst)
-    print(f"holding held={len(held)} churned={churned} pipes_churned={pipe_churned}", flush=True)
+    print(f"holding held={len(held)} churned={churned} pipes_churned={pipe_churned} proc_files={len(proc_files)} proc_churned={proc_churned}", flush=True)
     if a.wait or (not busy and a.seconds == 0):
         stop.hold_until_stdin_ends()
-    for f in proc_files:
+    for f in proc_files + churn_files:
         f.close()
     for fd in eventfds:
         os.close(fd)

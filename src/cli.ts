@@ -5,6 +5,7 @@
 import { catchEarlySignals } from './early-signals.js';
 
 import { parseArgs } from 'node:util';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { packagePath } from './paths.js';
 import { KleakError, InputError } from './errors.js';
 import type { EventFilter } from './engine/filter.js';
@@ -50,9 +51,10 @@ USAGE
   kleak watch [--root DIR] [--kmemleak-scan] [--prometheus [HOST:]PORT] [--textfile DIR]
   kleak watch --replay FILE.ndjson
   kleak inspect PTR... [--length N] | --from REPORT.json [--site FUNC]
-  kleak census CACHE|--bytes N|--all [--top N] [--json]
+  kleak census CACHE|--bytes N|--all [--top N] [--interval SEC --duration SEC] [--record FILE] [--json]
                                          what a slab cache holds now (also what was allocated before kleak
-                                         started), grouped by what the objects look like; read-only
+                                         started), grouped by what the objects look like; read-only. Repeated,
+                                         each group gets a series and a verdict; kleak replay and diff read it
   kleak diff A B [--top N] [--json]      two watch captures, or two recordings/reports: what differs, by bytes
 
 LIVE AND RECORD
@@ -256,7 +258,7 @@ const COMMAND_OPTIONS: Record<string, readonly string[]> = {
   watch: ['interval', 'duration', 'top', 'record', 'force', 'replay', 'root', 'kmemleak-scan', 'prometheus', 'textfile', 'ssh', 'ssh-config', 'cache'],
   inspect: ['from', 'site', 'length'],
   diff: ['top'],
-  census: ['bytes', 'top', 'all'],
+  census: ['bytes', 'top', 'all', 'interval', 'duration', 'record', 'force', 'verdict'],
   '': ['speed', 'format', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'min-age', 'top', 'verdict', 'folded', 'pprof', 'flamegraph', 'force', 'every'],
 };
 const ALWAYS = new Set(['help', 'version', 'debug', 'json', 'text']);
@@ -381,6 +383,21 @@ function useTui(v: Values): boolean {
   return process.stdout.isTTY === true && process.stdin.isTTY === true && !v.json && !v.text;
 }
 
+/** The first 4 KiB of a file, to tell a census from a trace; undefined when it cannot be read (replay says why). */
+function readCensusHead(path: string): string | undefined {
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      const buf = Buffer.alloc(4096);
+      return buf.toString('utf8', 0, readSync(fd, buf, 0, buf.length, 0));
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+}
+
 async function replay(path: string, v: Values): Promise<void> {
   const format = v.format as FormatName | 'auto';
   const speed = num('speed', v.speed, { min: 0.01 });
@@ -477,7 +494,17 @@ export async function main(argv: string[]): Promise<number> {
     case 'census': {
       const { runCensus, renderCensus, cachesFor } = await import('./commands/census.js');
       const top = num('top', values.top, { integer: true, min: 1 }) ?? 15;
-      const r = runCensus({ top: values.json ? Number.MAX_SAFE_INTEGER : top, ...cachesFor(rest, values.bytes === undefined ? undefined : num('bytes', values.bytes, { integer: true, min: 1 }), values.all === true) });
+      const intervalSec = num('interval', values.interval, { min: 0.1, max: MAX_TIMER_SEC });
+      const durationSec = num('duration', values.duration, { min: 0.1, max: MAX_TIMER_SEC });
+      if (durationSec !== undefined && intervalSec === undefined) throw new InputError('kleak census --duration needs --interval SEC: how often to take the census.', 'Example: sudo kleak census kmalloc-128 --interval 10 --duration 300');
+      const r = await runCensus({
+        top: values.json ? Number.MAX_SAFE_INTEGER : top,
+        ...cachesFor(rest, values.bytes === undefined ? undefined : num('bytes', values.bytes, { integer: true, min: 1 }), values.all === true),
+        ...(intervalSec !== undefined ? { intervalSec, durationSec: durationSec ?? MAX_TIMER_SEC } : {}),
+        ...(values.record !== undefined ? { record: values.record } : {}),
+        force: values.force,
+        ...thresholdsFrom(values),
+      });
       if (values.json) writeData(JSON.stringify(r, null, 2) + '\n');
       else writeText(renderCensus(r, top));
       return 0;
@@ -512,6 +539,18 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       if (rest.length !== 1) throw new InputError('kleak replay needs one FILE (or - for stdin); several files are for kernel records (kmemleak, allocinfo, slabinfo dumps).', 'Example: kleak replay trace.report');
+      if (values.format === 'auto' && rest[0] !== '-') {
+        const census = await import('./commands/census.js');
+        const text = readCensusHead(rest[0]!);
+        if (text !== undefined && census.isCensusText(text)) {
+          const top = num('top', values.top, { integer: true, min: 1 }) ?? 15;
+          const { report, damage } = census.readCensus(rest[0]!, undefined, values.json ? Number.MAX_SAFE_INTEGER : top, thresholdsFrom(values).thresholds);
+          if (values.json) writeData(JSON.stringify(report, null, 2) + '\n');
+          else writeText(census.renderCensus(report, top));
+          if (damage !== undefined) throw new InputError(`${damage}; the report above covers the rounds that were whole.`);
+          return 0;
+        }
+      }
       await replay(rest[0]!, values);
       return 0;
     }

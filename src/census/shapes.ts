@@ -14,6 +14,11 @@ export interface Symbolizer {
 }
 
 export interface CensusGroup {
+  /**
+   * What makes objects one group, stable from one census to the next: its named pointers and their word positions
+   * ("3=text:single_start,…"), or its whole shape when it has none.
+   */
+  key: string;
   /** The names of the group's kernel pointers (functions, data addresses), or its shape when it has none. */
   label: string;
   /** One class per word: 0, int, text:NAME, data@ADDR, module:NAME, self, heap, kptr, user, ascii, bits. */
@@ -32,6 +37,7 @@ const NAMED = PLAIN.length;
 
 interface Group {
   codes: Uint16Array;
+  named: boolean;
   count: number;
   samples: number[];
 }
@@ -82,7 +88,7 @@ export class ShapeGrouper {
     }
     const key = nNamed > 0 ? 'n' + String.fromCharCode.apply(null, this.named.subarray(0, nNamed) as unknown as number[]) : String.fromCharCode.apply(null, this.codes as unknown as number[]);
     let g = this.groups.get(key);
-    if (!g) this.groups.set(key, (g = { codes: this.codes.slice(), count: 0, samples: [] }));
+    if (!g) this.groups.set(key, (g = { codes: this.codes.slice(), named: nNamed > 0, count: 0, samples: [] }));
     g.count++;
     if (g.samples.length < SAMPLES) g.samples.push(objK);
   }
@@ -126,10 +132,13 @@ export class ShapeGrouper {
       .sort((a, b) => b.count - a.count)
       .map((g) => {
         const shape = Array.from(g.codes, (c) => this.classOf(c));
-        return { label: labelOf(shape), shape, count: g.count, samples: g.samples.map(offsetToHex) };
+        const key = g.named ? shape.flatMap((c, i) => (isNamed(c) ? [`${i}=${c}`] : [])).join(',') : shape.join(',');
+        return { key, label: labelOf(shape), shape, count: g.count, samples: g.samples.map(offsetToHex) };
       });
   }
 }
+
+const isNamed = (c: string) => c.startsWith('text:') || c.startsWith('data@') || c.startsWith('module:');
 
 /** 8 bytes of printable ASCII (or a NUL-terminated run): text, shown only as such, never its bytes. */
 function printable(buf: Buffer, p: number): boolean {

@@ -7,14 +7,16 @@ import { readCaptureText } from '../sources/input.js';
 import { WatchModel, type WatchReport, type WatchSample } from '../engine/watch.js';
 import { InputError } from '../errors.js';
 import type { JsonReport } from '../report/json.js';
-import { fit, fmtBytes } from '../report/format.js';
+import type { CensusReport } from '../census/model.js';
+import { isCensusText, readCensus } from './census.js';
+import { fit, fmtBytes, fmtCount } from '../report/format.js';
 
 export interface DiffRow {
-  kind: 'cache' | 'vmalloc' | 'meminfo' | 'site' | 'module';
+  kind: 'cache' | 'vmalloc' | 'meminfo' | 'site' | 'module' | 'group';
   name: string;
   a: number;
   b: number;
-  /** b − a, bytes. */
+  /** b − a: bytes; objects for census groups. */
   delta: number;
   /** Share of the total difference of its kind this row explains, 0..1. */
   share: number;
@@ -28,10 +30,12 @@ export interface DiffReport {
   rows: DiffRow[];
 }
 
-type Side = { watch?: WatchReport; live?: JsonReport };
+type Side = { watch?: WatchReport; live?: JsonReport; census?: CensusReport };
 
 async function load(path: string): Promise<Side> {
   const text = readCaptureText(path);
+  // A census (recording or report): its last round's groups.
+  if (isCensusText(text)) return { census: readCensus(path, text).report };
   const trimmed = text.trimStart();
   // A --json report: one JSON document.
   if (trimmed.startsWith('{') && !trimmed.slice(0, trimmed.indexOf('\n') >= 0 ? trimmed.indexOf('\n') : undefined).trim().endsWith('}')) {
@@ -90,21 +94,32 @@ export async function diff(pathA: string, pathB: string, top = 10): Promise<Diff
     const sites = (r: JsonReport) => new Map(r.sites.map((s) => [`${s.function} (${s.allocator ?? 'slab'}, ${s.cache})`, s.outstandingBytes]));
     const modules = (r: JsonReport) => new Map((r.modules ?? []).map((m) => [m.module, m.outstandingBytes]));
     rows.push(...rank('module', modules(a.live), modules(b.live)).slice(0, top), ...rank('site', sites(a.live), sites(b.live)).slice(0, top));
+  } else if (a.census && b.census) {
+    // Groups are told apart by their key (named pointers and places, or whole shape), counted in objects: a census
+    // of the sick host beside its healthy twin, or of one host before and after, ranks what appeared.
+    const caches = (r: CensusReport) => new Map(r.caches.map((c) => [c.cache, c.allocated * c.objectSize]));
+    const groups = (r: CensusReport) => {
+      const m = new Map<string, number>();
+      for (const c of r.caches) for (const g of c.groups) m.set(`${g.label} (${c.cache})\0${g.key}`, (m.get(`${g.label} (${c.cache})\0${g.key}`) ?? 0) + g.count);
+      return m;
+    };
+    rows.push(...rank('cache', caches(a.census), caches(b.census)).slice(0, top), ...rank('group', groups(a.census), groups(b.census)).slice(0, top).map((r) => ({ ...r, name: r.name.slice(0, r.name.indexOf('\0')) })));
   } else {
-    throw new InputError(`${pathA} and ${pathB} are not the same kind of capture (one is a watch capture, the other a trace or recording): kleak diff compares like with like.`);
+    throw new InputError(`${pathA} and ${pathB} are not the same kind of capture (watch captures, traces or recordings, censuses): kleak diff compares like with like.`);
   }
   return { kleak: 1, kind: 'diff', a: pathA, b: pathB, rows };
 }
 
 export function renderDiff(d: DiffReport): string {
   const out = [`kleak diff — ${d.a} → ${d.b}`];
-  const kinds: [DiffRow['kind'], string][] = [['meminfo', 'KERNEL MEMORY'], ['cache', 'SLAB CACHE'], ['vmalloc', 'VMALLOC CALLER'], ['module', 'MODULE'], ['site', 'CALL SITE']];
+  const kinds: [DiffRow['kind'], string][] = [['meminfo', 'KERNEL MEMORY'], ['cache', 'SLAB CACHE'], ['vmalloc', 'VMALLOC CALLER'], ['module', 'MODULE'], ['site', 'CALL SITE'], ['group', 'CENSUS GROUP (objects)']];
   for (const [kind, title] of kinds) {
     const rows = d.rows.filter((r) => r.kind === kind);
     if (rows.length === 0) continue;
     out.push('', [title.padEnd(40), 'A'.padStart(10), 'B'.padStart(10), 'B−A'.padStart(11), ' EXPLAINS'].join(' '));
+    const fmt = kind === 'group' ? fmtCount : fmtBytes;
     for (const r of rows) {
-      out.push([fit(r.name, 40).padEnd(40), fmtBytes(r.a).padStart(10), fmtBytes(r.b).padStart(10), `${r.delta >= 0 ? '+' : '-'}${fmtBytes(Math.abs(r.delta))}`.padStart(11), ` ${(100 * r.share).toFixed(0).padStart(3)}%`].join(' '));
+      out.push([fit(r.name, 40).padEnd(40), fmt(r.a).padStart(10), fmt(r.b).padStart(10), `${r.delta >= 0 ? '+' : '-'}${fmt(Math.abs(r.delta))}`.padStart(11), ` ${(100 * r.share).toFixed(0).padStart(3)}%`].join(' '));
     }
   }
   if (d.rows.length === 0) out.push('', 'No difference.');
