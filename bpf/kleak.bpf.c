@@ -33,6 +33,34 @@ struct kmem_cache {
 	const char *name;
 } __attribute__((preserve_access_index));
 
+/* The allocating task's memory cgroup: task->cgroups->subsys[memory_cgrp_id]->cgroup, read without taking a
+ * reference (the task is current, and its css_set cannot go while it runs). */
+struct kernfs_node {
+	__u64 id;
+} __attribute__((preserve_access_index));
+
+struct cgroup {
+	struct kernfs_node *kn;
+	int level;
+	struct cgroup *ancestors[];
+} __attribute__((preserve_access_index));
+
+struct cgroup_subsys_state {
+	struct cgroup *cgroup;
+} __attribute__((preserve_access_index));
+
+struct css_set {
+	struct cgroup_subsys_state *subsys[16];
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	struct css_set *cgroups;
+} __attribute__((preserve_access_index));
+
+enum cgroup_subsys_id {
+	memory_cgrp_id = 4,
+};
+
 struct list_head {
 	struct list_head *next;
 } __attribute__((preserve_access_index));
@@ -153,6 +181,26 @@ static __always_inline int on_alloc(void *ctx, __u64 call_site, __u64 ptr, __u32
 	if ((cfg.pid && tgid != cfg.pid) || tgid == cfg.self_tgid)
 		return 0;
 	struct kleak_alloc a = {};
+	if (cfg.cgroups) {
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		struct css_set *cs = BPF_CORE_READ(task, cgroups);
+		struct cgroup_subsys_state *css = NULL;
+		__u32 id = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+		bpf_core_read(&css, sizeof(css), &cs->subsys[id & 15]);
+		struct cgroup *cg = BPF_CORE_READ(css, cgroup);
+		a.cgroup = BPF_CORE_READ(cg, kn, id);
+		if (cfg.cgroup_id) {
+			/* --cgroup: the task's memory cgroup is that cgroup or below it. */
+			if (BPF_CORE_READ(cg, level) < (int)cfg.cgroup_level)
+				return 0;
+			struct cgroup *anc = NULL;
+			/* The index in a local: inside bpf_core_read, cfg's field would be relocated against the kernel's BTF. */
+			__u32 level = cfg.cgroup_level & 255;
+			bpf_core_read(&anc, sizeof(anc), &cg->ancestors[level]);
+			if (BPF_CORE_READ(anc, kn, id) != cfg.cgroup_id)
+				return 0;
+		}
+	}
 	bpf_get_current_comm(a.comm, sizeof(a.comm));
 	if (cfg.comm_on && !same(a.comm, cfg.comm, KLEAK_COMM_LEN))
 		return 0;

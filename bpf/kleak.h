@@ -32,6 +32,11 @@ struct kleak_config {
 	 * kleak's own hash map inserts cause; tracked, each refill's objects would need more inserts, more refills. */
 	__u64 own_lo;
 	__u64 own_hi;
+	/* Whose: each allocation carries its task's memory cgroup (the cgroup of the memory controller's css: v1's
+	 * memory hierarchy, or the unified one), as the cgroup's kernfs id, which is its directory's inode number. */
+	__u32 cgroups;      /* 1: record it */
+	__u32 cgroup_level; /* --cgroup: keep tasks whose memory cgroup has this ancestor at this level... */
+	__u64 cgroup_id;    /* ...with this id (0: no filter) */
 };
 
 /* One outstanding allocation: the value of the pointer table, keyed by the pointer. */
@@ -46,6 +51,7 @@ struct kleak_alloc {
 	__u32 flags;      /* KLEAK_F_* */
 	__u32 pad;
 	char comm[KLEAK_COMM_LEN];
+	__u64 cgroup;     /* the allocating task's memory cgroup id (0: not recorded) */
 };
 
 #define KLEAK_F_ACCOUNTED 1

@@ -99,6 +99,9 @@ FILTER (allocations)
   --cache NAME         kmem_cache name (or kmalloc-N, kmalloc-4k)
   --comm NAME          task name
   --pid N              process id
+  --cgroup PATH        a memory cgroup and those below it (/kubepods/pod1; kernel backend, filtered in the
+                       kernel; replay of its recordings). Every allocation the kernel backend tracks carries its
+                       task's memory cgroup: the report says whose objects each site holds
 
 REPLAY
   --format NAME        the trace's format, when detection from its first lines is not enough
@@ -140,6 +143,7 @@ const OPTIONS = {
   'max-bytes': { type: 'string' },
   cache: { type: 'string' },
   comm: { type: 'string' },
+  cgroup: { type: 'string' },
   pid: { type: 'string' },
   'min-age': { type: 'string' },
   top: { type: 'string' },
@@ -227,6 +231,11 @@ function filterFrom(v: Values): EventFilter {
   // pid 0 is the idle task, not "any": leave --pid out to mean every process.
   const pid = num('pid', v.pid, { integer: true, min: 1, max: 4_194_304 });
   if (pid !== undefined) f.pid = pid;
+  if (v.cgroup !== undefined) {
+    // A path in the memory hierarchy, spelled as kleak shows it: "/a/b" (a mount path is resolved by the backend).
+    if (v.cgroup === '' || v.cgroup.split('/').includes('..')) throw new InputError(`--cgroup takes a memory cgroup's path such as /kubepods/pod1, not "${v.cgroup}".`);
+    f.cgroup = v.cgroup;
+  }
   return f;
 }
 
@@ -252,8 +261,8 @@ const MAX_TIMER_SEC = 2_147_483;
 
 /** Options each command takes (beyond --help, --version, --debug, --json, --text); any other is refused up front. */
 const COMMAND_OPTIONS: Record<string, readonly string[]> = {
-  live: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'interval', 'events', 'record', 'max-pointers', 'dry-run', 'force', 'prometheus', 'textfile', 'folded', 'pprof', 'flamegraph', 'min-age', 'top', 'verdict', 'ssh', 'ssh-config'],
-  replay: ['format', 'kallsyms', 'page-size', 'slab-allocator', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'speed', 'every', 'folded', 'pprof', 'flamegraph', 'force', 'min-age', 'top', 'verdict'],
+  live: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'cgroup', 'stacks', 'duration', 'interval', 'events', 'record', 'max-pointers', 'dry-run', 'force', 'prometheus', 'textfile', 'folded', 'pprof', 'flamegraph', 'min-age', 'top', 'verdict', 'ssh', 'ssh-config'],
+  replay: ['format', 'kallsyms', 'page-size', 'slab-allocator', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'cgroup', 'speed', 'every', 'folded', 'pprof', 'flamegraph', 'force', 'min-age', 'top', 'verdict'],
   record: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'output', 'force'],
   watch: ['interval', 'duration', 'top', 'record', 'force', 'replay', 'root', 'kmemleak-scan', 'prometheus', 'textfile', 'ssh', 'ssh-config', 'cache'],
   inspect: ['from', 'site', 'length'],

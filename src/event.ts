@@ -34,6 +34,8 @@ export interface KmemEvent {
   tracepoint: Tracepoint | string;
   pid?: number;
   comm?: string;
+  /** The allocating task's memory cgroup, by path ("/kubepods/pod…"); kernel backend only (docs/cgroups.md). */
+  cgroup?: string;
   cpu?: number;
   /** Innermost frame first. */
   stack?: string[];
@@ -59,6 +61,7 @@ export interface OutstandingRecord {
   cache?: string;
   pid?: number;
   comm?: string;
+  cgroup?: string;
   stack?: string[];
   allocator?: AllocatorName;
 }

@@ -99,6 +99,7 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
         break;
       case 'trace-cmd':
         slabOnly(o, 'trace-cmd');
+        noCgroup(o, 'trace-cmd');
         source = await startTraceCmd({ filter: o.filter, stacks: o.stacks }, sink);
         break;
     }
@@ -128,7 +129,8 @@ async function startAuto(o: LiveOptions, sink: ParseSink): Promise<LiveSource> {
   try {
     return await startKernelBpf(kernelOptions(o), sink);
   } catch (err) {
-    if (!(err instanceof EnvironmentError) || /needs root/.test(err.message)) throw err;
+    // --cgroup has nowhere else to go: the kernel backend's reason is the one to say.
+    if (!(err instanceof EnvironmentError) || /needs root/.test(err.message) || o.filter.cgroup !== undefined) throw err;
     why.push(`kernel backend: ${err.message}`);
   }
   if ([...o.allocators].some((a) => a !== 'slab') && o.events) {
@@ -153,7 +155,13 @@ function kernelOptions(o: LiveOptions) {
   return { filter: o.filter, allocators: o.allocators, stacks: o.stacks, snapshotSec: 1, maxPointers: o.maxPointers, listMax: 10_000, events: o.events };
 }
 
+/** --cgroup needs the kernel backend: the others' events carry no cgroup (docs/cgroups.md). */
+function noCgroup(o: LiveOptions, backend: string): void {
+  if (o.filter.cgroup !== undefined) throw new InputError(`--cgroup needs the kernel backend (--backend kernel): ${backend}'s events carry no cgroup.`, 'Without --cgroup, --comm or --pid narrow a run to one workload on any backend.');
+}
+
 function tracefsOptions(o: LiveOptions) {
+  noCgroup(o, o.ssh ? 'tracefs over ssh' : 'tracefs');
   return { filter: o.filter, allocators: o.allocators, stacks: o.stacks, bufferKb: 8192 };
 }
 
@@ -182,6 +190,7 @@ export async function liveCommandLine(o: LiveOptions): Promise<string> {
 }
 
 function bpftraceOptions(o: LiveOptions) {
+  noCgroup(o, 'bpftrace');
   return { filter: o.filter, allocators: o.allocators, stacks: o.stacks, events: o.events, snapshotSec: 1, maxPointers: o.maxPointers, listMax: 10_000 };
 }
 

@@ -95,6 +95,7 @@ export class Engine implements ParseSink {
   private readonly sites: Site[] = [];
   private siteOutstanding = new Float64Array(64);
   private readonly comms = new Interner(true);
+  private readonly cgroups = new Interner(true);
   private readonly caches = new Interner();
   private readonly stacks = new Interner();
   private readonly series: Series;
@@ -185,6 +186,8 @@ export class Engine implements ParseSink {
         site.outstandingBytes = 0;
       }
       for (const r of s.outstanding) {
+        // A replay's filter (--comm, --cgroup…) applies to the listed objects; the per-site totals cannot be split.
+        if (this.accept !== undefined && !this.accept({ kind: 'alloc', tracepoint: 'kmalloc', ...r })) continue;
         const cs = this.callSites.id(r.callSite);
         const site = this.siteOf(cs);
         if (r.allocator && r.allocator !== 'slab') this.sites[site]!.allocator = r.allocator;
@@ -329,6 +332,7 @@ export class Engine implements ParseSink {
     tb.bytesReq[slot] = e.bytesReq ?? -1;
     tb.pid[slot] = e.pid ?? -1;
     tb.comm[slot] = e.comm === undefined ? -1 : this.comms.id(e.comm);
+    tb.cgroup[slot] = e.cgroup === undefined ? -1 : this.cgroups.id(e.cgroup);
     if (e.stack !== undefined && e.stack.length > 0) tb.stack[slot] = this.stacks.id(trimTracingFrames(this.namedFrames(e.stack)).join('\n'));
     const site = this.sites[siteId]!;
     site.outstanding++;
@@ -426,6 +430,9 @@ export class Engine implements ParseSink {
     const phantoms = new Float64Array(n);
     const csCount: Map<number, number>[] = [];
     const cacheCount: Map<number, number>[] = [];
+    const cgroupCount: Map<number, number>[] = [];
+    /** Outstanding objects and bytes by memory cgroup (interned id), over every site: whose they are. */
+    const whose: { outstanding: number; outstandingBytes: number }[] = [];
     const stackCount: Map<number, number>[] = [];
     const samples: number[][] = [];
     const kinds: Map<number, number>[] = [];
@@ -444,6 +451,13 @@ export class Engine implements ParseSink {
       bump((csCount[s] ??= new Map()), cs);
       const c = tb.cache[slot]!;
       if (c >= 0) bump((cacheCount[s] ??= new Map()), c);
+      const g = tb.cgroup[slot]!;
+      if (g >= 0) {
+        bump((cgroupCount[s] ??= new Map()), g);
+        const w = (whose[g] ??= { outstanding: 0, outstandingBytes: 0 });
+        w.outstanding++;
+        w.outstandingBytes += tb.bytesAlloc[slot]!;
+      }
       const st = tb.stack[slot]!;
       if (st >= 0) bump((stackCount[s] ??= new Map()), st);
       keepOldest((samples[s] ??= []), slot, tb.ts, nSamples);
@@ -462,7 +476,8 @@ export class Engine implements ParseSink {
       const k = site.kernel;
       const listed = count[s]! > 0;
       // In pairs mode with only per-site totals, the kernel's counts are all there is.
-      const outstanding = listed || !k ? count[s]! : minAge > 0 ? 0 : k.outstanding;
+      // Filtered in kleak (a replay with --comm, --cgroup…): only the listed objects passed the filter.
+      const outstanding = listed || !k || this.accept !== undefined ? count[s]! : minAge > 0 ? 0 : k.outstanding;
       if (outstanding <= 0) continue;
       const series = [...this.series.row(s), this.siteOutstanding[s]!];
       const times = [...this.series.times, now];
@@ -482,6 +497,7 @@ export class Engine implements ParseSink {
         callSite,
         cache: cacheCount[s] ? this.caches.values[top(cacheCount[s]!)]! : '',
         ...(cacheCount[s] && cacheCount[s]!.size > 1 ? { caches: topN(cacheCount[s]!, 8).map(([id, n]) => ({ cache: this.caches.values[id]!, outstanding: n })) } : {}),
+        ...(cgroupCount[s] ? { cgroups: topN(cgroupCount[s]!, 8).map(([id, n]) => ({ cgroup: this.cgroups.values[id]!, outstanding: n })) } : {}),
         outstanding,
         outstandingBytes: listed || !k ? bytes[s]! : k.outstandingBytes,
         allocs,
@@ -520,6 +536,9 @@ export class Engine implements ParseSink {
       totals: { ...this.totals },
       sites: o.top !== undefined ? sites.slice(0, o.top) : sites,
       modules: [...modules.values()].sort((a, b) => b.growingSites - a.growingSites || b.outstandingBytes - a.outstandingBytes),
+      ...(whose.length > 0
+        ? { cgroups: whose.flatMap((w, id) => (w ? [{ cgroup: this.cgroups.values[id]!, ...w }] : [])).sort((a, b) => b.outstandingBytes - a.outstandingBytes || b.outstanding - a.outstanding) }
+        : {}),
       siteCount,
       minAgeSec: minAge,
       notices: this.notices(),

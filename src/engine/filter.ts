@@ -9,6 +9,8 @@ export interface EventFilter {
   cache?: string;
   comm?: string;
   pid?: number;
+  /** A memory cgroup's path ("/kleak-a"): allocations of tasks in it and below it. */
+  cgroup?: string;
 }
 
 export function isEmptyFilter(f: EventFilter): boolean {
@@ -18,7 +20,8 @@ export function isEmptyFilter(f: EventFilter): boolean {
 /** A predicate for allocation events, or undefined when everything passes (the common, fast case). */
 export function compileFilter(f: EventFilter): ((e: KmemEvent) => boolean) | undefined {
   if (isEmptyFilter(f)) return undefined;
-  const { bytes, minBytes, maxBytes, cache, comm, pid } = f;
+  const { bytes, minBytes, maxBytes, cache, comm, pid, cgroup } = f;
+  const under = cgroup === undefined || cgroup === '/' ? undefined : `${cgroup}/`;
   return (e) => {
     const b = e.bytesAlloc;
     if (bytes !== undefined && b !== bytes) return false;
@@ -27,6 +30,7 @@ export function compileFilter(f: EventFilter): ((e: KmemEvent) => boolean) | und
     if (cache !== undefined && e.cache !== cache) return false;
     if (comm !== undefined && e.comm !== comm) return false;
     if (pid !== undefined && e.pid !== pid) return false;
+    if (under !== undefined && e.cgroup !== cgroup && !e.cgroup?.startsWith(under)) return false;
     return true;
   };
 }
@@ -39,6 +43,7 @@ export function describeFilter(f: EventFilter): string {
   if (f.cache !== undefined) parts.push(`cache=${f.cache}`);
   if (f.comm !== undefined) parts.push(`comm=${f.comm}`);
   if (f.pid !== undefined) parts.push(`pid=${f.pid}`);
+  if (f.cgroup !== undefined) parts.push(`cgroup=${f.cgroup}`);
   return parts.length ? parts.join(' ') : 'none';
 }
 

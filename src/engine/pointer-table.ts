@@ -223,6 +223,8 @@ export class PointerTable {
   bytesReq = new Int32Array(0);
   pid = new Int32Array(0);
   comm = new Int32Array(0);
+  /** Interned memory cgroup path, -1 when the source gave none. */
+  cgroup = new Int32Array(0);
   stack = new Int32Array(0);
   /** Bumped each time a slot is reused, so "the last allocation on CPU n" can be checked for staleness. */
   serial = new Int32Array(0);
@@ -314,6 +316,7 @@ export class PointerTable {
     this.bytesReq = i32(this.bytesReq);
     this.pid = i32(this.pid);
     this.comm = i32(this.comm);
+    this.cgroup = i32(this.cgroup);
     this.stack = i32(this.stack);
     this.serial = i32(this.serial);
     this.freeSlots = i32(this.freeSlots);

@@ -6,14 +6,15 @@ export const CACHE_LEN = 32;
 export const STACK_DEPTH = 20;
 
 export const CONFIG = {
-  size: 128,
+  size: 144,
   minBytes: 0, maxBytes: 8, pid: 16, selfTgid: 20, commOn: 24, cacheOn: 28, stacks: 32, gfpAccount: 36,
   rcuMonitorFn: 40, rcuWorkFn: 48, comm: 56, cache: 72, pageSize: 104, events: 108, ownLo: 112, ownHi: 120,
+  cgroups: 128, cgroupLevel: 132, cgroupId: 136,
 } as const;
 
 export const ALLOC = {
-  size: 64,
-  tsNs: 0, callSite: 8, cacheId: 16, bytesReq: 24, bytesAlloc: 28, pid: 32, stackId: 36, flags: 40, comm: 48,
+  size: 72,
+  tsNs: 0, callSite: 8, cacheId: 16, bytesReq: 24, bytesAlloc: 28, pid: 32, stackId: 36, flags: 40, comm: 48, cgroup: 64,
 } as const;
 
 export const SITE_KEY = { size: 24, callSite: 0, cacheId: 8, bytesAlloc: 16, flags: 20 } as const;
@@ -30,7 +31,7 @@ export const COUNTER = { untracked: 0, stackLost: 1, rcuFrees: 2, bulkFrees: 3, 
 export const COUNTERS = 8;
 
 /** struct kleak_event: kind (0 alloc, 1 free), the pointer, and the allocation's record. */
-export const EVENT = { size: 80, kind: 0, ptr: 8, alloc: 16 } as const;
+export const EVENT = { size: 88, kind: 0, ptr: 8, alloc: 16 } as const;
 
 export interface BpfConfig {
   minBytes: bigint;
@@ -48,6 +49,10 @@ export interface BpfConfig {
   /** Call sites kleak's own map causes (the BPF memory allocator's refill): [lo, hi), 0/0 for none. */
   ownLo: bigint;
   ownHi: bigint;
+  /** Record each allocation's memory cgroup; and with cgroupId, keep only that cgroup (at cgroupLevel) and below. */
+  cgroups: boolean;
+  cgroupLevel: number;
+  cgroupId: bigint;
 }
 
 /** A name as the kernel holds it: at most n-1 bytes and a NUL (a longer name could never match, so it is refused upstream). */
@@ -71,6 +76,9 @@ export function encodeConfig(c: BpfConfig): Buffer {
   b.writeUInt32LE(c.events ? 1 : 0, CONFIG.events);
   b.writeBigUInt64LE(c.ownLo, CONFIG.ownLo);
   b.writeBigUInt64LE(c.ownHi, CONFIG.ownHi);
+  b.writeUInt32LE(c.cgroups ? 1 : 0, CONFIG.cgroups);
+  b.writeUInt32LE(c.cgroupLevel, CONFIG.cgroupLevel);
+  b.writeBigUInt64LE(c.cgroupId, CONFIG.cgroupId);
   putName(b, CONFIG.comm, COMM_LEN, c.comm);
   putName(b, CONFIG.cache, CACHE_LEN, c.cache);
   return b;

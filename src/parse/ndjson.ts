@@ -16,7 +16,7 @@ const strings = (v: unknown) => v === undefined || (Array.isArray(v) && v.every(
 function isEvent(r: Rec): r is Rec & KmemEvent {
   return (
     (r.kind === 'alloc' || r.kind === 'free') && typeof r.ts === 'number' && Number.isFinite(r.ts) && typeof r.ptr === 'string' && typeof r.callSite === 'string' &&
-    size(r.bytesAlloc) && size(r.bytesReq) && strings(r.stack) && (r.pid === undefined || typeof r.pid === 'number') && (r.comm === undefined || typeof r.comm === 'string') &&
+    size(r.bytesAlloc) && size(r.bytesReq) && strings(r.stack) && (r.pid === undefined || typeof r.pid === 'number') && (r.comm === undefined || typeof r.comm === 'string') && (r.cgroup === undefined || typeof r.cgroup === 'string') &&
     (r.cache === undefined || typeof r.cache === 'string') && (r.allocator === undefined || ALLOCATOR_NAMES.includes(r.allocator as AllocatorName)) && (r.cpu === undefined || (typeof r.cpu === 'number' && Number.isInteger(r.cpu) && r.cpu >= 0 && r.cpu < 65536))
   );
 }
@@ -25,7 +25,8 @@ function isSnapshot(r: Rec): r is Rec & KernelSnapshot {
   const site = (s: unknown) => typeof s === 'object' && s !== null && typeof (s as { callSite?: unknown }).callSite === 'string' &&
     ['allocs', 'frees', 'outstanding', 'outstandingBytes'].every((k) => size((s as Record<string, unknown>)[k]) && (s as Record<string, unknown>)[k] !== undefined);
   const out = (o: unknown) => typeof o === 'object' && o !== null && typeof (o as { ptr?: unknown }).ptr === 'string' && typeof (o as { ts?: unknown }).ts === 'number' &&
-    typeof (o as { callSite?: unknown }).callSite === 'string' && size((o as { bytesAlloc?: unknown }).bytesAlloc) && strings((o as { stack?: unknown }).stack);
+    typeof (o as { callSite?: unknown }).callSite === 'string' && size((o as { bytesAlloc?: unknown }).bytesAlloc) && strings((o as { stack?: unknown }).stack) &&
+    ((o as { cgroup?: unknown }).cgroup === undefined || typeof (o as { cgroup?: unknown }).cgroup === 'string');
   return typeof r.ts === 'number' && Number.isFinite(r.ts) && Array.isArray(r.sites) && r.sites.every(site) && size(r.untracked) &&
     (r.outstanding === undefined || (Array.isArray(r.outstanding) && r.outstanding.every(out)));
 }

@@ -11,6 +11,7 @@ export interface JsonReport {
   totals: Report['totals'];
   sites: Report['sites'];
   modules: Report['modules'];
+  cgroups?: Report['cgroups'];
   siteCount: number;
   notices: Report['notices'];
   badLines: Report['badLineSamples'];
@@ -27,6 +28,7 @@ export function toJsonReport(r: Report): JsonReport {
     totals: r.totals,
     sites: r.sites,
     modules: r.modules,
+    ...(r.cgroups ? { cgroups: r.cgroups } : {}),
     siteCount: r.siteCount,
     notices: r.notices,
     badLines: r.badLineSamples,

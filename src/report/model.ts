@@ -55,6 +55,8 @@ export interface SiteReport {
   cache: string;
   /** Every cache its outstanding objects are in, most first, when there is more than one. */
   caches?: { cache: string; outstanding: number }[];
+  /** The memory cgroups of the tasks that allocated its outstanding objects, most first (kernel backend). */
+  cgroups?: { cgroup: string; outstanding: number }[];
   outstanding: number;
   outstandingBytes: number;
   allocs: number;
@@ -94,6 +96,8 @@ export interface Report {
   sites: SiteReport[];
   /** Outstanding bytes and growth by module, "the kernel itself" as one row (all sites, before --top). */
   modules: { module: string; outstanding: number; outstandingBytes: number; growthPerMin: number; growingSites: number }[];
+  /** Outstanding objects and bytes by the allocating task's memory cgroup, most bytes first (kernel backend). */
+  cgroups?: { cgroup: string; outstanding: number; outstandingBytes: number }[];
   /** Sites with outstanding allocations, before --top cut the list. */
   siteCount: number;
   minAgeSec: number;

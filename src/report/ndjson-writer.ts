@@ -141,6 +141,7 @@ export class NdjsonRecorder implements ParseSink {
     l += `,"tracepoint":${this.enc(e.tracepoint)}`;
     if (e.pid !== undefined) l += `,"pid":${num(e.pid)}`;
     if (e.comm !== undefined) l += `,"comm":${this.enc(e.comm)}`;
+    if (e.cgroup !== undefined) l += `,"cgroup":${this.enc(e.cgroup)}`;
     if (e.cpu !== undefined) l += `,"cpu":${num(e.cpu)}`;
     if (e.stack !== undefined) l += `,"stack":[${e.stack.map((f) => this.enc(f)).join(',')}]`;
     if (e.allocator !== undefined) l += `,"allocator":"${e.allocator}"`;

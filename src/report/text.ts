@@ -79,6 +79,10 @@ export function renderText(r: Report): string {
   for (const s of shown) out.push(siteRow(s, fnWidth));
   if (r.siteCount > shown.length) out.push(`… ${r.siteCount - shown.length} more call sites (--top N shows N; --json has all)`);
   if (r.modules?.length) out.push('by module: ' + r.modules.map((m) => `${m.module === 'the kernel itself' ? m.module : `[${visible(m.module)}]`} ${fmtBytes(m.outstandingBytes)} in ${fmtCount(m.outstanding)}${m.growingSites ? ` (${m.growingSites} growing)` : ''}`).join(' · '));
+  if (r.cgroups?.length) {
+    const more = r.cgroups.length > 6 ? ` · … ${r.cgroups.length - 6} more (--json has all)` : '';
+    out.push('by memory cgroup: ' + r.cgroups.slice(0, 6).map((c) => `${visible(c.cgroup)} ${fmtBytes(c.outstandingBytes)} in ${fmtCount(c.outstanding)}`).join(' · ') + more);
+  }
   for (const s of r.sites.slice(0, 3)) {
     out.push('');
     out.push(`${visible(s.function)} (${visible(s.callSite)}): ${fmtCount(s.outstanding)} outstanding, ${fmtBytes(s.outstandingBytes)}; ${fmtCount(s.allocs)} allocated, ${fmtCount(s.frees)} freed; oldest ${fmtAge(s.oldestAgeSec)}; ${s.verdict}`);
@@ -86,6 +90,7 @@ export function renderText(r: Report): string {
     else if (s.missedFrees > 0) out.push(`  not seen freed: ${s.missedFrees} of its pointers were allocated again while outstanding, so they were freed by a path the trace does not show (kfree_rcu batching, bulk frees); --backend kernel sees kfree_rcu batches`);
     if (s.possiblePhantoms > 0) out.push(`  ${s.possiblePhantoms} of them predate lost events and may be phantoms`);
     if (s.caches) out.push(`  in ${s.caches.map((c) => `${visible(c.cache)} (${fmtCount(c.outstanding)})`).join(', ')}`);
+    if (s.cgroups) out.push(`  allocated by tasks in ${s.cgroups.map((c) => `${visible(c.cgroup)} (${fmtCount(c.outstanding)})`).join(', ')}`);
     for (const st of s.stacks.slice(0, 3)) out.push(`  ${fmtCount(st.outstanding)} × ${st.frames.slice(0, 8).map(visible).join(' ← ')}`);
     for (const p of s.samples.slice(0, 3)) {
       out.push(`  ${p.ptr}  age ${fmtAge(p.ageSec)}${p.pid !== undefined ? `  pid ${p.pid}` : ''}${p.comm ? ` ${visible(p.comm)}` : ''}${p.bytesReq !== undefined ? `  ${p.bytesReq} bytes requested` : ''}`);

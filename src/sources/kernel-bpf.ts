@@ -3,6 +3,7 @@
 // per-site totals and, while few enough, the outstanding pointers (batch lookups, which tolerate entries freed
 // while they are read), and hands the engine a KernelSnapshot: the same path as bpftrace's pairs mode.
 
+import { CgroupNames, type MemoryHierarchy, memoryHierarchy, resolveCgroup } from '../linux/cgroups.js';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { kmallocCacheSize, type EventFilter } from '../engine/filter.js';
@@ -55,6 +56,8 @@ export interface KernelBpfPlan {
   optional: ProgramName[];
   maxEntries: { ptrs: number; stacks: number; events: number };
   notes: string[];
+  /** The memory cgroup hierarchy each allocation's cgroup id is named in; undefined: no memory controller. */
+  cgroups: MemoryHierarchy | undefined;
 }
 
 /** What the program needs from this kernel, worked out before anything is loaded (also for --dry-run). */
@@ -101,6 +104,11 @@ export function kernelBpfPlan(o: KernelBpfOptions, btf: Btf, syms: Kallsyms | un
   // refills with kmalloc from alloc_bulk, in whichever task runs then. Tracked, those would need inserts of their
   // own, and so on until the table is full (seen: 262,144 "allocations" at alloc_bulk in 3 s, --comm python3).
   const own = syms?.range('alloc_bulk');
+  // Whose: the task's memory cgroup, recorded per allocation (docs/cgroups.md). --cgroup filters in the kernel.
+  const cgroups = memoryHierarchy();
+  if (f.cgroup !== undefined && !cgroups) throw new EnvironmentError('--cgroup: this host has no memory cgroup hierarchy mounted (no cgroup v1 "memory" mount, no memory controller on cgroup2).');
+  const only = f.cgroup !== undefined && cgroups ? resolveCgroup(cgroups, f.cgroup) : undefined;
+  if (!cgroups) notes.push('no memory cgroup hierarchy is mounted here: allocations carry no cgroup.');
   return {
     config: {
       minBytes: BigInt(min), maxBytes: BigInt(max), pid: f.pid ?? 0, selfTgid: process.pid, comm: f.comm,
@@ -112,7 +120,11 @@ export function kernelBpfPlan(o: KernelBpfOptions, btf: Btf, syms: Kallsyms | un
       events: o.events === true,
       ownLo: own?.start ?? 0n,
       ownHi: own?.end ?? 0n,
+      cgroups: cgroups !== undefined,
+      cgroupLevel: only?.level ?? 0,
+      cgroupId: only?.id ?? 0n,
     },
+    cgroups,
     programs,
     optional: [...optional],
     maxEntries: { ptrs: o.maxPointers, stacks: o.stacks || byStack ? STACK_IDS : 1, events: o.events ? RING_BYTES : 4096 },
@@ -145,6 +157,7 @@ export function kernelBpfDescription(o: KernelBpfOptions): string {
   return [
     `kernel backend: load ${BPF_OBJECT} (sha256 ${sha}…) through libbpf, with read-only config:`,
     `  min_bytes=${c.minBytes} max_bytes=${c.maxBytes} pid=${c.pid || 'any'} self_tgid=${c.selfTgid} comm=${c.comm === undefined ? '(any)' : JSON.stringify(c.comm)} cache=${c.cache === undefined ? '(any)' : JSON.stringify(c.cache)}`,
+    `  cgroups=${c.cgroups ? `1 (memory cgroup v${p.cgroups!.version} at ${p.cgroups!.mount})` : 0} cgroup=${c.cgroupId ? `id ${c.cgroupId} at level ${c.cgroupLevel}` : '(any)'}`,
     `  stacks=${c.stacks ? 1 : 0} gfp_account=0x${c.gfpAccount.toString(16)} rcu_monitor_fn=0x${c.rcuMonitorFn.toString(16)} rcu_work_fn=0x${c.rcuWorkFn.toString(16)}`,
     `maps: ptrs max_entries=${p.maxEntries.ptrs} (not preallocated: kernel memory follows what is held), stacks max_entries=${p.maxEntries.stacks}${c.events ? `, events ring ${p.maxEntries.events >> 20} MiB (read every 200 ms, no wakeups)` : ''}`,
     `programs: ${p.programs.map((n) => (n === 'workqueue_execute_start' ? 'tp_btf/workqueue_execute_start (kfree_rcu batches)' : `tp_btf/${n}`)).join(' ')}`,
@@ -256,6 +269,7 @@ class Reader {
     private readonly lib: Libbpf,
     private readonly l: Loaded,
     private readonly syms: Kallsyms,
+    private readonly cgroups: CgroupNames | undefined,
   ) {
     this.cpus = lib.possibleCpus();
   }
@@ -285,6 +299,11 @@ class Reader {
       n = this.cacheNames.get(id);
     }
     return n;
+  }
+
+  private cgroupOf(b: Buffer, at: number): { cgroup?: string } {
+    const id = b.readBigUInt64LE(at + ALLOC.cgroup);
+    return this.cgroups && id !== 0n ? { cgroup: this.cgroups.name(id) } : {};
   }
 
   private label(cacheId: bigint, bytesAlloc: number, flags: number): string {
@@ -367,6 +386,7 @@ class Reader {
           cache: this.label(v.readBigUInt64LE(vo + ALLOC.cacheId), bytesAlloc, flags),
           pid: v.readUInt32LE(vo + ALLOC.pid),
           comm: cString(v, vo + ALLOC.comm, COMM_LEN),
+          ...this.cgroupOf(v, vo),
         });
         stackIds.push(v.readInt32LE(vo + ALLOC.stackId));
       });
@@ -403,6 +423,7 @@ class Reader {
       tracepoint: allocatorOf(flags) === 'slab' ? 'kmalloc' : allocatorOf(flags),
       bytesReq: b.readUInt32LE(a + ALLOC.bytesReq), bytesAlloc,
       cache: this.label(b.readBigUInt64LE(a + ALLOC.cacheId), bytesAlloc, flags),
+      ...this.cgroupOf(b, a),
     };
     if (stackId >= 0) e.stack = this.stack(stackId).map((x) => this.syms.lookup(x)?.name ?? x.toString(16));
     return e;
@@ -437,7 +458,7 @@ export async function startKernelBpf(o: KernelBpfOptions, sink: ParseSink): Prom
   } else {
     loaded = loadProgram(lib, object, plan, false);
   }
-  const reader = new Reader(lib, loaded, syms);
+  const reader = new Reader(lib, loaded, syms, plan.cgroups ? new CgroupNames(plan.cgroups) : undefined);
   // --events: records are read from the ring a few times a second (no per-event wakeup); the engine pairs them.
   let eventsRead = 0;
   let lostSaid = 0;

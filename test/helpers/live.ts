@@ -15,8 +15,12 @@ export interface Workload {
 }
 
 /** A workload script of scripts/ (workload-keys.py by default) that holds what it makes until release(). */
-export function startWorkload(args: string[], script = 'workload-keys.py'): Workload {
-  const proc = execa('python3', [`${ROOT}scripts/${script}`, '--wait', ...args], { stdin: 'pipe', stdout: 'pipe', buffer: false, reject: false });
+export function startWorkload(args: string[], script = 'workload-keys.py', o: { cgroupDir?: string } = {}): Workload {
+  const argv = [`${ROOT}scripts/${script}`, '--wait', ...args];
+  // In a cgroup from its first instruction: the shell moves itself in, then becomes python (the folder is an argument, never shell text).
+  const proc = o.cgroupDir
+    ? execa('sh', ['-c', 'echo $$ > "$1/cgroup.procs" && shift && exec python3 "$@"', 'sh', o.cgroupDir, ...argv], { stdin: 'pipe', stdout: 'pipe', buffer: false, reject: false })
+    : execa('python3', argv, { stdin: 'pipe', stdout: 'pipe', buffer: false, reject: false });
   const lines: string[] = [];
   const waiters: { prefix: string; resolve: (l: string) => void }[] = [];
   let rest = '';
