@@ -122,6 +122,23 @@ struct {
 	__type(value, char[KLEAK_CACHE_LEN]);
 } cache_names SEC(".maps");
 
+/* The last memory css each CPU named, with its cgroup's id and whether --cgroup keeps it. A css is freed only after
+ * its cgroup is gone and a grace period; one reused at the same address for another cgroup before this CPU's next
+ * allocation would lend it the old name once. */
+struct kleak_cgroup_seen {
+	__u64 css;
+	__u64 id;
+	__u32 pass;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kleak_cgroup_seen);
+} cgroup_seen SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, KLEAK_COUNTERS);
@@ -182,22 +199,36 @@ static __always_inline int on_alloc(void *ctx, __u64 call_site, __u64 ptr, __u32
 		return 0;
 	struct kleak_alloc a = {};
 	if (cfg.cgroups) {
-		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-		struct css_set *cs = BPF_CORE_READ(task, cgroups);
-		struct cgroup_subsys_state *css = NULL;
-		__u32 id = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
-		bpf_core_read(&css, sizeof(css), &cs->subsys[id & 15]);
-		struct cgroup *cg = BPF_CORE_READ(css, cgroup);
-		a.cgroup = BPF_CORE_READ(cg, kn, id);
-		if (cfg.cgroup_id) {
-			/* --cgroup: the task's memory cgroup is that cgroup or below it. */
-			if (BPF_CORE_READ(cg, level) < (int)cfg.cgroup_level)
+		/* Direct loads through the task's BTF pointer (plain loads with a fault fixup, not helper calls). The
+		 * memory css is two loads from the task; its cgroup's id three more, usually cold in the cache: each CPU
+		 * remembers the last css it named (consecutive allocations on a CPU are mostly one task's). */
+		struct task_struct *task = bpf_get_current_task_btf();
+		__u32 id = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id) & 15;
+		struct cgroup_subsys_state *css = task->cgroups->subsys[id];
+		__u32 zero = 0;
+		struct kleak_cgroup_seen *seen = bpf_map_lookup_elem(&cgroup_seen, &zero);
+		if (seen && seen->css == (__u64)css) {
+			a.cgroup = seen->id;
+			if (!seen->pass)
 				return 0;
-			struct cgroup *anc = NULL;
-			/* The index in a local: inside bpf_core_read, cfg's field would be relocated against the kernel's BTF. */
-			__u32 level = cfg.cgroup_level & 255;
-			bpf_core_read(&anc, sizeof(anc), &cg->ancestors[level]);
-			if (BPF_CORE_READ(anc, kn, id) != cfg.cgroup_id)
+		} else {
+			struct cgroup *cg = css->cgroup;
+			__u32 pass = 1;
+			a.cgroup = cg->kn->id;
+			if (cfg.cgroup_id) {
+				/* --cgroup: the task's memory cgroup is that cgroup or below it. */
+				__u32 level = cfg.cgroup_level & 255;
+				struct cgroup *anc = NULL;
+				/* ancestors[] is a flexible array, which the verifier does not let a BTF pointer index: a read. */
+				if (cg->level < (int)level || bpf_core_read(&anc, sizeof(anc), &cg->ancestors[level]) != 0 || BPF_CORE_READ(anc, kn, id) != cfg.cgroup_id)
+					pass = 0;
+			}
+			if (seen) {
+				seen->css = (__u64)css;
+				seen->id = a.cgroup;
+				seen->pass = pass;
+			}
+			if (!pass)
 				return 0;
 		}
 	}

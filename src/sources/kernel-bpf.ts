@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { kmallocCacheSize, type EventFilter } from '../engine/filter.js';
 import { ALLOCATOR_MACHINERY } from '../engine/stacks.js';
-import { EnvironmentError } from '../errors.js';
+import { EnvironmentError, InputError } from '../errors.js';
 import { ALLOCATOR_TRACEPOINTS, type AllocatorName, type KernelSnapshot, type KmemEvent, type OutstandingRecord, type ParseSink, type SiteTotalsRecord } from '../event.js';
 import { ALLOC, ALLOCATOR_SHIFT, ALLOCATORS, CACHE_LEN, COMM_LEN, COUNTER, COUNTERS, EVENT, F_ACCOUNTED, SITE_COUNTS, SITE_KEY, STACK_DEPTH, cString, encodeConfig, type BpfConfig } from '../kernel/bpf-layout.js';
 import { Btf } from '../kernel/btf.js';
@@ -105,10 +105,13 @@ export function kernelBpfPlan(o: KernelBpfOptions, btf: Btf, syms: Kallsyms | un
   // own, and so on until the table is full (seen: 262,144 "allocations" at alloc_bulk in 3 s, --comm python3).
   const own = syms?.range('alloc_bulk');
   // Whose: the task's memory cgroup, recorded per allocation (docs/cgroups.md). --cgroup filters in the kernel.
-  const cgroups = memoryHierarchy();
+  // KLEAK_CGROUPS=0 leaves it out (what it costs: scripts/bench-live-overhead.ts --only cgroups).
+  const off = process.env.KLEAK_CGROUPS === '0';
+  const cgroups = off ? undefined : memoryHierarchy();
+  if (f.cgroup !== undefined && off) throw new InputError('--cgroup needs the cgroup of each allocation, which KLEAK_CGROUPS=0 turns off.');
   if (f.cgroup !== undefined && !cgroups) throw new EnvironmentError('--cgroup: this host has no memory cgroup hierarchy mounted (no cgroup v1 "memory" mount, no memory controller on cgroup2).');
   const only = f.cgroup !== undefined && cgroups ? resolveCgroup(cgroups, f.cgroup) : undefined;
-  if (!cgroups) notes.push('no memory cgroup hierarchy is mounted here: allocations carry no cgroup.');
+  if (!cgroups && !off) notes.push('no memory cgroup hierarchy is mounted here: allocations carry no cgroup.');
   return {
     config: {
       minBytes: BigInt(min), maxBytes: BigInt(max), pid: f.pid ?? 0, selfTgid: process.pid, comm: f.comm,
