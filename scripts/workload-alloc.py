@@ -55,6 +55,8 @@ def main() -> None:
         ap.add_argument(f"--hold-{kind}", type=int, default=0)
         ap.add_argument(f"--churn-{kind}", type=int, default=0)
     ap.add_argument("--leak-vmalloc-rate", type=float, default=0, help="with --seconds: make and hold this many 1 MiB areas a second (a slow leak)")
+    ap.add_argument("--leak-pages-rate", type=float, default=0, help="with --seconds: make and hold this many pipes with an unread page a second (a slow leak of accounted kernel memory: the page, the pipe, its files and inode)")
+    ap.add_argument("--churn-pages-rate", type=float, default=0, help="with --seconds: fill and drain this many pipes a second (the same memory, freed at once)")
     ap.add_argument("--seconds", type=float, default=0, help="how long the leak runs")
     ap.add_argument("--wait", action="store_true", help="after the churn, print 'holding' and wait for stdin EOF")
     a = ap.parse_args()
@@ -79,7 +81,22 @@ def main() -> None:
         while time.monotonic() - start < a.seconds:
             maps.append(vmalloc_area())
             time.sleep(1 / a.leak_vmalloc_rate)
-    print(f"holding vmalloc={a.hold_vmalloc} pages={a.hold_pages} percpu={a.hold_percpu}", flush=True)
+    if (a.leak_pages_rate > 0 or a.churn_pages_rate > 0) and a.seconds > 0:
+        import time
+        start = time.monotonic()
+        next_leak = next_churn = start
+        while not stop.requested and time.monotonic() - start < a.seconds:
+            now = time.monotonic()
+            if a.leak_pages_rate > 0 and now >= next_leak:
+                pipes.append(page())
+                next_leak += 1 / a.leak_pages_rate
+            if a.churn_pages_rate > 0 and now >= next_churn:
+                r, w = page()
+                os.read(r, 1)
+                os.close(r); os.close(w)
+                next_churn += 1 / a.churn_pages_rate
+            time.sleep(0.001)
+    print(f"holding vmalloc={a.hold_vmalloc} pages={len(pipes)} percpu={a.hold_percpu}", flush=True)
     if a.wait:
         stop.hold_until_stdin_ends()
     for fd in maps:

@@ -12,7 +12,7 @@ import { isCensusText, readCensus } from './census.js';
 import { fit, fmtBytes, fmtCount } from '../report/format.js';
 
 export interface DiffRow {
-  kind: 'cache' | 'vmalloc' | 'meminfo' | 'site' | 'module' | 'group';
+  kind: 'cache' | 'vmalloc' | 'meminfo' | 'site' | 'module' | 'group' | 'cgroup';
   name: string;
   a: number;
   b: number;
@@ -89,7 +89,8 @@ export async function diff(pathA: string, pathB: string, top = 10): Promise<Diff
     const caches = (w: WatchReport) => new Map(w.caches.map((c) => [c.name, c.activeBytes]));
     const vmalloc = (w: WatchReport) => new Map((w.vmallocCallers ?? []).map((v) => [`${v.caller}${v.module ? ` [${v.module}]` : ''} (${v.type})`, v.bytes]));
     const mem = (w: WatchReport) => new Map(w.meminfo.map((m) => [m.name, m.kb * 1024]));
-    rows.push(...rank('meminfo', mem(a.watch), mem(b.watch)).slice(0, top), ...rank('cache', caches(a.watch), caches(b.watch)).slice(0, top), ...rank('vmalloc', vmalloc(a.watch), vmalloc(b.watch)).slice(0, top));
+    const memcgs = (w: WatchReport) => new Map((w.memcgs ?? []).map((m) => [`${m.path}${m.container ? ` (${m.container})` : ''}`, m.bytes]));
+    rows.push(...rank('meminfo', mem(a.watch), mem(b.watch)).slice(0, top), ...rank('cache', caches(a.watch), caches(b.watch)).slice(0, top), ...rank('vmalloc', vmalloc(a.watch), vmalloc(b.watch)).slice(0, top), ...rank('cgroup', memcgs(a.watch), memcgs(b.watch)).slice(0, top));
   } else if (a.live && b.live) {
     const sites = (r: JsonReport) => new Map(r.sites.map((s) => [`${s.function} (${s.allocator ?? 'slab'}, ${s.cache})`, s.outstandingBytes]));
     const modules = (r: JsonReport) => new Map((r.modules ?? []).map((m) => [m.module, m.outstandingBytes]));
@@ -112,7 +113,7 @@ export async function diff(pathA: string, pathB: string, top = 10): Promise<Diff
 
 export function renderDiff(d: DiffReport): string {
   const out = [`kleak diff — ${d.a} → ${d.b}`];
-  const kinds: [DiffRow['kind'], string][] = [['meminfo', 'KERNEL MEMORY'], ['cache', 'SLAB CACHE'], ['vmalloc', 'VMALLOC CALLER'], ['module', 'MODULE'], ['site', 'CALL SITE'], ['group', 'CENSUS GROUP (objects)']];
+  const kinds: [DiffRow['kind'], string][] = [['meminfo', 'KERNEL MEMORY'], ['cache', 'SLAB CACHE'], ['vmalloc', 'VMALLOC CALLER'], ['module', 'MODULE'], ['site', 'CALL SITE'], ['group', 'CENSUS GROUP (objects)'], ['cgroup', 'MEMORY CGROUP (kernel memory)']];
   for (const [kind, title] of kinds) {
     const rows = d.rows.filter((r) => r.kind === kind);
     if (rows.length === 0) continue;

@@ -1,6 +1,7 @@
 // kleak watch: samples /proc/slabinfo and /proc/meminfo every interval and says which caches grow, with the
 // `kleak live` filter for a growing kmalloc size class. --record keeps the samples; --replay shows them again.
 
+import { readMemcgs } from '../kernel/memcg.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { recordFormatByName } from '../records/formats.js';
 import { RecordsModel, type RecordsReport } from '../records/model.js';
@@ -55,7 +56,11 @@ function sample(): WatchSample {
     );
   }
   const vmalloc = readVmalloc();
-  return { ts: performance.timeOrigin / 1000 + performance.now() / 1000, meminfo: parseMeminfo(readFileSync(at('/proc/meminfo'), 'utf8')), slabs: parseSlabinfo(slab), ...(vmalloc ? { vmalloc } : {}) };
+  const memcgs = readMemcgs(ROOT_DIR);
+  return {
+    ts: performance.timeOrigin / 1000 + performance.now() / 1000, meminfo: parseMeminfo(readFileSync(at('/proc/meminfo'), 'utf8')), slabs: parseSlabinfo(slab), ...(vmalloc ? { vmalloc } : {}),
+    ...(memcgs ? { memcgs: memcgs.cgroups, ...(memcgs.dying !== undefined ? { dyingMemcgs: memcgs.dying } : {}) } : {}),
+  };
 }
 
 let vmallocSaid = false;
@@ -138,6 +143,22 @@ export function renderWatch(r: WatchReport): string {
         c.verdict === 'growing' && c.liveFilter ? `sudo kleak live ${c.liveFilter}` : c.verdict === 'growing' ? `sudo kleak live --cache ${c.name}` : '',
       ].join(' ') + (c.aliases ? ` (${c.aliases} merged caches)` : ''),
     );
+  }
+  if (r.memcgs && r.memcgs.length > 0) {
+    out.push('');
+    out.push(['MEMORY CGROUP (kernel memory)'.padEnd(40), 'BYTES'.padStart(10), 'BYTES/min'.padStart(10), ' TREND'.padEnd(13), ' VERDICT ', 'NEXT'].join(' '));
+    for (const m of r.memcgs) {
+      out.push(
+        [
+          fit(`${m.path}${m.container ? ` (${m.container})` : ''}`, 40).padEnd(40), fmtBytes(m.bytes).padStart(10), `${m.bytesPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(m.bytesPerMin))}`.padStart(10),
+          ' ' + sparkline(m.series, 12, true).padEnd(12), ' ' + m.verdict.padEnd(8), m.verdict === 'growing' ? m.next : '',
+        ].join(' '),
+      );
+    }
+  }
+  if (r.dyingMemcgs) {
+    const d = r.dyingMemcgs;
+    out.push(`dying memory cgroups (removed, still pinned by memory charged to them): ${fmtCount(d.count)} (${fmtRate(d.perMin)}/min) ${d.verdict}${d.verdict === 'growing' ? ': cgroups are removed while what they allocated is still held (page cache, slab objects); kleak live --cgroup on the next one finds what' : ''}`);
   }
   if (r.vmallocCallers && r.vmallocCallers.length > 0) {
     out.push('');

@@ -5,6 +5,7 @@ import { kmallocCacheSize, kmemBucketSize } from './filter.js';
 import { DEFAULT_THRESHOLDS, growthPerMinute, verdictOf, type Verdict, type VerdictThresholds } from './verdict.js';
 import { KERNEL_MEMINFO, unaccountedKb, type SlabSample } from '../kernel/slabinfo.js';
 import type { VmallocGroup } from '../kernel/vmallocinfo.js';
+import { containerOf, type MemcgSample } from '../kernel/memcg.js';
 
 export interface WatchSample {
   /** Seconds (monotonic, any origin). */
@@ -13,6 +14,23 @@ export interface WatchSample {
   slabs: SlabSample[];
   /** /proc/vmallocinfo grouped by caller, when it was readable. */
   vmalloc?: VmallocGroup[];
+  /** Each memory cgroup's kernel memory (kernel/memcg.ts), when a memory hierarchy was readable. */
+  memcgs?: MemcgSample[];
+  /** Dying memory cgroups, when the kernel says. */
+  dyingMemcgs?: number;
+}
+
+/** A memory cgroup's kernel memory over the samples. */
+export interface MemcgReport {
+  path: string;
+  /** What a container runtime's path is (pod, container, service), when it is one. */
+  container?: string;
+  bytes: number;
+  bytesPerMin: number;
+  verdict: Verdict;
+  series: number[];
+  /** The live run that names what its tasks hold. */
+  next: string;
 }
 
 /** A vmalloc caller over the samples: its last reading, with a rate and a verdict. */
@@ -50,6 +68,10 @@ export interface WatchReport {
   vmallocCallers?: VmallocCallerReport[];
   /** Whether caches may be merged (no slab_nomerge on the kernel command line): a kmalloc-N may hold others. */
   mergedCaches: boolean | undefined;
+  /** Memory cgroups (not the root, which is the whole host), growing first (absent when none was readable). */
+  memcgs?: MemcgReport[];
+  /** Dying memory cgroups: removed, still pinned by memory charged to them. */
+  dyingMemcgs?: { count: number; perMin: number; verdict: Verdict; series: number[] };
 }
 
 export class WatchModel {
@@ -58,6 +80,9 @@ export class WatchModel {
   private mem = new Map<string, number[]>();
   private vmalloc = new Map<string, { group: VmallocGroup; areas: number[]; bytes: number[] }>();
   private vmallocSeen = false;
+  private memcg = new Map<string, number[]>();
+  private memcgSeen = false;
+  private dying: number[] = [];
 
   constructor(private readonly thresholds: VerdictThresholds = DEFAULT_THRESHOLDS) {}
 
@@ -87,12 +112,46 @@ export class WatchModel {
         v.bytes.push(0);
       }
     }
+    if (s.memcgs) {
+      this.memcgSeen = true;
+      for (const m of s.memcgs) {
+        let row = this.memcg.get(m.path);
+        if (!row) this.memcg.set(m.path, (row = new Array<number>(i).fill(0)));
+        row.push(m.bytes);
+      }
+    }
+    for (const row of this.memcg.values()) if (row.length < i + 1) row.push(0); // a cgroup removed
+    if (s.dyingMemcgs !== undefined) {
+      while (this.dying.length < i) this.dying.push(s.dyingMemcgs);
+      this.dying.push(s.dyingMemcgs);
+    }
     const mem = { ...Object.fromEntries(KERNEL_MEMINFO.map((k) => [k, s.meminfo[k] ?? 0])), Unaccounted: unaccountedKb(s.meminfo) };
     for (const [k, v] of Object.entries(mem)) {
       const row = this.mem.get(k) ?? [];
       row.push(v);
       this.mem.set(k, row);
     }
+  }
+
+  private memcgReports(span: number, top: number | undefined): MemcgReport[] {
+    const out: MemcgReport[] = [];
+    for (const [path, row] of this.memcg) {
+      if (path === '/') continue;
+      const min = Math.min(...row);
+      const mean = row.reduce((a, b) => a + b, 0) / Math.max(1, row.length);
+      const perMin = growthPerMinute(this.times, row);
+      // Charges move in per-CPU batches: judged above the lowest reading, a rise must be a batch or more and a share
+      // of the cgroup's kernel memory; two rising steps, as for slab counts that move by whole slabs.
+      const th = { ...this.thresholds, minRise: Math.max(this.thresholds.minRise, mean * 0.01, MEMCG_MIN_RISE), minRisingSteps: Math.min(2, this.thresholds.minRisingSteps) };
+      const judged = verdictOf(row.map((v) => v - min), span, 0, 0, th);
+      const container = containerOf(path);
+      out.push({
+        path, ...(container ? { container } : {}), bytes: row[row.length - 1] ?? 0, bytesPerMin: Math.round(perMin), verdict: judged === 'growing' && perMin <= 0 ? 'steady' : judged, series: row,
+        next: `sudo kleak live --cgroup ${path} --stacks`,
+      });
+    }
+    out.sort((a, b) => Number(b.verdict === 'growing') - Number(a.verdict === 'growing') || b.bytesPerMin - a.bytesPerMin || b.bytes - a.bytes);
+    return top !== undefined ? out.slice(0, top) : out;
   }
 
   report(o: { top?: number; aliases?: (cache: string) => number | undefined; merged?: boolean } = {}): WatchReport {
@@ -157,11 +216,18 @@ export class WatchModel {
       caches: o.top !== undefined ? caches.slice(0, o.top) : caches,
       ...(this.vmallocSeen ? { vmallocCallers: o.top !== undefined ? vmallocCallers.slice(0, o.top) : vmallocCallers } : {}),
       mergedCaches: o.merged,
+      ...(this.memcgSeen ? { memcgs: this.memcgReports(span, o.top) } : {}),
+      ...(this.dying.length > 0
+        ? { dyingMemcgs: { count: this.dying[this.dying.length - 1]!, perMin: round1(growthPerMinute(this.times.slice(this.times.length - this.dying.length), this.dying)), verdict: verdictOf(this.dying.map((d) => d - Math.min(...this.dying)), span, 0, 0, this.thresholds), series: this.dying } }
+        : {}),
     };
   }
 }
 
 const round1 = (x: number) => Math.round(x * 10) / 10;
+
+/** Kernel memory is charged to a memory cgroup in batches (64 pages per CPU): a rise smaller than this is no news. */
+const MEMCG_MIN_RISE = 512 * 1024;
 
 /** The live run that names the holder of a meminfo line's memory. */
 const NEXT_FOR_MEMINFO: Record<string, string> = {

@@ -76,8 +76,19 @@ export function watchMetrics(report: () => WatchReport): Metrics {
   gauge('kleak_vmalloc_areas', 'vmalloc areas per caller (/proc/vmallocinfo).', vlabels, (g, r) => r.vmallocCallers?.forEach((v) => g.set(vl(v), v.areas)));
   gauge('kleak_vmalloc_bytes', 'Bytes of the vmalloc areas per caller.', vlabels, (g, r) => r.vmallocCallers?.forEach((v) => g.set(vl(v), v.bytes)));
   gauge('kleak_vmalloc_growing', '1 when a vmalloc caller is growing, else 0.', vlabels, (g, r) => r.vmallocCallers?.forEach((v) => g.set(vl(v), v.verdict === 'growing' ? 1 : 0)));
+  // Memory cgroups: at most MAX_CGROUP_SERIES label values (growing ones first), so a host with thousands of pods
+  // cannot flood the fleet's Prometheus.
+  const memcgs = (r: WatchReport) => (r.memcgs ?? []).slice(0, MAX_CGROUP_SERIES);
+  gauge('kleak_memcg_kernel_bytes', 'Kernel memory charged to a memory cgroup and below it (v1 memory.kmem.usage_in_bytes, v2 memory.stat kernel).', ['cgroup'], (g, r) => memcgs(r).forEach((m) => g.set({ cgroup: m.path }, m.bytes)));
+  gauge('kleak_memcg_kernel_growing', '1 when a memory cgroup\'s kernel memory is growing, else 0.', ['cgroup'], (g, r) => memcgs(r).forEach((m) => g.set({ cgroup: m.path }, m.verdict === 'growing' ? 1 : 0)));
+  gauge('kleak_memcg_dying', 'Dying memory cgroups: removed, still pinned by memory charged to them.', [], (g, r) => {
+    if (r.dyingMemcgs) g.set(r.dyingMemcgs.count);
+  });
   return { registry };
 }
+
+/** Most memory cgroups exported as label values. */
+const MAX_CGROUP_SERIES = 100;
 
 /** `[HOST:]PORT` → where to listen; a bare port listens on every interface, as node_exporter does. */
 export function parseListen(text: string): { host: string | undefined; port: number } {

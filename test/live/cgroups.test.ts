@@ -5,15 +5,20 @@
 import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { kleak } from '../helpers/cli.js';
+import { CLI, kleak } from '../helpers/cli.js';
 import { isRoot } from '../helpers/env.js';
 import { sleep, startKleak, startWorkload } from '../helpers/live.js';
 import type { JsonReport } from '../../src/report/json.js';
+import type { WatchReport } from '../../src/engine/watch.js';
+import { execa } from 'execa';
 
 const MEMORY = '/sys/fs/cgroup/memory';
 const usable = isRoot && existsSync(`${MEMORY}/cgroup.procs`) && existsSync('/sys/kernel/btf/vmlinux');
 const A = `/kleak-test-a-${process.pid}`;
 const B = `/kleak-test-b-${process.pid}`;
+/** Cgroups the dying-memcg test makes and removes while memory charged to them stays held (in /dev/shm). */
+const DYING = [1, 2, 3].map((i) => `/kleak-test-dying-${process.pid}-${i}`);
+const shm = (c: string) => `/dev/shm/kleak-test-${c.slice(1)}`;
 const dir = mkdtempSync(`${tmpdir()}/kleak-cgroups-`);
 
 /** kleak live traces; then 37 keys (124-byte payloads: kmalloc-128) are held in A while B holds `bHold` and churns 300. */
@@ -46,7 +51,8 @@ describe.skipIf(!usable)('kleak live by memory cgroup (needs root, cgroup v1 mem
   });
   afterAll(async () => {
     // A cgroup goes once its last task has exited (its charged memory may keep it as a dying memcg: the kernel's).
-    for (const c of [A, B]) {
+    for (const c of DYING) rmSync(shm(c), { force: true });
+    for (const c of [A, B, ...DYING]) {
       for (let i = 0; i < 20 && existsSync(MEMORY + c); i++) {
         try {
           rmdirSync(MEMORY + c);
@@ -98,4 +104,53 @@ describe.skipIf(!usable)('kleak live by memory cgroup (needs root, cgroup v1 mem
     expect(t.exitCode).toBe(1);
     expect(String(t.stderr)).toMatch(/--cgroup needs the kernel backend/);
   });
+
+  it('watch calls the leaking cgroup\'s kernel memory growing and the churning one\'s not, and its command finds the holder', async () => {
+    // A: 40 pipes a second made and held (a page, the pipe, its files: ~6.5 KiB of accounted kernel memory each);
+    // B: 40 a second made and closed at once.
+    const a = startWorkload(['--leak-pages-rate', '40', '--seconds', '14'], 'workload-alloc.py', { cgroupDir: MEMORY + A });
+    const b = startWorkload(['--churn-pages-rate', '40', '--seconds', '14'], 'workload-alloc.py', { cgroupDir: MEMORY + B });
+    try {
+      await a.until('ready');
+      await b.until('ready');
+      const w = await kleak(['watch', '--interval', '1', '--duration', '7', '--json']);
+      expect(w.exitCode, String(w.stderr)).toBe(0);
+      const r = JSON.parse(String(w.stdout)) as WatchReport;
+      const ma = r.memcgs!.find((m) => m.path === A)!;
+      const mb = r.memcgs!.find((m) => m.path === B)!;
+      expect(ma.verdict).toBe('growing');
+      expect(ma.bytesPerMin).toBeGreaterThan(5 * 1024 * 1024);
+      expect(mb.verdict).not.toBe('growing');
+      expect(r.memcgs![0]!.path).toBe(A);
+      expect(ma.next).toBe(`sudo kleak live --cgroup ${A} --stacks`);
+      // Followed (without sudo: the test is root), for 3 s while A still leaks: the holder is alloc_pipe_info, in A.
+      const live = await kleak([...ma.next.split(' ').slice(2), '--duration', '3', '--json']);
+      expect(live.exitCode, String(live.stderr)).toBe(0);
+      const lr = JSON.parse(String(live.stdout)) as JsonReport;
+      const pipe = lr.sites.find((s) => s.function === 'alloc_pipe_info')!;
+      expect(pipe.outstanding).toBeGreaterThan(0);
+      expect(pipe.cgroups!.every((c) => c.cgroup === A)).toBe(true);
+      for (const c of lr.cgroups ?? []) expect(c.cgroup).toBe(A);
+    } finally {
+      await a.release();
+      await b.release();
+    }
+  }, 40_000);
+
+  it('watch counts dying memory cgroups: three removed while their memory stays held are three more', async () => {
+    const w = execa(process.execPath, [CLI, 'watch', '--interval', '0.5', '--duration', '6', '--json'], { reject: false });
+    await sleep(1000);
+    for (const c of DYING) {
+      mkdirSync(MEMORY + c);
+      // A task in the cgroup writes 256 KiB to /dev/shm and exits: the shared memory stays charged to the cgroup.
+      await execa('sh', ['-c', 'echo $$ > "$1/cgroup.procs" && exec head -c 262144 /dev/zero > "$2"', 'sh', MEMORY + c, shm(c)]);
+      rmdirSync(MEMORY + c);
+      await sleep(800);
+    }
+    const r = JSON.parse(String((await w).stdout)) as WatchReport;
+    const d = r.dyingMemcgs!;
+    expect(d.series[d.series.length - 1]! - d.series[0]!).toBe(3);
+    expect(d.verdict).toBe('growing');
+    for (const c of DYING) rmSync(shm(c), { force: true });
+  }, 30_000);
 });
