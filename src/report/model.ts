@@ -15,6 +15,8 @@ export interface SourceInfo {
   recordedWith?: string;
   /** Live over ssh (--ssh): the host traced. */
   host?: string;
+  /** The tracer's own version, where it matters to the answer ("bpftrace v0.23.2"). */
+  version?: string;
 }
 
 export interface Totals {

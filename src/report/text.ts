@@ -7,7 +7,7 @@ import type { Report, SiteReport } from './model.js';
 export function describeSource(r: Report): string {
   const s = r.source;
   if (s.kind === 'replay') return `replay ${visible(s.path ?? '-')} (${s.format ?? '?'}${s.recordedWith ? `, recorded live with ${s.recordedWith}` : ''})`;
-  return `live${s.host ? ` on ${visible(s.host)} (ssh)` : ''}, ${s.backend ?? '?'}${s.mode ? ` ${s.mode}` : ''}`;
+  return `live${s.host ? ` on ${visible(s.host)} (ssh)` : ''}, ${s.backend ?? '?'}${s.mode ? ` ${s.mode}` : ''}${s.version ? ` (${visible(s.version)})` : ''}`;
 }
 
 export function totalsLine(r: Report): string {

@@ -19,6 +19,7 @@ import { packagePath } from '../paths.js';
 import { forEachLineSplit2 } from './lines.js';
 import { interrupt, shellQuote, type LiveEnd, type LiveSource } from './live.js';
 import { onPath } from './which.js';
+import { type BpftraceVersion, bpftraceVersion, cacheNamesReadable, mapKeysVariable, mapMemoryNote } from './bpftrace-version.js';
 
 export interface BpftraceOptions {
   filter: EventFilter;
@@ -157,6 +158,13 @@ export function bpftraceProgram(o: Pick<BpftraceOptions, 'events' | 'stacks'> & 
     sub('FREE_PROBES', probes.frees.map((t) => `tracepoint:kmem:${t}`).join(',\n'));
   }
   sub('OTHER_ALLOCATORS', otherAllocatorProbes(allocators, o.stacks));
+  sub(
+    'MAP_KEY_TYPES',
+    [
+      ...(bySite ? ['@site[(uint64)0, 0, 0] = sum(0); delete(@site[(uint64)0, 0, 0]);'] : []),
+      ...(byStack ? [`@ssite[kstack(perf, ${STACK_DEPTH}), 0, 0] = sum(0); delete(@ssite[kstack(perf, ${STACK_DEPTH}), 0, 0]);`] : []),
+    ].join('\n  '),
+  );
   sub(' CACHE_PRED', namedCache ? ' && ($7 == 0 || str(args->name) == str($8))' : '');
   sub('CACHE_FIELD', namedCache ? 'str(args->name)' : '"-"');
   sub('STACK_FORMAT', o.stacks ? '%s' : '');
@@ -198,7 +206,7 @@ export async function preflightBpftrace(): Promise<void> {
   }
 }
 
-async function plan(o: BpftraceOptions): Promise<{ args: string[]; env: Record<string, string>; mounted?: string }> {
+async function plan(o: BpftraceOptions): Promise<{ args: string[]; env: Record<string, string>; version: BpftraceVersion | undefined; mounted?: string }> {
   const tracefs = await ensureTracefs();
   const namedCache = o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined;
   const allocators = o.allocators ?? new Set<AllocatorName>(['slab']);
@@ -207,9 +215,17 @@ async function plan(o: BpftraceOptions): Promise<{ args: string[]; env: Record<s
   // Every probe of the program must attach: no tracepoint may be missing (mm_page_free_batched included).
   missingAllocatorTracepoints(tracefs.root, allocators, false);
   const probes = allocators.has('slab') ? probesFor(kmemTracepoints(tracefs.root), namedCache) : undefined;
+  const version = bpftraceVersion();
+  // --cache NAME compares kmem_cache_alloc's name in the kernel: a bpftrace that reads it empty would match nothing.
+  if (namedCache && !cacheNamesReadable()) {
+    throw new EnvironmentError(
+      `bpftrace ${version?.text ?? '(unknown version)'} reads this kernel's kmem_cache names empty (a bpftrace bug in __data_loc strings), so --cache ${o.filter.cache} would see nothing.`,
+      'Use --backend kernel (or --backend tracefs) for --cache; --bytes N works with this bpftrace.',
+    );
+  }
   // `--` ends bpftrace's options: a parameter such as a --comm value "-c/usr/bin/touch" stays a parameter.
   const args = ['-B', 'none', '-e', bpftraceProgram({ ...o, allocators }, probes, namedCache), '--', ...bpftraceParams(o, namedCache)];
-  return { args, env: { BPFTRACE_MAP_KEYS_MAX: String(o.maxPointers) }, ...(tracefs.mounted ? { mounted: tracefs.mounted } : {}) };
+  return { args, env: { [mapKeysVariable(version)]: String(o.maxPointers) }, version, ...(tracefs.mounted ? { mounted: tracefs.mounted } : {}) };
 }
 
 /** What startBpftrace would run, as one shell command line. */
@@ -281,10 +297,11 @@ export async function startBpftrace(o: BpftraceOptions, sink: ParseSink): Promis
   }
   const held = child.pid !== undefined ? mapMemory(child.pid) : 0;
   const notes = p.mounted ? [p.mounted] : [];
-  // bpftrace 0.17 sizes every map to BPFTRACE_MAP_KEYS_MAX and preallocates it: say what that pins.
-  if (held > 0) notes.push(`bpftrace's maps hold ${(held / 1048576).toFixed(0)} MiB of kernel memory (bpftrace 0.17 sizes every map to --max-pointers ${o.maxPointers.toLocaleString('en-US')}; a lower --max-pointers takes less; the kernel backend takes a few MiB).`);
+  // bpftrace sizes its maps to --max-pointers (0.17 preallocates every one): say what that pins, worded by the
+  // version that runs.
+  if (held > 0) notes.push(`bpftrace's maps hold ${(held / 1048576).toFixed(0)} MiB of kernel memory (${mapMemoryNote(p.version, o.maxPointers)}).`);
   return {
-    info: { kind: 'live', backend: 'bpftrace', mode: o.events ? 'events' : 'pairs' },
+    info: { kind: 'live', backend: 'bpftrace', mode: o.events ? 'events' : 'pairs', ...(p.version ? { version: `bpftrace ${p.version.text}` } : {}) },
     notes,
     pids: child.pid !== undefined ? [child.pid] : [],
     lines: () => lines,
