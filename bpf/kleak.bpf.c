@@ -385,12 +385,14 @@ int BPF_PROG(mm_page_free_batched, void *page)
 	return 0;
 }
 
-/* percpu: keyed by the __percpu pointer; bytes_alloc is the size times the possible CPUs. */
+/* percpu: keyed by the __percpu pointer. Its memory is the size on each possible CPU; the tracepoint's bytes_alloc
+ * is the size times the chunk's units, which counts units no CPU backs (docs/allocators.md). */
 SEC("tp_btf/percpu_alloc_percpu")
 int BPF_PROG(percpu_alloc_percpu, unsigned long call_site, unsigned long reserved, unsigned long is_atomic, unsigned long size,
 	     unsigned long align, void *base_addr, int off, void *ptr, unsigned long bytes_alloc)
 {
-	return on_alloc(ctx, call_site, (__u64)ptr, size, bytes_alloc, 0, KLEAK_A_PERCPU << KLEAK_ALLOCATOR_SHIFT);
+	__u64 bytes = cfg.possible_cpus ? size * cfg.possible_cpus : bytes_alloc;
+	return on_alloc(ctx, call_site, (__u64)ptr, size, bytes, 0, KLEAK_A_PERCPU << KLEAK_ALLOCATOR_SHIFT);
 }
 
 SEC("tp_btf/percpu_free_percpu")

@@ -37,6 +37,10 @@ struct kleak_config {
 	__u32 cgroups;      /* 1: record it */
 	__u32 cgroup_level; /* --cgroup: keep tasks whose memory cgroup has this ancestor at this level... */
 	__u64 cgroup_id;    /* ...with this id (0: no filter) */
+	/* The possible CPUs: a percpu allocation takes its size on each (the tracepoint's bytes_alloc counts every
+	 * per-CPU unit of the chunk, possible or not: 4 units on this 2-CPU VM, twice the memory). */
+	__u32 possible_cpus;
+	__u32 pad;
 };
 
 /* One outstanding allocation: the value of the pointer table, keyed by the pointer. */

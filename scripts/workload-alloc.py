@@ -41,8 +41,10 @@ def bpf_map(map_type: int, value_size: int, entries: int) -> int:
 def vmalloc_area() -> int:
     return bpf_map(BPF_MAP_TYPE_ARRAY, 4096, 256)
 
+PERCPU_SHAPE = [8, 1]  # value bytes, entries: one percpu allocation of that size per entry
+
 def percpu() -> int:
-    return bpf_map(BPF_MAP_TYPE_PERCPU_ARRAY, 8, 1)
+    return bpf_map(BPF_MAP_TYPE_PERCPU_ARRAY, PERCPU_SHAPE[0], PERCPU_SHAPE[1])
 
 def page() -> tuple[int, int]:
     r, w = os.pipe()
@@ -57,11 +59,14 @@ def main() -> None:
     ap.add_argument("--leak-vmalloc-rate", type=float, default=0, help="with --seconds: make and hold this many 1 MiB areas a second (a slow leak)")
     ap.add_argument("--leak-pages-rate", type=float, default=0, help="with --seconds: make and hold this many pipes with an unread page a second (a slow leak of accounted kernel memory: the page, the pipe, its files and inode)")
     ap.add_argument("--churn-pages-rate", type=float, default=0, help="with --seconds: fill and drain this many pipes a second (the same memory, freed at once)")
+    ap.add_argument("--percpu-size", type=int, default=8, help="value bytes of each per-CPU map (each entry is one percpu allocation of this size)")
+    ap.add_argument("--percpu-entries", type=int, default=1, help="entries of each per-CPU map")
     ap.add_argument("--seconds", type=float, default=0, help="how long the leak runs")
     ap.add_argument("--wait", action="store_true", help="after the churn, print 'holding' and wait for stdin EOF")
     a = ap.parse_args()
     if platform.machine() not in NR_BPF:
         sys.exit(f"workload-alloc: unsupported architecture {platform.machine()}")
+    PERCPU_SHAPE[:] = [a.percpu_size, a.percpu_entries]
     stop = Stop()  # a stop signal ends the hold; what is held is released as at stdin's end
 
     maps = [vmalloc_area() for _ in range(a.hold_vmalloc)] + [percpu() for _ in range(a.hold_percpu)]

@@ -222,6 +222,11 @@ function filterFrom(v: Values): EventFilter {
     if (bucket !== undefined) throw new InputError(`--cache ${v.cache} would see nothing: its objects come through kmalloc (a kmem_buckets cache), so no event names it.`, `Use --bytes ${bucket} (every kmalloc of that size class, ${v.cache}'s among them).`);
     const size = kmallocCacheSize(v.cache);
     f.cache = size !== undefined ? v.cache.replace(/-\d+k?$/, `-${size}`) : v.cache;
+    // A kmalloc-N cache is a size: a size option that excludes N would leave nothing, on every backend alike.
+    if (size !== undefined && (bytes !== undefined ? bytes !== size : (min !== undefined && min > size) || (max !== undefined && max < size))) {
+      const sizes = bytes !== undefined ? `--bytes ${bytes}` : [min !== undefined ? `--min-bytes ${min}` : '', max !== undefined ? `--max-bytes ${max}` : ''].filter(Boolean).join(' ');
+      throw new InputError(`--cache ${v.cache} holds ${size}-byte objects, which ${sizes} excludes: together they would match nothing.`, `Use one of them (kleak reads --cache ${v.cache} as --bytes ${size}).`);
+    }
   }
   if (v.comm !== undefined) {
     if (v.comm === '') throw new InputError('--comm needs a task name, not an empty one (it would match nothing).');

@@ -74,7 +74,7 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
   const engine = new Engine({
     // Per-CPU buffers (bpftrace's, and the BPF ring's records from several CPUs) can deliver a free before its
     // allocation: a short reorder window pairs them.
-    filter: o.filter, filteredAtSource: true, excludePids: exclude, reorderWindowSec: o.events ? 1 : 0,
+    filter: o.filter, filteredAtSource: true, freesTraced: true, excludePids: exclude, reorderWindowSec: o.events ? 1 : 0,
     ...(o.thresholds ? { thresholds: o.thresholds } : {}),
   });
   const recorder = o.record
@@ -108,6 +108,7 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
     throw err;
   }
   recorder?.source({ ...source.info });
+  engine.caveats.push(...(source.caveats ?? []));
   for (const p of source.pids) exclude.add(p);
   const ended = source.ended.then((end) => {
     recorder?.close({ how: end.how, ...(end.why ? { why: end.why } : {}) });
@@ -252,7 +253,7 @@ export async function runLiveTui(o: LiveOptions): Promise<number> {
     if (duration) clearTimeout(duration);
     stopper.release();
   }
-  for (const n of run.source.notes) say(`kleak: ${n}\n`);
+  for (const n of [...run.source.notes, ...(run.source.caveats ?? [])]) say(`kleak: ${n}\n`);
   if (end?.how === 'died') say(`kleak: ${end.why}; the report so far follows${run.recorder ? ` and the recording ${run.recorder.path} is kept` : ''}.\n`);
   writeText(renderText(run.report()));
   return end?.how === 'died' || failedExports.length > 0 ? 2 : 0;

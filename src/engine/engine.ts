@@ -16,6 +16,12 @@ export interface EngineOptions {
   /** The tracer applied the filter already (live): report it, do not apply it again. */
   filteredAtSource?: boolean;
   /**
+   * The source traces frees (a live run attaches to the free tracepoints): a run without a matched free is one
+   * where nothing traced was freed, which a pure leak is, not an allocation-only capture. Replays of kleak's own
+   * live recordings know it from their header.
+   */
+  freesTraced?: boolean;
+  /**
    * Sources whose events can arrive out of timestamp order (bpftrace's per-CPU buffers) set this: unknown frees
    * are remembered this long, so an allocation that arrives after its own free still pairs. Ordered sources
    * (trace-cmd report, trace_pipe) leave it 0 and skip the bookkeeping.
@@ -486,7 +492,7 @@ export class Engine implements ParseSink {
       const missedFrees = k ? k.missedFrees : site.missedFrees;
       const unseenFrees = site.rcuFrees > 0 ? 'rcu' : missedFrees > 0 ? 'reused' : undefined;
       // A trace with no free events at all (alloc-only captures) cannot tell a leak from churn.
-      const noFrees = !this.snapshotMode && this.totals.frees === 0;
+      const noFrees = this.allocationOnly();
       const verdict = verdictOf(series, now - this.series.times[0]!, allocs, frees, this.thresholds);
       const callSite = listed && site.fn !== OTHER_SITES ? this.named(this.callSites.values[top(csCount[s]!)]!) : site.fn;
       const module = /\[([\w-]+)\]\s*$/.exec(callSite)?.[1];
@@ -547,6 +553,11 @@ export class Engine implements ParseSink {
     };
   }
 
+  /** No free seen, from a source that may not have traced frees at all (a capture of allocations only). */
+  private allocationOnly(): boolean {
+    return !this.snapshotMode && this.totals.frees === 0 && this.opts.freesTraced !== true && this.recordedRun?.source?.kind !== 'live';
+  }
+
   private sample(slot: number, now: number): SampleReport {
     const tb = this.table;
     const r: SampleReport = { ptr: ptrFromKey(tb.keyOf(slot)), ageSec: round3(now - tb.ts[slot]!) };
@@ -556,9 +567,12 @@ export class Engine implements ParseSink {
     return r;
   }
 
+  /** What the source says its figures cannot be trusted for (LiveSource.caveats): a warning in every report. */
+  readonly caveats: string[] = [];
+
   private notices(): Notice[] {
     const t = this.totals;
-    const out: Notice[] = [];
+    const out: Notice[] = this.caveats.map((text) => ({ severity: 'warning' as const, text }));
     if (t.lostEvents > 0) {
       out.push({
         severity: 'dataLoss',
@@ -577,7 +591,7 @@ export class Engine implements ParseSink {
         text: `${t.missedFrees} pointers were allocated again while still outstanding: their free was not seen (lost, or through kfree_rcu batching or a bulk free, which no kmem tracepoint shows; --backend kernel sees kfree_rcu batches); such sites are not called growing from their count alone.`,
       });
     }
-    if (!this.snapshotMode && t.frees === 0 && t.allocs > 0) {
+    if (this.allocationOnly() && t.allocs > 0) {
       out.push({ severity: 'warning', text: 'this trace has no free events (an allocation-only capture?): outstanding means "not seen freed", and no site is called growing, since the data cannot tell a leak from churn. Record kfree and kmem_cache_free too.' });
     }
     if (this.recordedRun?.cutShort) {

@@ -6,10 +6,10 @@ export const CACHE_LEN = 32;
 export const STACK_DEPTH = 20;
 
 export const CONFIG = {
-  size: 144,
+  size: 152,
   minBytes: 0, maxBytes: 8, pid: 16, selfTgid: 20, commOn: 24, cacheOn: 28, stacks: 32, gfpAccount: 36,
   rcuMonitorFn: 40, rcuWorkFn: 48, comm: 56, cache: 72, pageSize: 104, events: 108, ownLo: 112, ownHi: 120,
-  cgroups: 128, cgroupLevel: 132, cgroupId: 136,
+  cgroups: 128, cgroupLevel: 132, cgroupId: 136, possibleCpus: 144,
 } as const;
 
 export const ALLOC = {
@@ -53,6 +53,8 @@ export interface BpfConfig {
   cgroups: boolean;
   cgroupLevel: number;
   cgroupId: bigint;
+  /** Possible CPUs: a percpu allocation's bytes are its size times this (0: the tracepoint's bytes_alloc). */
+  possibleCpus: number;
 }
 
 /** A name as the kernel holds it: at most n-1 bytes and a NUL (a longer name could never match, so it is refused upstream). */
@@ -79,6 +81,7 @@ export function encodeConfig(c: BpfConfig): Buffer {
   b.writeUInt32LE(c.cgroups ? 1 : 0, CONFIG.cgroups);
   b.writeUInt32LE(c.cgroupLevel, CONFIG.cgroupLevel);
   b.writeBigUInt64LE(c.cgroupId, CONFIG.cgroupId);
+  b.writeUInt32LE(c.possibleCpus, CONFIG.possibleCpus);
   putName(b, CONFIG.comm, COMM_LEN, c.comm);
   putName(b, CONFIG.cache, CACHE_LEN, c.cache);
   return b;

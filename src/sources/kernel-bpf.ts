@@ -126,6 +126,7 @@ export function kernelBpfPlan(o: KernelBpfOptions, btf: Btf, syms: Kallsyms | un
       cgroups: cgroups !== undefined,
       cgroupLevel: only?.level ?? 0,
       cgroupId: only?.id ?? 0n,
+      possibleCpus: possibleCpuCount(),
     },
     cgroups,
     programs,
@@ -133,6 +134,23 @@ export function kernelBpfPlan(o: KernelBpfOptions, btf: Btf, syms: Kallsyms | un
     maxEntries: { ptrs: o.maxPointers, stacks: o.stacks || byStack ? STACK_IDS : 1, events: o.events ? RING_BYTES : 4096 },
     notes,
   };
+}
+
+/** /sys/devices/system/cpu/possible ("0-1", "0-3,8-11") as a count; 0 when unreadable (kleak then keeps bytes_alloc). */
+export function possibleCpuCount(text?: string): number {
+  let t = text;
+  try {
+    t ??= readFileSync('/sys/devices/system/cpu/possible', 'utf8');
+  } catch {
+    return 0;
+  }
+  let n = 0;
+  for (const r of t.trim().split(',')) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(r);
+    if (!m) return 0;
+    n += (m[2] !== undefined ? Number(m[2]) : Number(m[1])) - Number(m[1]) + 1;
+  }
+  return n;
 }
 
 function preflight(): { btf: Btf; lib: Libbpf; object: Buffer } {

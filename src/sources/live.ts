@@ -13,6 +13,8 @@ export interface LiveSource {
   info: SourceInfo;
   /** Sentences worth showing once (tracefs mounted, hashed pointers, ...). */
   notes: string[];
+  /** What this backend's figures cannot be trusted for: said at the start and carried in every report. */
+  caveats?: string[];
   /** Ends tracing; resolves when the last data has reached the sink and everything is cleaned up. */
   stop(): Promise<void>;
   /** Resolves when the source has ended, by stop() or by itself; all data has reached the sink. */
@@ -22,6 +24,14 @@ export interface LiveSource {
   /** Lines of tracer output read so far. */
   lines(): number;
 }
+
+/**
+ * The percpu tracepoint's bytes_alloc is the size times the chunk's per-CPU units, possible CPUs or not (4 on a
+ * 2-CPU VM): bpftrace and tracefs report it as the tracepoint gives it; the kernel backend counts size × possible
+ * CPUs, the memory taken (docs/allocators.md).
+ */
+export const PERCPU_BYTES_CAVEAT = (backend: string) =>
+  `percpu bytes are the tracepoint's bytes_alloc (size × the chunk's per-CPU units, possible CPUs or not), which can be a multiple of the memory taken; counts are exact; --backend kernel reports size × possible CPUs (${backend} cannot here).`;
 
 /** Stops a tracer process: SIGINT (it finishes and cleans up after itself), SIGKILL if it has not ended in time. */
 export async function interrupt(child: { kill(signal: NodeJS.Signals): boolean }, ended: Promise<unknown>, graceMs = 15_000): Promise<void> {

@@ -17,7 +17,7 @@ import { hostSlabAllocator } from '../kernel/slabinfo.js';
 import { ensureTracefs, kmemTracepoints, missingAllocatorTracepoints, probesFor } from '../kernel/tracefs.js';
 import { FtraceTextParser } from '../parse/ftrace-text.js';
 import { forEachLine } from './lines.js';
-import type { LiveEnd, LiveSource } from './live.js';
+import { PERCPU_BYTES_CAVEAT, type LiveEnd, type LiveSource } from './live.js';
 import { CommLookup, instanceCpus, parseEventFormat, RawMerger, RawRingDecoder, type EventFormat } from './tracefs-raw.js';
 
 export interface TracefsOptions {
@@ -185,8 +185,9 @@ export async function startTracefs(o: TracefsOptions, sink: ParseSink): Promise<
     inst.remove();
     throw err;
   }
-  if (typeof raw !== 'string') return rawSource(inst, raw, events, notes, sink);
-  return textSource(inst, events, notes, sink, o);
+  const source = typeof raw !== 'string' ? rawSource(inst, raw, events, notes, sink) : textSource(inst, events, notes, sink, o);
+  if (o.allocators?.has('percpu')) source.caveats = [PERCPU_BYTES_CAVEAT('tracefs')];
+  return source;
 }
 
 /** trace_pipe, read as text (kleak record keeps these lines; the fallback where the raw buffers cannot be read). */

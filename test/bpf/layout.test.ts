@@ -9,7 +9,7 @@ import { onPath } from '../helpers/env.js';
 import { ROOT } from '../helpers/cli.js';
 
 const FIELDS: Record<string, Record<string, string>> = {
-  kleak_config: { size: '', minBytes: 'min_bytes', maxBytes: 'max_bytes', pid: 'pid', selfTgid: 'self_tgid', commOn: 'comm_on', cacheOn: 'cache_on', stacks: 'stacks', gfpAccount: 'gfp_account', rcuMonitorFn: 'rcu_monitor_fn', rcuWorkFn: 'rcu_work_fn', comm: 'comm', cache: 'cache', pageSize: 'page_size', events: 'events', ownLo: 'own_lo', ownHi: 'own_hi', cgroups: 'cgroups', cgroupLevel: 'cgroup_level', cgroupId: 'cgroup_id' },
+  kleak_config: { size: '', minBytes: 'min_bytes', maxBytes: 'max_bytes', pid: 'pid', selfTgid: 'self_tgid', commOn: 'comm_on', cacheOn: 'cache_on', stacks: 'stacks', gfpAccount: 'gfp_account', rcuMonitorFn: 'rcu_monitor_fn', rcuWorkFn: 'rcu_work_fn', comm: 'comm', cache: 'cache', pageSize: 'page_size', events: 'events', ownLo: 'own_lo', ownHi: 'own_hi', cgroups: 'cgroups', cgroupLevel: 'cgroup_level', cgroupId: 'cgroup_id', possibleCpus: 'possible_cpus' },
   kleak_alloc: { size: '', tsNs: 'ts_ns', callSite: 'call_site', cacheId: 'cache_id', bytesReq: 'bytes_req', bytesAlloc: 'bytes_alloc', pid: 'pid', stackId: 'stack_id', flags: 'flags', comm: 'comm', cgroup: 'cgroup' },
   kleak_site_key: { size: '', callSite: 'call_site', cacheId: 'cache_id', bytesAlloc: 'bytes_alloc', flags: 'flags' },
   kleak_event: { size: '', kind: 'kind', ptr: 'ptr', alloc: 'a' },
@@ -36,7 +36,7 @@ describe('bpf/kleak.h and its reader', () => {
   });
 
   it('the config puts user text in fixed fields, cut to what the kernel compares (comm: 15 bytes and a NUL)', () => {
-    const b = encodeConfig({ minBytes: 1n, maxBytes: 2n, pid: 3, selfTgid: 4, comm: 'a-very-long-process-name', cache: undefined, stacks: true, gfpAccount: 1 << 22, rcuMonitorFn: 5n, rcuWorkFn: 6n, pageSize: 4096, events: false, ownLo: 0n, ownHi: 0n, cgroups: true, cgroupLevel: 2, cgroupId: 77n });
+    const b = encodeConfig({ minBytes: 1n, maxBytes: 2n, pid: 3, selfTgid: 4, comm: 'a-very-long-process-name', cache: undefined, stacks: true, gfpAccount: 1 << 22, rcuMonitorFn: 5n, rcuWorkFn: 6n, pageSize: 4096, events: false, ownLo: 0n, ownHi: 0n, cgroups: true, cgroupLevel: 2, cgroupId: 77n, possibleCpus: 2 });
     expect(b.length).toBe(CONFIG.size);
     expect(b.toString('utf8', CONFIG.comm, CONFIG.comm + 16)).toBe('a-very-long-pro\0');
     expect(b.readUInt32LE(CONFIG.commOn)).toBe(1);

@@ -48,6 +48,18 @@ describe('kleak live preflight', () => {
     expect(String(b.stderr)).toMatch(/--backend dtrace is not one of auto, kernel, bpftrace, tracefs, trace-cmd/);
   });
 
+  it('a kmalloc cache and a size that excludes it are refused on every command, not silently one of them (issue 22 item 5)', async () => {
+    for (const args of [['live', '--backend', 'kernel', '--dry-run'], ['live', '--backend', 'tracefs', '--dry-run'], ['replay', '-']]) {
+      const r = await kleak([...args, '--bytes', '64', '--cache', 'kmalloc-4k'], { input: '' });
+      expect(r.exitCode, args.join(' ')).toBe(1);
+      expect(String(r.stderr)).toMatch(/--cache kmalloc-4k holds 4096-byte objects, which --bytes 64 excludes: together they would match nothing\./);
+    }
+    const m = await kleak(['live', '--dry-run', '--cache', 'kmalloc-cg-64', '--max-bytes', '32']);
+    expect(String(m.stderr)).toMatch(/which --max-bytes 32 excludes/);
+    // Consistent: accepted.
+    expect((await kleak(['live', '--backend', 'tracefs', '--dry-run', '--cache', 'kmalloc-4k', '--bytes', '4096'])).exitCode).toBe(0);
+  });
+
   it('--dry-run prints the bpftrace command with the filter as parameters', async (ctx) => {
     ctx.skip(!isRoot, 'reading the kernel tracepoints needs root');
     const r = await kleak(['live', '--backend', 'bpftrace', '--bytes', '128', '--comm', 'nginx', '--dry-run'], { env: { PATH: `${nodeDir}:/usr/bin:/bin` } });
