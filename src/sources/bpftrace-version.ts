@@ -50,23 +50,31 @@ export function mapMemoryNote(v: BpftraceVersion | undefined, maxPointers: numbe
   return `${name} sizes its maps to --max-pointers ${maxPointers.toLocaleString('en-US')}; a lower --max-pointers takes less; the kernel backend takes a few MiB`;
 }
 
-let namesReadable: boolean | undefined;
+let nameReading: 'tracepoint' | 'raw' | undefined | null = null;
+
+/** Does the one-liner print a non-empty cache name (it exits after one allocation)? */
+function readsName(program: string): boolean {
+  try {
+    const out = execFileSync('bpftrace', ['-e', program], { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'ignore'] });
+    return /^N\S+/m.test(out);
+  } catch {
+    return false;
+  }
+}
 
 /**
- * Does this bpftrace read kmem_cache_alloc's cache name (a __data_loc string)? bpftrace 0.23.2 reads it empty on
- * Linux 6.18 (a bpftrace bug in __data_loc reads, fixed upstream in bpftrace PR #4238), and a --cache NAME filter
- * would then match nothing and report a silent zero. Asked of the running bpftrace once: one allocation's name.
+ * How this bpftrace can read kmem_cache_alloc's cache name, asked of it once: from the tracepoint's __data_loc
+ * string (0.17), or, where that reads empty (0.23.2 on Linux 6.18: a bpftrace bug in __data_loc reads, fixed
+ * upstream in bpftrace PR #4238), from the raw tracepoint's struct kmem_cache through BTF; undefined: neither, and a
+ * --cache NAME filter would match nothing.
  */
-export function cacheNamesReadable(): boolean {
-  if (namesReadable === undefined) {
-    try {
-      const out = execFileSync('bpftrace', ['-e', 'tracepoint:kmem:kmem_cache_alloc { printf("N%s\\n", str(args->name)); exit(); }'], {
-        encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'ignore'],
-      });
-      namesReadable = /^N\S+/m.test(out);
-    } catch {
-      namesReadable = false;
-    }
+export function cacheNameReading(): 'tracepoint' | 'raw' | undefined {
+  if (nameReading === null) {
+    nameReading = readsName('tracepoint:kmem:kmem_cache_alloc { printf("N%s\\n", str(args->name)); exit(); }')
+      ? 'tracepoint'
+      : readsName('rawtracepoint:kmem_cache_alloc { printf("N%s\\n", str(((struct kmem_cache *)arg2)->name)); exit(); }')
+        ? 'raw'
+        : undefined;
   }
-  return namesReadable;
+  return nameReading;
 }

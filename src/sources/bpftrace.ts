@@ -19,7 +19,7 @@ import { packagePath } from '../paths.js';
 import { forEachLineSplit2 } from './lines.js';
 import { interrupt, PERCPU_BYTES_CAVEAT, shellQuote, type LiveEnd, type LiveSource } from './live.js';
 import { onPath } from './which.js';
-import { type BpftraceVersion, bpftraceVersion, cacheNamesReadable, mapKeysVariable, mapMemoryNote } from './bpftrace-version.js';
+import { type BpftraceVersion, bpftraceVersion, cacheNameReading, mapKeysVariable, mapMemoryNote } from './bpftrace-version.js';
 
 export interface BpftraceOptions {
   filter: EventFilter;
@@ -142,8 +142,28 @@ tracepoint:percpu:percpu_free_percpu
   return out.join('\n\n');
 }
 
+/**
+ * The named-cache allocation probe as a raw tracepoint: kmem_cache_alloc(call_site, ptr, s, gfp_flags, node), the
+ * cache read from its struct kmem_cache through BTF. For a bpftrace that reads the tracepoint's __data_loc name
+ * empty (0.23.2): the same program, its slab allocation probe's fields spelled from the raw arguments.
+ */
+const RAW_CACHE = '((struct kmem_cache *)arg2)';
+const RAW_FIELDS: [string, string][] = [
+  ['args->bytes_alloc', `(uint64)${RAW_CACHE}->size`],
+  ['args->bytes_req', `(uint64)${RAW_CACHE}->object_size`],
+  ['args->call_site', 'arg0'],
+  ['args->ptr', 'arg1'],
+  ['args->gfp_flags', 'arg3'],
+];
+
 /** The program text: kleak's own fixed fragments only; user values go in positional parameters. */
-export function bpftraceProgram(o: Pick<BpftraceOptions, 'events' | 'stacks'> & { allocators?: ReadonlySet<AllocatorName> }, probes: ProbeSet | undefined, namedCache: boolean): string {
+export function bpftraceProgram(
+  o: Pick<BpftraceOptions, 'events' | 'stacks'> & { allocators?: ReadonlySet<AllocatorName> },
+  probes: ProbeSet | undefined,
+  namedCache: boolean,
+  /** Read the cache name from the raw tracepoint's struct kmem_cache (rawCacheNames: see RAW_FIELDS). */
+  rawCacheNames = false,
+): string {
   const file = o.events ? 'kleak-events.bt' : 'kleak-pairs.bt';
   const allocators = o.allocators ?? new Set<AllocatorName>(['slab']);
   let text = readFileSync(packagePath('bpftrace', file), 'utf8');
@@ -153,6 +173,15 @@ export function bpftraceProgram(o: Pick<BpftraceOptions, 'events' | 'stacks'> & 
   // Maps that no probe writes are undefined to bpftrace: print and clear only those in use.
   const bySite = allocators.has('slab') || allocators.has('percpu');
   const stk = (o.stacks && bySite) || byStack;
+  if (namedCache && rawCacheNames) {
+    // Only the allocation probe changes: the frees stay tracepoints, keyed by the pointer alone.
+    const start = text.indexOf('ALLOC_PROBES');
+    const end = text.indexOf('FREE_PROBES');
+    let block = text.slice(start, end).replace('ALLOC_PROBES', 'rawtracepoint:kmem_cache_alloc');
+    for (const [from, to] of RAW_FIELDS) block = block.split(from).join(to);
+    text = text.slice(0, start) + block + text.slice(end);
+  }
+  const cacheName = rawCacheNames ? `str(${RAW_CACHE}->name)` : 'str(args->name)';
   if (probes) {
     sub('ALLOC_PROBES', probes.allocs.map((t) => `tracepoint:kmem:${t}`).join(',\n'));
     sub('FREE_PROBES', probes.frees.map((t) => `tracepoint:kmem:${t}`).join(',\n'));
@@ -165,8 +194,8 @@ export function bpftraceProgram(o: Pick<BpftraceOptions, 'events' | 'stacks'> & 
       ...(byStack ? [`@ssite[kstack(perf, ${STACK_DEPTH}), 0, 0] = sum(0); delete(@ssite[kstack(perf, ${STACK_DEPTH}), 0, 0]);`] : []),
     ].join('\n  '),
   );
-  sub(' CACHE_PRED', namedCache ? ' && ($7 == 0 || str(args->name) == str($8))' : '');
-  sub('CACHE_FIELD', namedCache ? 'str(args->name)' : '"-"');
+  sub(' CACHE_PRED', namedCache ? ` && ($7 == 0 || ${cacheName} == str($8))` : '');
+  sub('CACHE_FIELD', namedCache ? cacheName : '"-"');
   sub('STACK_FORMAT', o.stacks ? '%s' : '');
   sub(' STACK_ARG', o.stacks ? `, kstack(perf, ${STACK_DEPTH})` : '');
   sub('STACK_STORE', o.stacks ? `@stk[$k] = kstack(perf, ${STACK_DEPTH});` : '');
@@ -216,15 +245,18 @@ async function plan(o: BpftraceOptions): Promise<{ args: string[]; env: Record<s
   missingAllocatorTracepoints(tracefs.root, allocators, false);
   const probes = allocators.has('slab') ? probesFor(kmemTracepoints(tracefs.root), namedCache) : undefined;
   const version = bpftraceVersion();
-  // --cache NAME compares kmem_cache_alloc's name in the kernel: a bpftrace that reads it empty would match nothing.
-  if (namedCache && !cacheNamesReadable()) {
+  // --cache NAME compares kmem_cache_alloc's name in the kernel: a bpftrace that reads the tracepoint's name empty
+  // (0.23.2) reads it from the raw tracepoint's struct kmem_cache instead; one that can do neither would match
+  // nothing, and is refused.
+  const names = namedCache ? cacheNameReading() : 'tracepoint';
+  if (names === undefined) {
     throw new EnvironmentError(
-      `bpftrace ${version?.text ?? '(unknown version)'} reads this kernel's kmem_cache names empty (a bpftrace bug in __data_loc strings), so --cache ${o.filter.cache} would see nothing.`,
+      `bpftrace ${version?.text ?? '(unknown version)'} reads this kernel's kmem_cache names empty (a bpftrace bug in __data_loc strings), and cannot read them from the raw tracepoint either, so --cache ${o.filter.cache} would see nothing.`,
       'Use --backend kernel (or --backend tracefs) for --cache; --bytes N works with this bpftrace.',
     );
   }
   // `--` ends bpftrace's options: a parameter such as a --comm value "-c/usr/bin/touch" stays a parameter.
-  const args = ['-B', 'none', '-e', bpftraceProgram({ ...o, allocators }, probes, namedCache), '--', ...bpftraceParams(o, namedCache)];
+  const args = ['-B', 'none', '-e', bpftraceProgram({ ...o, allocators }, probes, namedCache, names === 'raw'), '--', ...bpftraceParams(o, namedCache)];
   return { args, env: { [mapKeysVariable(version)]: String(o.maxPointers) }, version, ...(tracefs.mounted ? { mounted: tracefs.mounted } : {}) };
 }
 

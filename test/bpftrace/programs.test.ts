@@ -51,6 +51,17 @@ describe('bpftrace programs', () => {
     expect(r.exitCode).toBe(0);
   });
 
+  it.each([false, true])('events=%s, names read from the raw tracepoint (bpftrace 0.23): only the allocation probe changes', (events) => {
+    const program = bpftraceProgram({ events, stacks: true }, probesFor(MODERN, true), true, true);
+    const alloc = program.slice(program.indexOf('rawtracepoint:kmem_cache_alloc'), program.indexOf('tracepoint:kmem:kmem_cache_free'));
+    expect(alloc).not.toContain('args->');
+    expect(alloc).toContain('str(((struct kmem_cache *)arg2)->name) == str($8)');
+    expect(alloc).toContain('((struct kmem_cache *)arg2)->size');
+    expect(program).not.toContain('tracepoint:kmem:kmem_cache_alloc');
+    // The free probe still reads the tracepoint, keyed by the pointer as u64 like the allocation.
+    expect(program.slice(program.indexOf('tracepoint:kmem:kmem_cache_free'))).toContain('(uint64)args->ptr');
+  });
+
   it('old kernels: the _node tracepoints join the probe list', () => {
     const old = new Set<KmemTracepoint>([...MODERN, 'kmalloc_node', 'kmem_cache_alloc_node']);
     const program = bpftraceProgram({ events: false, stacks: false }, probesFor(old, false), false);

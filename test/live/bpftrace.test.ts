@@ -18,13 +18,12 @@ const tmp = mkdtempSync(`${tmpdir()}/kleak-live-`);
 /**
  * The bpftraces these tests run: the system's (Debian bookworm: 0.17) and Debian trixie's (0.23), from the root
  * .ci/run makes with debootstrap, run through scripts/bpftrace-in-root as `bpftrace` first on PATH.
- * `cacheNames`: whether that version reads kmem_cache_alloc's name (0.23.2 reads it empty here: measured).
  */
 const TRIXIE_ROOT = process.env.KLEAK_BPFTRACE_ROOT ?? '/var/cache/kleak/trixie-bpftrace';
 const trixieSkip = !existsSync(`${TRIXIE_ROOT}/usr/bin/bpftrace`) ? `no trixie root at ${TRIXIE_ROOT} (.ci/run makes it with debootstrap)` : undefined;
 const BPFTRACES = [
-  { name: 'the system bpftrace', dir: undefined, cacheNames: true, skip: skipWhy },
-  { name: 'Debian trixie bpftrace 0.23', dir: `${tmp}/trixie-bin`, cacheNames: false, skip: skipWhy ?? trixieSkip },
+  { name: 'the system bpftrace', dir: undefined, skip: skipWhy },
+  { name: 'Debian trixie bpftrace 0.23', dir: `${tmp}/trixie-bin`, skip: skipWhy ?? trixieSkip },
 ];
 
 /** No bpftrace this file's kleaks started is still running, and none of their tracefs instances exists. */
@@ -190,25 +189,18 @@ for (const bt of BPFTRACES) describe.skipIf(bt.skip !== undefined)(`kleak live -
     noTracerLeft();
   });
 
-  it('labels objects by their real cache: a --cache run by that cache (or, where bpftrace cannot read names, a refusal), accounted kmallocs kmalloc-cg-N', async () => {
+  it('labels objects by their real cache: a --cache run by that cache, accounted kmallocs kmalloc-cg-N', async () => {
+    // bpftrace 0.23.2 reads the tracepoint's cache name empty: kleak reads it from the raw tracepoint there.
     const k = startKleak(['--backend', 'bpftrace', '--cache', 'eventpoll_epi', '--comm', 'python3', '--json']);
     await k.ready;
-    if (bt.cacheNames) {
-      const w = startWorkload(['--hold-epoll', '17'], 'workload-rcu.py');
-      await w.until('holding');
-      await sleep(500);
-      k.proc.kill('SIGINT');
-      const r = await k.proc;
-      await w.release();
-      expect(r.exitCode, k.stderr()).toBe(0);
-      expect((JSON.parse(String(r.stdout)) as JsonReport).sites.find((s) => s.function === 'do_epoll_ctl')).toMatchObject({ outstanding: 17, cache: 'eventpoll_epi' });
-    } else {
-      // Never a silent zero: one sentence at the start, naming the version and what to use.
-      const r = await k.proc;
-      expect(r.exitCode).toBe(2);
-      expect(k.stderr()).toMatch(/bpftrace v0\.23\.\d+ reads this kernel's kmem_cache names empty .*--cache eventpoll_epi would see nothing/);
-      expect(k.stderr()).toMatch(/Use --backend kernel/);
-    }
+    const w = startWorkload(['--hold-epoll', '17'], 'workload-rcu.py');
+    await w.until('holding');
+    await sleep(500);
+    k.proc.kill('SIGINT');
+    const r = await k.proc;
+    await w.release();
+    expect(r.exitCode, k.stderr()).toBe(0);
+    expect((JSON.parse(String(r.stdout)) as JsonReport).sites.find((s) => s.function === 'do_epoll_ctl')).toMatchObject({ outstanding: 17, cache: 'eventpoll_epi' });
     // Resized pipes are accounted kmallocs (pipe_resize_ring, kmalloc-cg-4096); keys are not (user_preparse, kmalloc-4096).
     const { report } = await holdKeys(['--comm', 'python3'], 5);
     expect(report.sites.find((s) => s.function === 'user_preparse')?.cache).toBe('kmalloc-4096');
@@ -255,6 +247,37 @@ for (const bt of BPFTRACES) describe.skipIf(bt.skip !== undefined)(`kleak live -
     expect(site.verdict).not.toBe('growing');
     noTracerLeft();
   }, 60_000);
+
+  it('--events --stacks --cache: exactly the 13 epoll watches held, with their stacks', async () => {
+    const k = startKleak(['--backend', 'bpftrace', '--events', '--stacks', '--cache', 'eventpoll_epi', '--comm', 'python3', '--json']);
+    await k.ready;
+    const w = startWorkload(['--hold-epoll', '13'], 'workload-rcu.py');
+    await w.until('holding');
+    await sleep(500);
+    k.proc.kill('SIGINT');
+    const r = await k.proc;
+    await w.release();
+    expect(r.exitCode, k.stderr()).toBe(0);
+    const site = (JSON.parse(String(r.stdout)) as JsonReport).sites.find((s) => s.function === 'do_epoll_ctl')!;
+    expect(site).toMatchObject({ outstanding: 13, cache: 'eventpoll_epi' });
+    expect(site.stacks[0]!.frames.join(' ')).toMatch(/epoll_ctl/);
+    noTracerLeft();
+  });
+
+  it('a bpftrace that reads no cache name either way: --cache is refused in one sentence, never a silent zero', async () => {
+    const { chmodSync, mkdirSync, writeFileSync } = await import('node:fs');
+    const dir = `${tmp}/nameless-bpftrace-${BPFTRACES.indexOf(bt)}`;
+    mkdirSync(dir, { recursive: true });
+    // Answers --version and prints an empty name for kleak's two name checks.
+    writeFileSync(`${dir}/bpftrace`, '#!/bin/sh\n[ "$1" = --version ] && { echo "bpftrace v0.99.0"; exit 0; }\necho N\n');
+    chmodSync(`${dir}/bpftrace`, 0o755);
+    const r = await execa(process.execPath, ['dist/src/cli.js', 'live', '--backend', 'bpftrace', '--cache', 'eventpoll_epi', '--duration', '1'], {
+      reject: false, env: { PATH: `${dir}:${process.env.PATH}` },
+    });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/bpftrace v0\.99\.0 reads this kernel's kmem_cache names empty .*so --cache eventpoll_epi would see nothing\./);
+    expect(r.stderr).toMatch(/Use --backend kernel/);
+  });
 
   it('a bpftrace that never attaches is stopped after the startup limit, with one sentence (kleak does not hang)', async () => {
     const { chmodSync, mkdirSync, writeFileSync } = await import('node:fs');
