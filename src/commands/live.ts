@@ -273,7 +273,7 @@ export async function runLive(o: LiveOptions, json: boolean): Promise<number> {
   stopper.attach(run);
   const metrics = await exportMetrics(o, run);
   const shown = run.source.notes.length;
-  for (const n of run.source.notes) say(`kleak: ${n}\n`);
+  for (const n of [...run.source.notes, ...(run.source.caveats ?? [])]) say(`kleak: ${n}\n`);
   say(
     `kleak: tracing with ${run.source.info.backend} (${run.source.info.mode}); ${o.durationSec ? `for ${o.durationSec}s` : 'Ctrl-C to stop'}${run.recorder ? `; recording to ${run.recorder.path}` : ''}\n`,
   );

@@ -17,7 +17,7 @@ import { hostSlabAllocator } from '../kernel/slabinfo.js';
 import { kmallocLabels } from '../parse/kmem-fields.js';
 import { packagePath } from '../paths.js';
 import { forEachLineSplit2 } from './lines.js';
-import { interrupt, PERCPU_BYTES_CAVEAT, shellQuote, type LiveEnd, type LiveSource } from './live.js';
+import { interrupt, NAMED_CACHES_CAVEAT, PERCPU_BYTES_CAVEAT, shellQuote, type LiveEnd, type LiveSource } from './live.js';
 import { onPath } from './which.js';
 import { type BpftraceVersion, bpftraceVersion, cacheNameReading, mapKeysVariable, mapMemoryNote } from './bpftrace-version.js';
 
@@ -333,7 +333,10 @@ export async function startBpftrace(o: BpftraceOptions, sink: ParseSink): Promis
   // version that runs.
   if (held > 0) notes.push(`bpftrace's maps hold ${(held / 1048576).toFixed(0)} MiB of kernel memory (${mapMemoryNote(p.version, o.maxPointers)}).`);
   return {
-    ...(o.allocators?.has('percpu') ? { caveats: [PERCPU_BYTES_CAVEAT('bpftrace')] } : {}),
+    caveats: [
+      ...((o.allocators ?? new Set(['slab'])).has('slab') && !namedCache ? [NAMED_CACHES_CAVEAT('bpftrace')] : []),
+      ...(o.allocators?.has('percpu') ? [PERCPU_BYTES_CAVEAT('bpftrace')] : []),
+    ],
     info: { kind: 'live', backend: 'bpftrace', mode: o.events ? 'events' : 'pairs', ...(p.version ? { version: `bpftrace ${p.version.text}` } : {}) },
     notes,
     pids: child.pid !== undefined ? [child.pid] : [],

@@ -33,6 +33,14 @@ export interface LiveSource {
 export const PERCPU_BYTES_CAVEAT = (backend: string) =>
   `percpu bytes are the tracepoint's bytes_alloc (size × the chunk's per-CPU units, possible CPUs or not), which can be a multiple of the memory taken; counts are exact; --backend kernel reports size × possible CPUs (${backend} cannot here).`;
 
+/**
+ * bpftrace and tracefs trace kmalloc's caches without --cache NAME: an object of a named kmem_cache (epoll watches,
+ * POSIX timers, file locks, dentries...) is not seen, and a run that found none says nothing of them. Said at the
+ * start and in every report; the kernel backend traces every cache.
+ */
+export const NAMED_CACHES_CAVEAT = (backend: string) =>
+  `${backend} traces the kmalloc caches only: objects of named kmem_caches (epoll watches, POSIX timers, file locks, dentries...) are not traced; --cache NAME traces one such cache, --backend kernel traces them all.`;
+
 /** Stops a tracer process: SIGINT (it finishes and cleans up after itself), SIGKILL if it has not ended in time. */
 export async function interrupt(child: { kill(signal: NodeJS.Signals): boolean }, ended: Promise<unknown>, graceMs = 15_000): Promise<void> {
   child.kill('SIGINT');

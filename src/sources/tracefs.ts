@@ -17,7 +17,7 @@ import { hostSlabAllocator } from '../kernel/slabinfo.js';
 import { ensureTracefs, kmemTracepoints, missingAllocatorTracepoints, probesFor } from '../kernel/tracefs.js';
 import { FtraceTextParser } from '../parse/ftrace-text.js';
 import { forEachLine } from './lines.js';
-import { PERCPU_BYTES_CAVEAT, type LiveEnd, type LiveSource } from './live.js';
+import { NAMED_CACHES_CAVEAT, PERCPU_BYTES_CAVEAT, type LiveEnd, type LiveSource } from './live.js';
 import { CommLookup, instanceCpus, parseEventFormat, RawMerger, RawRingDecoder, type EventFormat } from './tracefs-raw.js';
 
 export interface TracefsOptions {
@@ -186,7 +186,10 @@ export async function startTracefs(o: TracefsOptions, sink: ParseSink): Promise<
     throw err;
   }
   const source = typeof raw !== 'string' ? rawSource(inst, raw, events, notes, sink) : textSource(inst, events, notes, sink, o);
-  if (o.allocators?.has('percpu')) source.caveats = [PERCPU_BYTES_CAVEAT('tracefs')];
+  source.caveats = [
+    ...(o.allocators.has('slab') && !(o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined) ? [NAMED_CACHES_CAVEAT('tracefs')] : []),
+    ...(o.allocators.has('percpu') ? [PERCPU_BYTES_CAVEAT('tracefs')] : []),
+  ];
   return source;
 }
 

@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { kleak } from '../helpers/cli.js';
-import { isRoot } from '../helpers/env.js';
+import { isRoot, onPath } from '../helpers/env.js';
 import { startKleak, startWorkload } from '../helpers/live.js';
 import type { JsonReport } from '../../src/report/json.js';
 import { possibleCpuCount } from '../../src/sources/kernel-bpf.js';
@@ -58,4 +58,38 @@ describe.skipIf(!usable)('percpu bytes are the memory the allocations take (need
       await w.release();
     }
   });
+});
+
+describe.skipIf(!usable)('what a backend does not trace is said, not left as a silent zero (needs root and BTF)', () => {
+  /** 17 epoll watches (eventpoll_epi, a named kmem_cache) held while `backend` traces without --cache. */
+  async function epollWatches(backend: string): Promise<JsonReport> {
+    const k = startKleak(['--backend', backend, '--comm', 'python3', '--json']);
+    await k.ready;
+    const w = startWorkload(['--hold-epoll', '17'], 'workload-rcu.py');
+    try {
+      await w.until('holding');
+      k.proc.kill('SIGINT');
+      const r = await k.proc;
+      expect(r.exitCode, k.stderr()).toBe(0);
+      expect(k.stderr()).toContain(backend === 'kernel' ? 'tracing with kernel' : 'traces the kmalloc caches only');
+      return JSON.parse(String(r.stdout)) as JsonReport;
+    } finally {
+      await w.release();
+    }
+  }
+  const caveat = (r: JsonReport) => r.notices.some((n) => /traces the kmalloc caches only: objects of named kmem_caches .* are not traced/.test(n.text));
+
+  it('the kernel backend finds the 17 watches; tracefs and bpftrace do not trace named caches, and every report says so', async () => {
+    const kernel = await epollWatches('kernel');
+    // Each watch of a file is an epitem (eventpoll_epi) and the file's list head (ep_head), both at do_epoll_ctl.
+    const site = kernel.sites.find((s) => s.function === 'do_epoll_ctl')!;
+    expect(site.outstanding).toBe(34);
+    expect(site.caches).toEqual(expect.arrayContaining([{ cache: 'eventpoll_epi', outstanding: 17 }, { cache: 'ep_head', outstanding: 17 }]));
+    expect(caveat(kernel)).toBe(false);
+    for (const backend of ['tracefs', ...(onPath('bpftrace') ? ['bpftrace'] : [])]) {
+      const r = await epollWatches(backend);
+      expect(r.sites.find((s) => s.function === 'do_epoll_ctl'), backend).toBeUndefined();
+      expect(caveat(r), backend).toBe(true);
+    }
+  }, 60_000);
 });
