@@ -4,7 +4,7 @@
 // (NDJSON), or a --json report of either.
 
 import { readCaptureText } from '../sources/input.js';
-import { WatchModel, type WatchReport, type WatchSample } from '../engine/watch.js';
+import { isWatchSample, WatchModel, type WatchReport } from '../engine/watch.js';
 import { InputError } from '../errors.js';
 import type { JsonReport } from '../report/json.js';
 import type { CensusReport } from '../census/model.js';
@@ -53,8 +53,8 @@ async function load(path: string): Promise<Side> {
     for (const line of text.split('\n')) {
       if (!line.includes('"watch-sample"')) continue;
       try {
-        const s = JSON.parse(line) as WatchSample & { kind: string };
-        if (typeof s.ts === 'number' && Array.isArray(s.slabs)) model.add(s);
+        const s = JSON.parse(line) as unknown;
+        if (isWatchSample(s)) model.add(s);
       } catch {
         // a line a kill cut short: the samples before it stand
       }

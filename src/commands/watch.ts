@@ -7,7 +7,7 @@ import { recordFormatByName } from '../records/formats.js';
 import { RecordsModel, type RecordsReport } from '../records/model.js';
 import { renderRecords } from './records.js';
 import { EnvironmentError, InputError } from '../errors.js';
-import { WatchModel, type WatchReport, type WatchSample } from '../engine/watch.js';
+import { isWatchSample, WatchModel, type WatchReport, type WatchSample } from '../engine/watch.js';
 import { parseMeminfo, parseSlabinfo } from '../kernel/slabinfo.js';
 import { parseVmallocinfo, type VmallocGroup } from '../kernel/vmallocinfo.js';
 import { fit, fmtBytes, fmtCount, fmtRate, sparkline } from '../report/format.js';
@@ -305,10 +305,14 @@ export async function runWatch(o: WatchOptions): Promise<number | { trace: strin
         bad.push(i + 1);
         return;
       }
-      if (rec.kind === 'watch-sample' && typeof rec.ts === 'number' && rec.meminfo && Array.isArray(rec.slabs)) {
-        model.add(rec as WatchSample);
-        n++;
+      if (rec.kind !== 'watch-sample') return;
+      // A sample whose fields are not what a sample holds (a slab of null, a count that is text): bad, and named.
+      if (!isWatchSample(rec)) {
+        bad.push(i + 1);
+        return;
       }
+      model.add(rec);
+      n++;
     });
     if (n === 0) throw new InputError(`${o.replay} holds no watch samples (record them with kleak watch --record FILE).`);
     if (bad.length > 0) {
@@ -316,7 +320,7 @@ export async function runWatch(o: WatchOptions): Promise<number | { trace: strin
       let last = lines.length;
       while (last > 0 && lines[last - 1]!.trim() === '') last--;
       const cut = bad.length === 1 && bad[0] === last ? ', the last one: cut short when the recording stopped' : '';
-      say(`kleak: skipped ${bad.length} line${bad.length > 1 ? 's' : ''} of ${o.replay} that ${bad.length > 1 ? 'are' : 'is'} not JSON (line ${bad.slice(0, 5).join(', ')}${cut}).\n`);
+      say(`kleak: skipped ${bad.length} line${bad.length > 1 ? 's' : ''} of ${o.replay} that ${bad.length > 1 ? 'are' : 'is'} not a whole watch sample (line ${bad.slice(0, 5).join(', ')}${cut}).\n`);
     }
     return finish();
   }

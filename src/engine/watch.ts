@@ -33,6 +33,23 @@ export interface MemcgReport {
   next: string;
 }
 
+const count = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * A recorded watch sample whose every field has the type the model counts on: a damaged or hostile line (a slab of
+ * `null`, a count that is a string) is a bad line, counted and named, never an internal error.
+ */
+export function isWatchSample(r: unknown): r is WatchSample {
+  if (!isObject(r) || typeof r.ts !== 'number' || !Number.isFinite(r.ts) || !isObject(r.meminfo) || !Array.isArray(r.slabs)) return false;
+  if (!Object.values(r.meminfo).every(count)) return false;
+  const slab = (s: unknown) => isObject(s) && typeof s.name === 'string' && count(s.activeObjs) && count(s.numObjs) && count(s.objSize) && (s.objPerSlab === undefined || count(s.objPerSlab));
+  const vmalloc = (v: unknown) => isObject(v) && typeof v.caller === 'string' && typeof v.type === 'string' && (v.module === undefined || typeof v.module === 'string') && count(v.areas) && count(v.bytes) && count(v.pages);
+  const memcg = (m: unknown) => isObject(m) && typeof m.path === 'string' && count(m.bytes);
+  return r.slabs.every(slab) && (r.vmalloc === undefined || (Array.isArray(r.vmalloc) && r.vmalloc.every(vmalloc))) &&
+    (r.memcgs === undefined || (Array.isArray(r.memcgs) && r.memcgs.every(memcg))) && (r.dyingMemcgs === undefined || count(r.dyingMemcgs));
+}
+
 /** A vmalloc caller over the samples: its last reading, with a rate and a verdict. */
 export interface VmallocCallerReport extends VmallocGroup {
   areasPerMin: number;

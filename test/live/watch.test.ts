@@ -33,8 +33,20 @@ describe.skipIf(!isRoot)(`kleak watch on this kernel${isRoot ? '' : ' (skipped: 
     writeFileSync(`${tmp}/cut.ndjson`, whole.slice(0, whole.trimEnd().length - 40));
     const cut = await execa(process.execPath, [CLI, 'watch', '--replay', `${tmp}/cut.ndjson`, '--json'], { cwd: ROOT, reject: false });
     expect(cut.exitCode).toBe(0);
-    expect(cut.stderr).toMatch(/skipped 1 line of .*cut\.ndjson that is not JSON \(line \d+, the last one: cut short/);
+    expect(cut.stderr).toMatch(/skipped 1 line of .*cut\.ndjson that is not a whole watch sample \(line \d+, the last one: cut short/);
     expect((JSON.parse(cut.stdout) as WatchReport).caches.find((c) => c.name === 'kmalloc-4k')?.verdict).toBe('growing');
+    // Samples whose fields are not a sample's (a slab of null, a count that is text): named and skipped, never an
+    // internal error (issue 23 item 10), in watch --replay and in diff.
+    const lines = whole.trimEnd().split('\n');
+    const hostile = [...lines, '{"kind":"watch-sample","ts":9e9,"meminfo":{},"slabs":[null]}', '{"kind":"watch-sample","ts":9e9,"meminfo":{"Slab":"x"},"slabs":[]}'];
+    writeFileSync(`${tmp}/hostile.ndjson`, hostile.join('\n') + '\n');
+    const h = await execa(process.execPath, [CLI, 'watch', '--replay', `${tmp}/hostile.ndjson`, '--json'], { cwd: ROOT, reject: false });
+    expect(h.exitCode, h.stderr).toBe(0);
+    expect(h.stderr).toContain(`skipped 2 lines of ${tmp}/hostile.ndjson that are not a whole watch sample (line ${lines.length + 1}, ${lines.length + 2})`);
+    expect((JSON.parse(h.stdout) as WatchReport).caches.find((c) => c.name === 'kmalloc-4k')?.verdict).toBe('growing');
+    const d = await execa(process.execPath, [CLI, 'diff', rec, `${tmp}/hostile.ndjson`, '--json'], { cwd: ROOT, reject: false });
+    expect(d.exitCode, d.stderr).toBe(0);
+    expect(d.stderr).not.toMatch(/internal error/);
   });
 
   it('names the vmalloc caller that grows (1 MiB areas, 3 a second) and the live run that finds its holder', async () => {
