@@ -46,6 +46,20 @@ function holdKeys(kleakArgs: string[], hold: number) {
   return holdAndReport({ kleak: ['--backend', 'bpftrace', '--bytes', '4096', '--json', ...kleakArgs], workload: ['--hold', String(hold), '--pipe-churn-rate', '150', '--seconds', '3'], settleMs: 1500 });
 }
 
+/** `n` epoll watches held while kleak traces --cache eventpoll_epi with `args`: the site that holds them. */
+async function heldEpollWatches(args: string[], n: number) {
+  const k = startKleak(['--backend', 'bpftrace', ...args, '--cache', 'eventpoll_epi', '--comm', 'python3', '--json']);
+  await k.ready;
+  const w = startWorkload(['--hold-epoll', String(n)], 'workload-rcu.py');
+  await w.until('holding');
+  await sleep(500);
+  k.proc.kill('SIGINT');
+  const r = await k.proc;
+  await w.release();
+  expect(r.exitCode, k.stderr()).toBe(0);
+  return (JSON.parse(String(r.stdout)) as JsonReport).sites.find((s) => s.function === 'do_epoll_ctl')!;
+}
+
 for (const bt of BPFTRACES) describe.skipIf(bt.skip !== undefined)(`kleak live --backend bpftrace on this kernel, with ${bt.name}${bt.skip ? ` (skipped: ${bt.skip})` : ''}`, () => {
   const path = process.env.PATH;
   // A fresh machine may not have tracefs mounted yet; kleak mounts it, and so do the tests before reading it.
@@ -191,16 +205,7 @@ for (const bt of BPFTRACES) describe.skipIf(bt.skip !== undefined)(`kleak live -
 
   it('labels objects by their real cache: a --cache run by that cache, accounted kmallocs kmalloc-cg-N', async () => {
     // bpftrace 0.23.2 reads the tracepoint's cache name empty: kleak reads it from the raw tracepoint there.
-    const k = startKleak(['--backend', 'bpftrace', '--cache', 'eventpoll_epi', '--comm', 'python3', '--json']);
-    await k.ready;
-    const w = startWorkload(['--hold-epoll', '17'], 'workload-rcu.py');
-    await w.until('holding');
-    await sleep(500);
-    k.proc.kill('SIGINT');
-    const r = await k.proc;
-    await w.release();
-    expect(r.exitCode, k.stderr()).toBe(0);
-    expect((JSON.parse(String(r.stdout)) as JsonReport).sites.find((s) => s.function === 'do_epoll_ctl')).toMatchObject({ outstanding: 17, cache: 'eventpoll_epi' });
+    expect(await heldEpollWatches([], 17)).toMatchObject({ outstanding: 17, cache: 'eventpoll_epi' });
     // Resized pipes are accounted kmallocs (pipe_resize_ring, kmalloc-cg-4096); keys are not (user_preparse, kmalloc-4096).
     const { report } = await holdKeys(['--comm', 'python3'], 5);
     expect(report.sites.find((s) => s.function === 'user_preparse')?.cache).toBe('kmalloc-4096');
@@ -249,16 +254,7 @@ for (const bt of BPFTRACES) describe.skipIf(bt.skip !== undefined)(`kleak live -
   }, 60_000);
 
   it('--events --stacks --cache: exactly the 13 epoll watches held, with their stacks', async () => {
-    const k = startKleak(['--backend', 'bpftrace', '--events', '--stacks', '--cache', 'eventpoll_epi', '--comm', 'python3', '--json']);
-    await k.ready;
-    const w = startWorkload(['--hold-epoll', '13'], 'workload-rcu.py');
-    await w.until('holding');
-    await sleep(500);
-    k.proc.kill('SIGINT');
-    const r = await k.proc;
-    await w.release();
-    expect(r.exitCode, k.stderr()).toBe(0);
-    const site = (JSON.parse(String(r.stdout)) as JsonReport).sites.find((s) => s.function === 'do_epoll_ctl')!;
+    const site = await heldEpollWatches(['--events', '--stacks'], 13);
     expect(site).toMatchObject({ outstanding: 13, cache: 'eventpoll_epi' });
     expect(site.stacks[0]!.frames.join(' ')).toMatch(/epoll_ctl/);
     noTracerLeft();
