@@ -62,6 +62,7 @@ export class CensusSession {
   readonly caches: CacheInfo[];
   private readonly started = performance.now();
   private tables = new Map<string, string>();
+  private rounds = 0;
 
   constructor() {
     if (process.getuid?.() !== 0) throw new EnvironmentError('kleak census reads kernel memory through BPF: run it as root.');
@@ -100,7 +101,9 @@ export class CensusSession {
   take(wanted: readonly CacheInfo[]): CensusRound {
     const t0 = performance.now();
     const runsBefore = this.program.cost.runs;
-    this.program.cost.longestRunMs = 0;
+    const first = this.rounds++ === 0;
+    // Each round says its own runs; the first, the session's setup too (its base search runs the program).
+    if (!first) this.program.cost.longestRunMs = 0;
     // One reading of the slabs for every cache asked for: slabs made after it are missed (a snapshot).
     const owners = this.program.scanSlabs(this.bases.ramPfns, this.bases, PAGE_STRUCT, wanted.length === 1 ? BigInt(`0x${wanted[0]!.ptr}`) : 0n);
     const scanned = performance.now();
@@ -111,13 +114,13 @@ export class CensusSession {
     for (const r of caches) for (const g of r.groups) g.label = labelOf(g.shape, this.tables);
     const round = (x: number) => Math.round(x * 1000) / 1000;
     // The first round's cost includes opening the session (loading the program, finding the bases).
-    const since = runsBefore === 0 ? this.started : t0;
+    const since = first ? this.started : t0;
     return {
       kind: 'census-round',
       time: new Date().toISOString(),
       caches,
       cost: {
-        seconds: round((performance.now() - since) / 1000), slabScanSeconds: round((scanned - t0) / 1000), programRuns: this.program.cost.runs - runsBefore,
+        seconds: round((performance.now() - since) / 1000), slabScanSeconds: round((scanned - t0) / 1000), programRuns: this.program.cost.runs - (first ? 0 : runsBefore),
         longestRunMs: round(this.program.cost.longestRunMs), maxRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
       },
     };
