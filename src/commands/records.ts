@@ -8,7 +8,7 @@ import { InputError } from '../errors.js';
 import type { RecordFormat } from '../records/format.js';
 import { RECORD_FORMATS, detectRecordFormat, recordFormatByName } from '../records/formats.js';
 import { RecordsModel, type Reading, type RecordsReport } from '../records/model.js';
-import { fit, fmtBytes, fmtCount, fmtRate, sparkline } from '../report/format.js';
+import { fit, fmtBytes, fmtCount, fmtRate, sparkline, visible } from '../report/format.js';
 import { writeText } from '../output.js';
 
 export interface RecordsOptions {
@@ -161,6 +161,7 @@ export function renderRecords(r: RecordsReport): string {
   }
   const grow = r.sites.filter((s) => s.verdict === 'growing' && s.where && s.where !== s.label);
   for (const s of grow.slice(0, 5)) out.push(`  ${s.label}${s.module ? ` [${s.module}]` : ''}: ${s.where}`);
+  for (const s of r.sites.filter((x) => x.next).slice(0, 5)) out.push(`${visible(s.label)} is growing: ${s.next} names who holds it`);
   out.push('');
   out.push('BY MODULE: ' + r.modules.map((m) => `${m.module === 'the kernel itself' ? m.module : `[${m.module}]`} ${fmtBytes(m.bytes)} (${m.bytesPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(m.bytesPerMin))}/min${m.growingSites ? `, ${m.growingSites} growing` : ''})`).join(' · '));
   return out.join('\n') + '\n';

@@ -2,6 +2,7 @@
 // per-site counts at a time; the same series and verdict code as traced sites judges them (DESIGN.md "Allocators
 // and evidence"). Pure: readings in, a report out.
 
+import { kmallocCacheSize, kmemBucketSize } from '../engine/filter.js';
 import { DEFAULT_THRESHOLDS, growthPerMinute, verdictOf, type Verdict, type VerdictThresholds } from '../engine/verdict.js';
 
 /** One site in one reading. */
@@ -34,6 +35,8 @@ export interface RecordSiteReport {
   verdict: Verdict;
   /** Count at each reading. */
   series: number[];
+  /** For a growing site, the live run that names who holds it (as kleak watch suggests for the same gauge). */
+  next?: string;
 }
 
 export interface ModuleSummary {
@@ -119,6 +122,9 @@ export class RecordsModel {
         verdict: judged === 'growing' && perMin <= 0 ? 'steady' : judged,
         series: row.counts,
       });
+      const last = sites[sites.length - 1]!;
+      const next = last.verdict === 'growing' ? nextCommand(format, last.label) : undefined;
+      if (next) last.next = next;
     }
     sites.sort((a, b) => Number(b.verdict === 'growing') - Number(a.verdict === 'growing') || b.bytesPerMin - a.bytesPerMin || b.bytes - a.bytes);
     const modules = new Map<string, ModuleSummary>();
@@ -147,3 +153,17 @@ export class RecordsModel {
 }
 
 const round1 = (x: number) => Math.round(x * 10) / 10;
+
+/**
+ * The live run a growing gauge of a kernel record calls for, as kleak watch words it: a kmalloc size class by its
+ * size, a named cache by name, a vmalloc caller by its stacks. Records that name call sites (kmemleak, allocinfo,
+ * alloc_traces) already say where.
+ */
+export function nextCommand(format: string, label: string): string | undefined {
+  if (format === 'slabinfo') {
+    const size = kmallocCacheSize(label) ?? kmemBucketSize(label);
+    return size !== undefined ? `sudo kleak live --bytes ${size}` : `sudo kleak live --cache ${label}`;
+  }
+  if (format === 'vmallocinfo') return 'sudo kleak live --alloc vmalloc --stacks';
+  return undefined;
+}

@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { recordsReport } from '../../src/commands/records.js';
+import { recordsReport, renderRecords } from '../../src/commands/records.js';
 import type { RecordsReport } from '../../src/records/model.js';
 import { CLI, ROOT } from '../helpers/cli.js';
 
@@ -164,6 +164,10 @@ describe('slabinfo capture loops', () => {
     expect(r.sites[0]).toMatchObject({ label: 'kmalloc-4k', verdict: 'growing' });
     expect(r.sites.filter((s) => s.verdict === 'growing').map((s) => s.label)).toEqual(['kmalloc-4k']);
     expect(r.badLines).toEqual([]);
+    // The live run that finds the holder, as kleak watch suggests for the same cache (issue 22 item 12).
+    expect(r.sites[0]!.next).toBe('sudo kleak live --bytes 4096');
+    expect(renderRecords(r)).toContain('kmalloc-4k is growing: sudo kleak live --bytes 4096 names who holds it');
+    expect(r.sites.filter((s) => s.next !== undefined)).toHaveLength(1);
   });
 });
 
