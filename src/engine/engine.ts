@@ -519,6 +519,7 @@ export class Engine implements ParseSink {
         possiblePhantoms: phantoms[s]!,
         ...(unseenFrees ? { unseenFrees } : {}),
         series,
+        ...(this.kernelUntracked > 0 ? { lowerBound: true as const } : {}),
       });
     }
     sites.sort((a, b) => b.outstandingBytes - a.outstandingBytes || b.outstanding - a.outstanding || a.function.localeCompare(b.function));
@@ -582,7 +583,7 @@ export class Engine implements ParseSink {
     if (this.kernelUntracked > 0) {
       out.push({
         severity: 'dataLoss',
-        text: `${this.kernelUntracked} allocations were not tracked because the kernel-side pointer table was full; raise --max-pointers or narrow the filter.`,
+        text: `${this.kernelUntracked} allocations were not tracked because the kernel-side pointer table was full: every site's outstanding count is a lower bound (marked ≥); raise --max-pointers or narrow the filter.`,
       });
     }
     if (t.missedFrees > 0) {

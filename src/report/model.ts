@@ -80,6 +80,11 @@ export interface SiteReport {
   unseenFrees?: 'rcu' | 'reused';
   /** Outstanding count at each of Report.series.times. */
   series: number[];
+  /**
+   * The kernel-side pointer table was full while tracing: allocations it could not hold are counted in totals, not
+   * at their site, so this site's outstanding count is a lower bound (text: "≥").
+   */
+  lowerBound?: true;
 }
 
 export type NoticeSeverity = 'info' | 'warning' | 'dataLoss';

@@ -35,7 +35,7 @@ function siteRow(s: SiteReport, fnWidth: number): string {
   return [
     fit(s.function, fnWidth).padEnd(fnWidth),
     fit(cacheLabel(s), 16).padEnd(16),
-    fmtCount(s.outstanding).padStart(9),
+    `${s.lowerBound ? '≥' : ''}${fmtCount(s.outstanding)}`.padStart(9),
     fmtBytes(s.outstandingBytes).padStart(10),
     fmtAge(s.oldestAgeSec).padStart(8),
     fmtRate(s.growthPerMin).padStart(8),

@@ -1,5 +1,7 @@
 // Never wrong without saying so (issue 22), on the real kernel: each case here was answered wrongly, silently.
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { kleak } from '../helpers/cli.js';
 import { isRoot, onPath } from '../helpers/env.js';
@@ -92,4 +94,31 @@ describe.skipIf(!usable)('what a backend does not trace is said, not left as a s
       expect(caveat(r), backend).toBe(true);
     }
   }, 60_000);
+});
+
+describe.skipIf(!usable)('a full pointer table marks what it undercounts (needs root and BTF)', () => {
+  it('--max-pointers 16 with 40 keys held: the site is at most 16 and marked a lower bound in JSON and text', async () => {
+    const rec = `${mkdtempSync(`${tmpdir()}/kleak-verdicts-`)}/full.ndjson`;
+    const k = startKleak(['--backend', 'kernel', '--bytes', '128', '--comm', 'python3', '--max-pointers', '16', '--json', '--record', rec]);
+    await k.ready;
+    const w = startWorkload(['--hold', '40', '--size', '100']);
+    try {
+      await w.until('holding');
+      await new Promise((r) => setTimeout(r, 1500));
+      k.proc.kill('SIGINT');
+      const r = await k.proc;
+      expect(r.exitCode, k.stderr()).toBe(0);
+      const report = JSON.parse(String(r.stdout)) as JsonReport;
+      const site = report.sites.find((s) => s.function === 'user_preparse')!;
+      expect(site.outstanding).toBeLessThanOrEqual(16);
+      expect(site.lowerBound).toBe(true);
+      expect(report.notices.map((n) => n.text).join(' ')).toMatch(/allocations were not tracked because the kernel-side pointer table was full: every site's outstanding count is a lower bound/);
+      // The recording replays to the same mark, in the text view too.
+      const text = await kleak(['replay', rec, '--text']);
+      expect(String(text.stdout)).toMatch(new RegExp(`user_preparse .*≥${site.outstanding} `));
+      rmSync(dirname(rec), { recursive: true, force: true });
+    } finally {
+      await w.release();
+    }
+  });
 });
