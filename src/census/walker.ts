@@ -6,9 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { EnvironmentError } from '../errors.js';
 import { libbpf } from '../kernel/libbpf.js';
-import { hexToOffset, offsetToHex, X86_64_DEFAULT_BASES } from '../linux/address-space.js';
+import { X86_64_DEFAULT_BASES } from '../linux/address-space.js';
 import { packagePath } from '../paths.js';
-import { CACHE_RECORD, CTX_BYTES, type CtxField, ctxOffset, IN, MAX_CPUS, MAX_OBJS, MAX_PFNS, OP, OUT_VALUE_BYTES, SCAN_PFNS } from './layout.js';
+import { CACHE_RECORD, CTX_BYTES, type CtxField, ctxOffset, IN, MAX_CPUS, MAX_PFNS, OP, OUT_VALUE_BYTES, SCAN_PFNS } from './layout.js';
 
 export const CENSUS_OBJECT = packagePath('bpf', 'census.bpf.o');
 
@@ -281,8 +281,6 @@ const hexToBig = (h: string) => BigInt(`0x${h}`);
  */
 const PROBE_PER_RUN = 256;
 
-/** Objects per slab above which the walk counts a slab instead of walking it. */
-export const WALK_MAX_OBJECTS = MAX_OBJS;
 
 /**
  * Walks `cache` over the slab head pfns, calling `onObjects(buffer, bytesUsed, recordBytes)` for each batch of
@@ -333,4 +331,3 @@ export function walkCache(
   return counts;
 }
 
-export { offsetToHex, hexToOffset };

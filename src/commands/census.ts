@@ -90,10 +90,13 @@ export async function runCensus(o: CensusOptions): Promise<CensusReport> {
   }
 }
 
+/** Does this text begin with a census recording's header line? */
+const isCensusRecording = (text: string) => text.trimStart().startsWith(`{"kleak":1,"kind":"${CENSUS_RECORDING}"`);
+
 /** Is this text a census: a recording (its header line) or a --json census report? */
 export function isCensusText(text: string): boolean {
   const head = text.slice(0, 4096).trimStart();
-  return head.startsWith(`{"kleak":1,"kind":"${CENSUS_RECORDING}"`) || (head.startsWith('{') && /"evidence":\s*"census"/.test(head));
+  return isCensusRecording(head) || (head.startsWith('{') && /"evidence":\s*"census"/.test(head));
 }
 
 /**
@@ -101,8 +104,7 @@ export function isCensusText(text: string): boolean {
  * it was. A line cut by a kill is counted and said, never fatal; the rounds before it stand.
  */
 export function readCensus(path: string, text = readFileSync(path, 'utf8'), top = Number.MAX_SAFE_INTEGER, thresholds?: VerdictThresholds): { report: CensusReport; damage?: string } {
-  const head = text.trimStart();
-  if (!head.startsWith(`{"kleak":1,"kind":"${CENSUS_RECORDING}"`)) {
+  if (!isCensusRecording(text)) {
     let doc: CensusReport;
     try {
       doc = JSON.parse(text) as CensusReport;
@@ -113,10 +115,12 @@ export function readCensus(path: string, text = readFileSync(path, 'utf8'), top 
     return { report: { ...doc, sites: doc.sites.slice(0, top) } };
   }
   const lines = text.split('\n');
-  const header = JSON.parse(lines[0]!) as { host?: string };
+  let first = 0;
+  while (lines[first]!.trim() === '') first++;
+  const header = JSON.parse(lines[first]!) as { host?: string };
   const model = new CensusModel(typeof header.host === 'string' ? header.host : 'unknown host');
   const bad: number[] = [];
-  for (let i = 1; i < lines.length; i++) {
+  for (let i = first + 1; i < lines.length; i++) {
     const line = lines[i]!;
     if (line.trim() === '') continue;
     try {

@@ -13,12 +13,7 @@ import { EnvironmentError, InputError } from '../errors.js';
 export function createPrivateFile(path: string, force = false, mode = 0o600): number {
   const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
   if (force) {
-    let st;
-    try {
-      st = lstatSync(path);
-    } catch {
-      st = undefined;
-    }
+    const st = lstatOrNone(path);
     if (st?.isSymbolicLink()) throw new InputError(`${path} is a symbolic link; kleak does not write through links.`, 'Give a path to a regular file.');
     if (st?.isFile()) unlinkSync(path);
   }
@@ -32,17 +27,21 @@ export function createPrivateFile(path: string, force = false, mode = 0o600): nu
   }
 }
 
+/** What is at `path` (a link is not followed), or undefined when nothing is. */
+function lstatOrNone(path: string) {
+  try {
+    return lstatSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Refuses, before any work is done, an output kleak would refuse at the end: an existing file (without force), a
  * link, a folder that does not exist. A live run otherwise traced for its whole duration and then lost its report.
  */
 export function checkNewFile(path: string, force = false): void {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch {
-    st = undefined;
-  }
+  const st = lstatOrNone(path);
   if (st?.isSymbolicLink()) throw new InputError(`${path} is a symbolic link; kleak does not write through links.`, 'Give a path to a regular file.');
   if (st && !force) throw new InputError(`${path} exists; kleak does not overwrite it.`, 'Choose another name, or add --force to replace it.');
   if (st && !st.isFile()) throw new InputError(`${path} is not a regular file; kleak writes only new regular files.`);

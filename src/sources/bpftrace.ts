@@ -235,7 +235,8 @@ export async function preflightBpftrace(): Promise<void> {
   }
 }
 
-async function plan(o: BpftraceOptions): Promise<{ args: string[]; env: Record<string, string>; version: BpftraceVersion | undefined; mounted?: string }> {
+/** `dryRun`: decide without running bpftrace (the cache-name check loads a program; --dry-run runs nothing). */
+async function plan(o: BpftraceOptions, dryRun = false): Promise<{ args: string[]; env: Record<string, string>; version: BpftraceVersion | undefined; mounted?: string }> {
   const tracefs = await ensureTracefs();
   const namedCache = o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined;
   const allocators = o.allocators ?? new Set<AllocatorName>(['slab']);
@@ -248,7 +249,7 @@ async function plan(o: BpftraceOptions): Promise<{ args: string[]; env: Record<s
   // --cache NAME compares kmem_cache_alloc's name in the kernel: a bpftrace that reads the tracepoint's name empty
   // (0.23.2) reads it from the raw tracepoint's struct kmem_cache instead; one that can do neither would match
   // nothing, and is refused.
-  const names = namedCache ? cacheNameReading() : 'tracepoint';
+  const names = namedCache && !dryRun ? cacheNameReading() : 'tracepoint';
   if (names === undefined) {
     throw new EnvironmentError(
       `bpftrace ${version?.text ?? '(unknown version)'} reads this kernel's kmem_cache names empty (a bpftrace bug in __data_loc strings), and cannot read them from the raw tracepoint either, so --cache ${o.filter.cache} would see nothing.`,
@@ -262,8 +263,12 @@ async function plan(o: BpftraceOptions): Promise<{ args: string[]; env: Record<s
 
 /** What startBpftrace would run, as one shell command line. */
 export async function bpftraceCommandLine(o: BpftraceOptions): Promise<string> {
-  const p = await plan(o);
-  return [...Object.entries(p.env).map(([k, v]) => `${k}=${v}`), 'bpftrace', ...p.args.map(shellQuote)].join(' ');
+  const p = await plan(o, true);
+  const line = [...Object.entries(p.env).map(([k, v]) => `${k}=${v}`), 'bpftrace', ...p.args.map(shellQuote)].join(' ');
+  const namedCache = o.filter.cache !== undefined && kmallocCacheSize(o.filter.cache) === undefined;
+  return namedCache
+    ? `# a bpftrace that reads kmem_cache_alloc's name empty (0.23) gets rawtracepoint:kmem_cache_alloc instead (docs/bpftrace-versions.md)\n${line}`
+    : line;
 }
 
 export async function startBpftrace(o: BpftraceOptions, sink: ParseSink): Promise<LiveSource> {

@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync } from 'n
 import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers/cli.js';
+import { possibleCpuCount } from '../../src/sources/kernel-bpf.js';
 import { ensureTracefs } from '../../src/kernel/tracefs.js';
 import type { JsonReport } from '../../src/report/json.js';
 import { isRoot, onPath } from '../helpers/env.js';
@@ -31,14 +32,6 @@ function noTracerLeft(): void {
   const left = leftBehind();
   expect(left.pids.filter((p) => existsSync(`/proc/${p}`)), 'bpftrace processes left behind').toEqual([]);
   expect(left.instances).toEqual([]);
-}
-
-/** The CPUs the kernel sizes per-CPU maps for (/sys/devices/system/cpu/possible, e.g. "0-1"). */
-function possibleCpus(): number {
-  return readFileSync('/sys/devices/system/cpu/possible', 'utf8').trim().split(',').reduce((n, r) => {
-    const [lo, hi] = r.split('-').map(Number);
-    return n + (hi ?? lo!) - lo! + 1;
-  }, 0);
 }
 
 /** `hold` keys held among churned pipes; 1.5 s for the key GC to free what the workload churned. */
@@ -92,7 +85,7 @@ for (const bt of BPFTRACES) describe.skipIf(bt.skip !== undefined)(`kleak live -
     // table, its 8-byte index and one per-CPU site map (~80 + 136 + 96 + 8 per CPU bytes an entry, measured on this
     // kernel). Six site maps and two scalars made it 250 MiB on 2 CPUs.
     const held = Number(/bpftrace's maps hold (\d+) MiB/.exec(stderr)?.[1]);
-    const cpus = possibleCpus();
+    const cpus = possibleCpuCount();
     expect(held * 1048576, stderr).toBeLessThanOrEqual(262_144 * (320 + 8 * cpus));
     noTracerLeft();
   });
