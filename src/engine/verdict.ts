@@ -75,6 +75,37 @@ export function growthPerMinute(times: readonly number[], values: readonly numbe
   return den === 0 ? 0 : (num / den) * 60;
 }
 
+/**
+ * The verdict of a gauge the kernel keeps (a cache's active objects, a meminfo line, a cgroup's kernel memory, a
+ * vmalloc caller's areas, a record's count): its allocations and frees are not known, so it is growth or not.
+ * - Judged above its lowest reading: a count on a large base (thousands moving by tens) is not growth by its base.
+ * - A rise must be at least `share` of the gauge's mean and at least `floor` (what one step of its unit is: a
+ *   slab's objects, a page's kB, a memcg charge batch), besides the thresholds' own minRise.
+ * - `steps`: gauges that move in whole units (slabs, charge batches) show a steady leak in fewer, larger steps.
+ * - A gauge whose fitted rate falls is never growing, whatever its last steps did.
+ * Every gauge reader uses this one rule.
+ */
+export function gaugeVerdict(
+  times: readonly number[],
+  series: readonly number[],
+  th: VerdictThresholds = DEFAULT_THRESHOLDS,
+  o: { share?: number; floor?: number; steps?: number } = {},
+): { verdict: Verdict; perMin: number } {
+  const n = series.length;
+  const span = n > 1 ? times[times.length - 1]! - times[times.length - n]! : 0;
+  const min = Math.min(...series);
+  const mean = series.reduce((a, b) => a + b, 0) / Math.max(1, n);
+  const perMin = growthPerMinute(times, series);
+  const judged = verdictOf(
+    series.map((v) => v - min),
+    span,
+    0,
+    0,
+    { ...th, minRise: Math.max(th.minRise, mean * (o.share ?? 0), o.floor ?? 0), ...(o.steps !== undefined ? { minRisingSteps: Math.min(o.steps, th.minRisingSteps) } : {}) },
+  );
+  return { verdict: judged === 'growing' && perMin <= 0 ? 'steady' : judged, perMin };
+}
+
 export function verdictOf(
   series: readonly number[],
   spanSec: number,

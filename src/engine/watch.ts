@@ -2,7 +2,7 @@
 // on. Pure: samples in, a report out; the verdict is the one the engine gives call sites (verdict.ts).
 
 import { kmallocCacheSize, kmemBucketSize } from './filter.js';
-import { DEFAULT_THRESHOLDS, growthPerMinute, verdictOf, type Verdict, type VerdictThresholds } from './verdict.js';
+import { DEFAULT_THRESHOLDS, gaugeVerdict, growthPerMinute, type Verdict, type VerdictThresholds } from './verdict.js';
 import { KERNEL_MEMINFO, unaccountedKb, type SlabSample } from '../kernel/slabinfo.js';
 import type { VmallocGroup } from '../kernel/vmallocinfo.js';
 import { containerOf, type MemcgSample } from '../kernel/memcg.js';
@@ -150,20 +150,16 @@ export class WatchModel {
     }
   }
 
-  private memcgReports(span: number, top: number | undefined): MemcgReport[] {
+  private memcgReports(top: number | undefined): MemcgReport[] {
     const out: MemcgReport[] = [];
     for (const [path, row] of this.memcg) {
       if (path === '/') continue;
-      const min = Math.min(...row);
-      const mean = row.reduce((a, b) => a + b, 0) / Math.max(1, row.length);
-      const perMin = growthPerMinute(this.times, row);
-      // Charges move in per-CPU batches: judged above the lowest reading, a rise must be a batch or more and a share
-      // of the cgroup's kernel memory; two rising steps, as for slab counts that move by whole slabs.
-      const th = { ...this.thresholds, minRise: Math.max(this.thresholds.minRise, mean * 0.01, MEMCG_MIN_RISE), minRisingSteps: Math.min(2, this.thresholds.minRisingSteps) };
-      const judged = verdictOf(row.map((v) => v - min), span, 0, 0, th);
+      // Charges move in per-CPU batches: a rise must be a batch or more and 1% of the cgroup's kernel memory, in two
+      // rising steps, as for slab counts that move by whole slabs.
+      const { verdict, perMin } = gaugeVerdict(this.times, row, this.thresholds, { share: 0.01, floor: MEMCG_MIN_RISE, steps: 2 });
       const container = containerOf(path);
       out.push({
-        path, ...(container ? { container } : {}), bytes: row[row.length - 1] ?? 0, bytesPerMin: Math.round(perMin), verdict: judged === 'growing' && perMin <= 0 ? 'steady' : judged, series: row,
+        path, ...(container ? { container } : {}), bytes: row[row.length - 1] ?? 0, bytesPerMin: Math.round(perMin), verdict, series: row,
         next: `sudo kleak live --cgroup ${path} --stacks`,
       });
     }
@@ -171,28 +167,19 @@ export class WatchModel {
     return top !== undefined ? out.slice(0, top) : out;
   }
 
+  private dyingReport(): NonNullable<WatchReport['dyingMemcgs']> {
+    const { verdict, perMin } = gaugeVerdict(this.times.slice(this.times.length - this.dying.length), this.dying, this.thresholds);
+    return { count: this.dying[this.dying.length - 1]!, perMin: round1(perMin), verdict, series: this.dying };
+  }
+
   report(o: { top?: number; aliases?: (cache: string) => number | undefined; merged?: boolean } = {}): WatchReport {
-    const span = this.times.length ? this.times[this.times.length - 1]! - this.times[0]! : 0;
     const caches: CacheReport[] = [];
     for (const [name, c] of this.objs) {
       const last = c.series[c.series.length - 1] ?? 0;
-      const perMin = growthPerMinute(this.times, c.series);
-      // A cache's allocations and frees are not known here: the verdict is growth or not. Its count sits on a large
-      // base (thousands of objects moving by tens): judged above its lowest point, and a rise must be a share of
-      // its size as well as a number of objects.
-      const min = Math.min(...c.series);
-      const mean = c.series.reduce((a, b) => a + b, 0) / Math.max(1, c.series.length);
       // slabinfo's count moves by whole slabs: a slow leak of small objects (5/s into a 128-per-slab cache) rises
       // once every 25 s. Two rises of two slabs' worth in all is what such a count can show of a steady leak.
       const bySlab = c.perSlab !== undefined && c.perSlab > 1;
-      const th = {
-        ...this.thresholds,
-        minRise: Math.max(this.thresholds.minRise, mean * 0.005, bySlab ? 2 * c.perSlab! : 0),
-        minRisingSteps: bySlab ? Math.min(2, this.thresholds.minRisingSteps) : this.thresholds.minRisingSteps,
-      };
-      // A count whose fitted rate falls is not growing, whatever its last steps did.
-      const judged = verdictOf(c.series.map((v) => v - min), span, 0, 0, th);
-      const verdict = judged === 'growing' && perMin <= 0 ? 'steady' : judged;
+      const { verdict, perMin } = gaugeVerdict(this.times, c.series, this.thresholds, { share: 0.005, ...(bySlab ? { floor: 2 * c.perSlab!, steps: 2 } : {}) });
       const size = kmallocCacheSize(name) ?? kmemBucketSize(name);
       const r: CacheReport = {
         name, objSize: c.size, activeObjs: last, activeBytes: last * c.size, objsPerMin: round1(perMin), bytesPerMin: Math.round(perMin * c.size), verdict, series: c.series,
@@ -205,13 +192,13 @@ export class WatchModel {
     const vmallocCallers: VmallocCallerReport[] = [];
     for (const v of this.vmalloc.values()) {
       const last = v.areas.length - 1;
-      const min = Math.min(...v.areas);
+      // Areas come and go whole: no share of a base, the plain thresholds.
+      const { verdict, perMin } = gaugeVerdict(this.times, v.areas, this.thresholds);
       vmallocCallers.push({
         caller: v.group.caller, ...(v.group.module ? { module: v.group.module } : {}), type: v.group.type,
         areas: v.areas[last] ?? 0, bytes: v.bytes[last] ?? 0, pages: v.areas[last] ? v.group.pages : 0,
-        areasPerMin: round1(growthPerMinute(this.times, v.areas)), bytesPerMin: Math.round(growthPerMinute(this.times, v.bytes)),
-        // Areas come and go whole: no base to judge above, so the plain thresholds.
-        verdict: verdictOf(v.areas.map((x) => x - min), span, 0, 0, this.thresholds),
+        areasPerMin: round1(perMin), bytesPerMin: Math.round(growthPerMinute(this.times, v.bytes)),
+        verdict,
         series: v.areas,
       });
     }
@@ -223,20 +210,16 @@ export class WatchModel {
       kind: 'watch',
       span: { firstTs: this.times[0] ?? 0, lastTs: this.times[this.times.length - 1] ?? 0, samples: this.times.length },
       meminfo: [...this.mem].map(([name, row]) => {
-        const min = Math.min(...row);
         // kB counters move by pages: a rise must be a share of the line, not a handful of kB.
-        const mean = row.reduce((a, b) => a + b, 0) / Math.max(1, row.length);
-        const verdict = verdictOf(row.map((v) => v - min), span, 0, 0, { ...this.thresholds, minRise: Math.max(this.thresholds.minRise, mean * 0.01, 64) });
+        const { verdict, perMin } = gaugeVerdict(this.times, row, this.thresholds, { share: 0.01, floor: 64 });
         const next = NEXT_FOR_MEMINFO[name];
-        return { name, kb: row[row.length - 1]!, kbPerMin: round1(growthPerMinute(this.times, row)), verdict, ...(next ? { next } : {}) };
+        return { name, kb: row[row.length - 1]!, kbPerMin: round1(perMin), verdict, ...(next ? { next } : {}) };
       }),
       caches: o.top !== undefined ? caches.slice(0, o.top) : caches,
       ...(this.vmallocSeen ? { vmallocCallers: o.top !== undefined ? vmallocCallers.slice(0, o.top) : vmallocCallers } : {}),
       mergedCaches: o.merged,
-      ...(this.memcgSeen ? { memcgs: this.memcgReports(span, o.top) } : {}),
-      ...(this.dying.length > 0
-        ? { dyingMemcgs: { count: this.dying[this.dying.length - 1]!, perMin: round1(growthPerMinute(this.times.slice(this.times.length - this.dying.length), this.dying)), verdict: verdictOf(this.dying.map((d) => d - Math.min(...this.dying)), span, 0, 0, this.thresholds), series: this.dying } }
-        : {}),
+      ...(this.memcgSeen ? { memcgs: this.memcgReports(o.top) } : {}),
+      ...(this.dying.length > 0 ? { dyingMemcgs: this.dyingReport() } : {}),
     };
   }
 }

@@ -3,7 +3,7 @@
 // and evidence"). Pure: readings in, a report out.
 
 import { kmallocCacheSize, kmemBucketSize } from '../engine/filter.js';
-import { DEFAULT_THRESHOLDS, growthPerMinute, verdictOf, type Verdict, type VerdictThresholds } from '../engine/verdict.js';
+import { DEFAULT_THRESHOLDS, gaugeVerdict, growthPerMinute, type Verdict, type VerdictThresholds } from '../engine/verdict.js';
 
 /** One site in one reading. */
 export interface SiteCount {
@@ -99,17 +99,12 @@ export class RecordsModel {
   }
 
   report(format: string, extra: Pick<RecordsReport, 'badLines' | 'notices'> & { assumedEverySec?: number; top?: number }): RecordsReport {
-    const span = this.times.length ? this.times[this.times.length - 1]! - this.times[0]! : 0;
     const sites: RecordSiteReport[] = [];
     for (const row of this.sites.values()) {
       const n = row.counts.length;
       // A site's count sits on a base (a cache of thousands moving by tens): judged above its lowest point, and a
       // rise must be a share of its size as well as a number of objects (as kleak watch judges caches).
-      const min = Math.min(...row.counts);
-      const mean = row.counts.reduce((a, b) => a + b, 0) / Math.max(1, n);
-      const th = { ...this.thresholds, minRise: Math.max(this.thresholds.minRise, mean * 0.005) };
-      const perMin = growthPerMinute(this.times, row.counts);
-      const judged = verdictOf(row.counts.map((v) => v - min), span, 0, 0, th);
+      const { verdict, perMin } = gaugeVerdict(this.times, row.counts, this.thresholds, { share: 0.005 });
       sites.push({
         label: row.last.label,
         ...(row.last.module ? { module: row.last.module } : {}),
@@ -118,8 +113,7 @@ export class RecordsModel {
         bytes: row.bytes[n - 1] ?? 0,
         countPerMin: round1(perMin),
         bytesPerMin: Math.round(growthPerMinute(this.times, row.bytes)),
-        // A count whose fitted rate falls is not growing, whatever its last steps did.
-        verdict: judged === 'growing' && perMin <= 0 ? 'steady' : judged,
+        verdict,
         series: row.counts,
       });
       const last = sites[sites.length - 1]!;
