@@ -2,9 +2,9 @@
 // time order → reader → RecordsModel → the same sites, series and verdicts as traces, and a by-module summary.
 
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
-import { constants, gunzipSync } from 'node:zlib';
 import type { VerdictThresholds } from '../engine/verdict.js';
 import { InputError } from '../errors.js';
+import { gunzipWhole } from '../sources/gzip.js';
 import type { RecordFormat } from '../records/format.js';
 import { RECORD_FORMATS, detectRecordFormat, recordFormatByName } from '../records/formats.js';
 import { RecordsModel, type Reading, type RecordsReport } from '../records/model.js';
@@ -28,11 +28,9 @@ function readText(path: string): string {
     throw new InputError(`cannot read ${path}: ${(err as Error).message}.`);
   }
   if (data[0] === 0x1f && data[1] === 0x8b) {
-    try {
-      data = gunzipSync(data);
-    } catch (err) {
-      throw new InputError(`${path} is a damaged gzip file: ${(err as Error).message}.`);
-    }
+    const whole = gunzipWhole(data);
+    if (whole.damaged && whole.data.length === 0) throw new InputError(`${path} is a damaged gzip file: ${whole.damaged}.`);
+    data = whole.data;
   }
   return data.toString('utf8');
 }
@@ -52,8 +50,8 @@ export function sniffRecordFile(path: string): RecordFormat | undefined {
       closeSync(fd);
     }
     // A cut gzip stream inflates as far as it goes with a sync flush.
-    if (head[0] === 0x1f && head[1] === 0x8b) head = gunzipSync(head, { finishFlush: constants.Z_SYNC_FLUSH });
-    return detectRecordFormat(head.toString('utf8').split('\n').slice(0, 200));
+    const text = head[0] === 0x1f && head[1] === 0x8b ? gunzipWhole(head).data : head;
+    return detectRecordFormat(text.toString('utf8').split('\n').slice(0, 200));
   } catch {
     return undefined;
   }

@@ -87,6 +87,10 @@ export async function startReplay(o: ReplayOptions): Promise<ReplayRun> {
     }).catch((err: unknown) => {
       input.close();
       // Nothing read yet: the command says so without a report. After lines were read, they stand.
+      const damaged = input.damaged?.();
+      if (damaged && source.format === undefined) {
+        throw new InputError(`${what} is damaged after line ${engine.totals.lines.toLocaleString('en-US')} (${damaged}), before kleak could tell its format.`);
+      }
       if (engine.totals.lines === 0 || source.format === undefined) throw err;
       damage = `reading ${what} failed after line ${engine.totals.lines.toLocaleString('en-US')} (${(err as Error).message})`;
       return engine.totals.lines;
@@ -98,11 +102,18 @@ export async function startReplay(o: ReplayOptions): Promise<ReplayRun> {
       damage = `${what} is damaged after line ${lines.toLocaleString('en-US')} (${damaged})`;
     } else if (damage !== undefined) engine.bad(lines + 1, `${damage}: the report covers the lines before it`);
     if (lines === 0) {
+      if (damaged) throw new InputError(`${what} is damaged before its first line (${damaged}): nothing in it could be read.`);
       throw new InputError(
         input.traceDat ? `trace-cmd report printed nothing for ${what}: the file is damaged or holds no events.` : `${what} is empty: there are no trace lines in it.`,
       );
     }
-    parser.end();
+    try {
+      parser.end();
+    } catch (err) {
+      // The few lines before the damage were too few to tell the format: the damage is the news, not the format.
+      if (!damaged || source.format !== undefined) throw err;
+      throw new InputError(`${what} is damaged after line ${lines.toLocaleString('en-US')} (${damaged}), before kleak could tell its format.`);
+    }
   })();
   return {
     engine,

@@ -5,9 +5,9 @@ import { createReadStream, createWriteStream, readFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mkdtemp, open, stat } from 'node:fs/promises';
-import { constants as zlibConstants, createGunzip, gunzipSync } from 'node:zlib';
 import { PassThrough, Readable } from 'node:stream';
 import { InputError } from '../errors.js';
+import { GunzipMembers, gunzipWhole } from './gzip.js';
 import { traceCmdReportStream } from './trace-dat.js';
 
 export interface ReplayInput {
@@ -40,12 +40,9 @@ export function readCaptureText(path: string): string {
     throw new InputError(`cannot read ${path}: ${(err as Error).message}.`);
   }
   if (data[0] !== GZIP_MAGIC[0] || data[1] !== GZIP_MAGIC[1]) return data.toString('utf8');
-  try {
-    // SYNC_FLUSH: a stream cut short yields what came before the cut instead of an error.
-    return gunzipSync(data, { finishFlush: zlibConstants.Z_SYNC_FLUSH }).toString('utf8');
-  } catch (err) {
-    throw new InputError(`${path} is a damaged gzip file: ${(err as Error).message}.`);
-  }
+  const { data: text, damaged } = gunzipWhole(data);
+  if (damaged && text.length === 0) throw new InputError(`${path} is a damaged gzip file: ${damaged}.`);
+  return text.toString('utf8');
 }
 
 /** `chunk`: bytes per read (smaller for a paced replay, so pauses fall between small steps). */
@@ -84,21 +81,13 @@ export async function openReplayInput(path: string, chunk = 1 << 20): Promise<Re
 }
 
 /**
- * gunzip that ends, rather than fails, where the stream is damaged or cut short (bad CRC, truncation, trailing
- * garbage): the lines before the damage are a trace like any other, and the report says where it broke.
+ * gunzip that ends, rather than fails, where the stream is damaged or cut short (bad CRC, truncation, junk after
+ * the data): the lines before the damage are a trace like any other, and the report says where it broke.
  */
-function tolerantGunzip(input: Readable, chunk = 1 << 20): { stream: PassThrough; damaged: () => string | undefined; write?: (c: Buffer) => void } {
-  const out = new PassThrough({ highWaterMark: 1 << 20 });
-  const gunzip = createGunzip({ chunkSize: Math.min(chunk, 1 << 20) });
-  let why: string | undefined;
-  gunzip.on('error', (e) => {
-    why ??= e.message;
-    input.unpipe(gunzip);
-    out.end();
-  });
-  gunzip.pipe(out);
+function tolerantGunzip(input: Readable, chunk = 1 << 20): { stream: Readable; damaged: () => string | undefined } {
+  const gunzip = new GunzipMembers(Math.min(chunk, 1 << 16));
   input.pipe(gunzip);
-  return { stream: out, damaged: () => why };
+  return { stream: gunzip, damaged: () => gunzip.damaged() };
 }
 
 /**
@@ -208,27 +197,24 @@ function openStream(input: Readable): ReplayInput {
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   let bytes = 0;
   let decided = false;
-  let gunzip: ReturnType<typeof createGunzip> | undefined;
-  let why: string | undefined;
+  let gunzip: GunzipMembers | undefined;
   input.on('data', (c: Buffer) => {
     bytes += c.length;
     if (!decided) {
       decided = true;
       if (c[0] === GZIP_MAGIC[0] && c[1] === GZIP_MAGIC[1]) {
-        gunzip = createGunzip();
-        gunzip.pipe(out);
         // Damaged or cut short: what came before stands (see tolerantGunzip).
-        gunzip.on('error', (e) => {
-          why ??= e.message;
-          out.end();
-        });
+        gunzip = new GunzipMembers();
+        gunzip.pipe(out);
       }
     }
-    if (gunzip) {
-      if (why === undefined) gunzip.write(c);
-    } else out.write(c);
+    const to = gunzip ?? out;
+    if (!to.write(c)) {
+      input.pause();
+      to.once('drain', () => input.resume());
+    }
   });
-  input.on('end', () => (gunzip ? why === undefined && gunzip.end() : out.end()));
+  input.on('end', () => (gunzip ?? out).end());
   input.on('error', (e) => out.destroy(e));
-  return { stream: out, damaged: () => why, size: undefined, bytesRead: () => bytes, traceDat: false, gzip: false, done: Promise.resolve(), close: () => input.pause() };
+  return { stream: out, damaged: () => gunzip?.damaged(), size: undefined, bytesRead: () => bytes, traceDat: false, gzip: false, done: Promise.resolve(), close: () => input.pause() };
 }
