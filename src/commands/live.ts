@@ -6,7 +6,9 @@ import type { VerdictThresholds } from '../engine/verdict.js';
 import type { EventFilter } from '../engine/filter.js';
 import { EnvironmentError, InputError } from '../errors.js';
 import { takeEarlySignal } from '../early-signals.js';
+import { TracefsInstance } from '../kernel/instance.js';
 import { stopWithParent } from '../kernel/parent-death.js';
+import { mountedTracefsRoot } from '../kernel/tracefs.js';
 import { renderJson } from '../report/json.js';
 import type { Report } from '../report/model.js';
 import { NdjsonRecorder, teeSink } from '../report/ndjson-writer.js';
@@ -106,6 +108,12 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
   } catch (err) {
     recorder?.close();
     throw err;
+  }
+  if (!o.ssh) {
+    // Whatever the backend: an instance a killed kleak left tracing (its watchdog could not run) goes now.
+    const root = mountedTracefsRoot();
+    const stale = root && process.getuid?.() === 0 ? TracefsInstance.removeStale(root) : [];
+    if (stale.length > 0) source.notes.push(`removed ${stale.join(', ')}: tracefs instance${stale.length > 1 ? 's' : ''} a killed kleak left tracing.`);
   }
   recorder?.source({ ...source.info });
   engine.caveats.push(...(source.caveats ?? []));

@@ -1,7 +1,10 @@
 // A private tracefs instance (instances/kleak-<pid>): kleak's own ring buffer and event switches, so the
 // top-level buffer other tools use is never touched. Everything kleak sets lives inside it and goes with rmdir.
 // Removal is attempted on stop, on exceptions and on process exit; an instance kleak did not create is never touched.
+// A SIGKILL runs none of that: a small watchdog (guardInstance) removes the instance within a second of kleak's
+// death, and every next live run removes what a killed kleak left (removeStale), whatever its backend.
 
+import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { EnvironmentError } from '../errors.js';
 import { say } from '../output.js';
@@ -27,7 +30,7 @@ export class TracefsInstance {
   }
 
   /**
-   * Removes instances a killed kleak left tracing (instances/kleak-<pid> whose pid no longer runs kleak): SIGKILL
+   * Removes instances a killed kleak left tracing (instances/kleak-<pid> or kleak-tc-<pid> whose pid no longer runs kleak): SIGKILL
    * runs no cleanup, and such an instance fills its buffers forever. Another live kleak's instance, and any
    * instance not named kleak-<pid>, is left alone. Returns the names removed.
    */
@@ -40,7 +43,7 @@ export class TracefsInstance {
       return removed;
     }
     for (const name of names) {
-      const m = /^kleak-(\d+)$/.exec(name);
+      const m = /^kleak-(?:tc-)?(\d+)$/.exec(name);
       if (!m || Number(m[1]) === process.pid || kleakRuns(Number(m[1]))) continue;
       const stale = new TracefsInstance(root, name);
       stale.remove();
@@ -61,6 +64,7 @@ export class TracefsInstance {
       throw new EnvironmentError(`cannot create the tracefs instance ${inst.path}: ${(err as Error).message}.`, 'kleak needs root and a kernel with tracefs instances (3.17+).');
     }
     process.on('exit', inst.onExit);
+    guardInstance(inst.path);
     return inst;
   }
 
@@ -160,5 +164,36 @@ function kleakRuns(pid: number): boolean {
     return /kleak|cli\.js/.test(readFileSync(`/proc/${pid}/cmdline`, 'latin1'));
   } catch {
     return false;
+  }
+}
+
+/**
+ * The watchdog's program: it waits for end of file on its stdin, a pipe whose writing end only kleak holds, so the
+ * end comes when kleak is gone however it went (SIGKILL, OOM kill); then it switches the instance off and removes
+ * it, retrying while the dead kleak's files are being closed (or trace-cmd, which kleak started, is ending). The
+ * path comes in as $1, never as program text. After a clean stop the instance is already gone and it does nothing.
+ */
+const WATCHDOG = [
+  'cat >/dev/null',
+  '[ -d "$1" ] || exit 0',
+  'echo 0 >"$1/tracing_on" 2>/dev/null',
+  'i=0',
+  'while [ $i -lt 100 ]; do rmdir "$1" 2>/dev/null && exit 0; [ -d "$1" ] || exit 0; sleep 0.1; i=$((i+1)); done',
+].join('\n');
+
+/**
+ * Starts the watchdog of the instance at `path` (see WATCHDOG): a `sh` of its own session, so that a kill of
+ * kleak's process group does not take it too. Best effort: without sh, the next live run removes the instance.
+ */
+export function guardInstance(path: string): void {
+  try {
+    const child = spawn('/bin/sh', ['-c', WATCHDOG, 'kleak-watchdog', path], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
+    child.on('error', () => undefined);
+    child.stdin.on('error', () => undefined);
+    child.unref();
+    // The pipe must not keep kleak's event loop alive; it stays open until kleak exits.
+    (child.stdin as unknown as { unref?: () => void }).unref?.();
+  } catch {
+    // No watchdog: removeStale on the next run still removes the instance.
   }
 }

@@ -13,6 +13,11 @@ export interface TracefsInfo {
   mounted?: string;
 }
 
+/** The tracefs root when one is mounted (nothing is mounted here). */
+export function mountedTracefsRoot(): string | undefined {
+  return CANDIDATES.find((root) => existsSync(`${root}/events`));
+}
+
 /** The tracefs root, mounting /sys/kernel/tracing when no tracefs is mounted. */
 export async function ensureTracefs(): Promise<TracefsInfo> {
   for (const root of CANDIDATES) if (existsSync(`${root}/events`)) return { root };

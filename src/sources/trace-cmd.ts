@@ -9,7 +9,7 @@ import type { EventFilter } from '../engine/filter.js';
 import { kmallocCacheSize } from '../engine/filter.js';
 import type { ParseSink } from '../event.js';
 import { EnvironmentError } from '../errors.js';
-import { TracefsInstance } from '../kernel/instance.js';
+import { TracefsInstance, guardInstance } from '../kernel/instance.js';
 import { pageSize } from '../kernel/page-size.js';
 import { hostSlabAllocator } from '../kernel/slabinfo.js';
 import { ensureTracefs, kmemTracepoints, probesFor } from '../kernel/tracefs.js';
@@ -59,6 +59,7 @@ export async function startTraceCmd(o: TraceCmdOptions, sink: ParseSink): Promis
   if (existsSync(instPath)) throw new EnvironmentError(`a tracefs instance named ${name} already exists and kleak did not create it in this run, so kleak leaves it alone.`, `If it is left over from a kleak that was killed, remove it with: rmdir ${instPath}`);
   // trace-cmd creates the instance for kleak; if trace-cmd dies without removing it, kleak does.
   const leftover = () => (existsSync(instPath) ? TracefsInstance.adopt(tracefs.root, name).remove() : undefined);
+  guardInstance(instPath);
   const child: ResultPromise = execa('trace-cmd', traceCmdArgs(o, name, probes, process.pid, o.output), {
     stdout: 'pipe', stderr: 'pipe', stdin: 'ignore', buffer: { stdout: false, stderr: true }, reject: false, detached: true, cleanup: true,
   });

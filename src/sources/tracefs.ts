@@ -166,8 +166,6 @@ export async function startTracefs(o: TracefsOptions, sink: ParseSink): Promise<
   const tracefs = await ensureTracefs();
   const { writes, events } = instanceSetup(tracefs.root, o, ownThreads());
   const notes: string[] = tracefs.mounted ? [tracefs.mounted] : [];
-  const stale = TracefsInstance.removeStale(tracefs.root);
-  if (stale.length > 0) notes.push(`removed ${stale.join(', ')}: tracefs instance${stale.length > 1 ? 's' : ''} a killed kleak left tracing.`);
   const raw = readerPlan(tracefs.root, events, o);
   if (raw !== '' && typeof raw === 'string') notes.push(raw);
   // The instance removes itself on process exit too: after an uncaught exception, a signal kleak caught, --duration.
