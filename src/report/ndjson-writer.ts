@@ -3,7 +3,7 @@
 // was recorded survives Ctrl-C, an exception or bpftrace dying; a SIGKILL loses at most the last batch.
 
 import { closeSync, ftruncateSync } from 'node:fs';
-import { createPrivateFile, writeAll } from './private-file.js';
+import { PartialWriteError, createPrivateFile, writeAll } from './private-file.js';
 import type { KernelSnapshot, KmemEvent, ParseSink } from '../event.js';
 import { say } from '../output.js';
 
@@ -57,13 +57,21 @@ export class SyncLineWriter {
       this.bytes += data.length;
     } catch (err) {
       // A full disk (or /dev/full) is the user's to fix, said once; tracing and the report go on. (This runs from a
-      // timer and at exit: throwing would lose the report.)
+      // timer and at exit: throwing would lose the report.) The whole lines of the batch that reached the disk stay.
+      const reached = err instanceof PartialWriteError ? err.written : 0;
+      const whole = reached > 0 ? data.lastIndexOf(10, reached - 1) + 1 : 0;
+      if (whole > 0) {
+        let n = 0;
+        for (let i = data.indexOf(10); i >= 0 && i < whole; i = data.indexOf(10, i + 1)) n++;
+        this.written += n;
+        this.bytes += whole;
+      }
       try {
         ftruncateSync(this.fd, this.bytes);
       } catch {
         // A file that cannot be cut back keeps its partial line; the sentence below still says what is whole.
       }
-      this.failed = `${(err as Error).message}; ${this.path} keeps the first ${this.written} lines (${this.bytes} bytes) and nothing after them`;
+      this.failed = `${(err as Error).message}; ${this.path} keeps the first ${this.written.toLocaleString('en-US')} lines (${this.bytes.toLocaleString('en-US')} bytes) and nothing after them`;
       say(`kleak: ${this.failed}.\n`);
     }
     this.bufLines = 0;

@@ -55,13 +55,23 @@ export function checkNewFile(path: string, force = false): void {
 }
 
 /** Writes all of `data` to the open file, looping over short writes; on failure says how much had been written. */
+/** A write that failed part way: `written` bytes of the data reached the file. */
+export class PartialWriteError extends EnvironmentError {
+  constructor(
+    message: string,
+    readonly written: number,
+  ) {
+    super(message);
+  }
+}
+
 export function writeAll(fd: number, data: Uint8Array, path: string): void {
   let done = 0;
   while (done < data.length) {
     try {
       done += writeSync(fd, data, done, data.length - done);
     } catch (err) {
-      throw new EnvironmentError(`writing ${path} failed after ${done} of ${data.length} bytes: ${reason(err)}`);
+      throw new PartialWriteError(`writing ${path} failed after ${done} of ${data.length} bytes: ${reason(err)}`, done);
     }
   }
 }

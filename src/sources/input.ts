@@ -1,7 +1,7 @@
 // Opening a replay input: a path or '-' (stdin); gzip is recognised by its magic bytes, a trace.dat file by its
 // own, and read by running `trace-cmd report -i` (one subprocess; its text is the trace-cmd format).
 
-import { createReadStream, createWriteStream, readFileSync, rmSync } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mkdtemp, open, stat } from 'node:fs/promises';
@@ -125,27 +125,51 @@ async function traceDatOrText(input: ReplayInput, what: string): Promise<ReplayI
     return { ...input, stream: rest };
   }
   if (first.length >= TRACE_DAT_MAGIC.length && first.subarray(0, TRACE_DAT_MAGIC.length).equals(TRACE_DAT_MAGIC)) {
-    const dir = await mkdtemp(join(tmpdir(), 'kleak-dat-'));
-    const file = join(dir, 'trace.dat');
-    const out = createWriteStream(file, { mode: 0o600 });
-    out.write(first);
-    input.stream.pipe(out);
-    input.stream.resume();
-    await new Promise<void>((resolve, reject) => {
-      out.once('finish', () => resolve());
-      out.once('error', reject);
-      input.stream.once('error', (e) => reject(new InputError(`cannot read ${what}: ${e.message}.`)));
-    });
-    const remove = () => rmSync(dir, { recursive: true, force: true });
-    process.once('exit', remove);
-    const dat = await traceCmdReportStream(file);
-    return { ...dat, size: undefined, gzip: input.gzip, traceDat: true, done: dat.done.finally(remove) };
+    const spool = await spoolToUnlinkedFile(first, input.stream, what);
+    // trace-cmd opens kleak's descriptor of the unlinked spool through /proc (its own path is gone).
+    const dat = await traceCmdReportStream(`/proc/${process.pid}/fd/${spool.fd}`, what);
+    const close = () => closeSync(spool.fd);
+    return { ...dat, size: undefined, gzip: input.gzip, traceDat: true, done: dat.done.finally(close) };
   }
   rest.write(first);
   input.stream.pipe(rest);
   input.stream.resume();
   input.stream.once('error', (e) => rest.destroy(e));
   return { ...input, stream: rest };
+}
+
+/**
+ * Copies a stream into a private temporary file that is unlinked as soon as it is open: trace-cmd reads it through
+ * kleak's open descriptor (/proc/PID/fd/N), and no spool is left behind on any exit, a SIGKILL or a full disk included. A write that
+ * fails (ENOSPC in TMPDIR) is one sentence that says how much was spooled and what to do.
+ */
+async function spoolToUnlinkedFile(first: Buffer, stream: Readable, what: string): Promise<{ fd: number }> {
+  const dir = await mkdtemp(join(tmpdir(), 'kleak-dat-'));
+  const file = join(dir, 'trace.dat');
+  const fd = openSync(file, 'wx+', 0o600);
+  rmSync(dir, { recursive: true, force: true });
+  const out = createWriteStream('', { fd, autoClose: false });
+  let written = 0;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      out.once('finish', () => resolve());
+      out.once('error', reject);
+      stream.once('error', (e) => reject(new InputError(`cannot read ${what}: ${e.message}.`)));
+      stream.on('data', (c: Buffer) => (written += c.length));
+      written += first.length;
+      out.write(first);
+      stream.pipe(out);
+      stream.resume();
+    });
+  } catch (err) {
+    closeSync(fd);
+    if (err instanceof InputError) throw err;
+    throw new InputError(
+      `spooling the trace.dat from ${what} to ${tmpdir()} failed after ${written.toLocaleString('en-US')} bytes: ${(err as Error).message}; nothing was left there.`,
+      'trace-cmd needs the whole file: set TMPDIR to a folder with room, or give the file\'s path instead of a pipe.',
+    );
+  }
+  return { fd };
 }
 
 /**

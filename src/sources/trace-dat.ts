@@ -46,7 +46,8 @@ async function readKmemPluginNeeded(path: string): Promise<boolean> {
   return r.exitCode !== 0 || kmemPluginNeeded(String(r.stdout));
 }
 
-export async function traceCmdReportStream(path: string): Promise<{ stream: Readable; bytesRead: () => number; done: Promise<void>; close: () => void }> {
+/** `what`: the input as the user named it (the path, or stdin when kleak spooled it). */
+export async function traceCmdReportStream(path: string, what = path): Promise<{ stream: Readable; bytesRead: () => number; done: Promise<void>; close: () => void }> {
   const [cmd, args] = reportCommand(path, await readKmemPluginNeeded(path));
   const child: ResultPromise = execa(cmd, args, {
     stdout: 'pipe',
@@ -57,13 +58,13 @@ export async function traceCmdReportStream(path: string): Promise<{ stream: Read
   const done = child.then((r) => {
     if ((r as { code?: string }).code === 'ENOENT' || /ENOENT/.test(String(r.message ?? ''))) {
       throw new EnvironmentError(
-        `reading ${path} (a trace.dat file) needs trace-cmd, which is not installed.`,
+        `reading ${what} (a trace.dat file) needs trace-cmd, which is not installed.`,
         'Install it (apt-get install trace-cmd), or run `trace-cmd report -i FILE > FILE.report` on a host that has it and replay that text.',
       );
     }
     if (r.exitCode !== 0 && !r.isTerminated) {
       const why = String(r.stderr ?? '').trim().split('\n').filter(Boolean).pop() ?? `exit code ${r.exitCode}`;
-      throw new InputError(`trace-cmd could not read ${path}: ${why}.`);
+      throw new InputError(`trace-cmd could not read ${what}: ${why}.`);
     }
   });
   return {

@@ -2,11 +2,13 @@
 // hostile names. Each case failed before its fix (see docs/safety.md).
 import { spawn } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execa } from 'execa';
 import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, kleak, rec } from '../helpers/cli.js';
-import { isRoot } from '../helpers/env.js';
+import { isRoot, onPath } from '../helpers/env.js';
+import { startWorkload } from '../helpers/live.js';
 
 const tmp = mkdtempSync(`${tmpdir()}/kleak-faults-`);
 
@@ -86,6 +88,40 @@ describe.skipIf(!isRoot)('a full disk', () => {
     expect(String(r.stderr)).toMatch(/writing .*s\.html failed after \d+ of \d+ bytes: no space left on device \(ENOSPC\); the incomplete file was removed/);
     expect(existsSync(`${disk}/s.html`)).toBe(false);
     expect(readFileSync(`${disk}/s.folded`, 'utf8')).toMatch(/user_preparse \d+\n$/);
+  });
+
+  it('a trace.dat on stdin that does not fit in TMPDIR: one sentence, and no spool file is left (one was)', async (ctx) => {
+    ctx.skip(!onPath('trace-cmd'), 'trace-cmd is not installed; .ci/run installs it');
+    const before = readdirSync(disk).sort();
+    const r = await kleak(['replay', '-', '--json'], { input: readFileSync(rec('keys53-stacks.dat')), env: { TMPDIR: disk } });
+    expect(r.exitCode).toBe(1);
+    expect(String(r.stderr)).toMatch(/^kleak: spooling the trace\.dat from stdin to .* failed after [\d,]+ bytes: .*no space left on device.*; nothing was left there\.$/m);
+    expect(readdirSync(disk).sort()).toEqual(before);
+  });
+
+  it('kleak record onto a full disk keeps a readable file of whole lines, says how many were not written, exits 2', async (ctx) => {
+    ctx.skip(process.env.KLEAK_SKIP_LIVE === '1', 'live tests are off');
+    const out = `${disk}/r.pipe`;
+    const k = execa(process.execPath, [CLI, 'record', '-o', out, '--bytes', '4096', '--duration', '4'], { reject: false });
+    let err = '';
+    k.stderr!.on('data', (d: Buffer) => (err += String(d)));
+    while (!/recording with/.test(err) && k.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+    const w = startWorkload(['--hold', '300', '--seconds', '1']);
+    await w.until('holding');
+    await w.release();
+    const r = await k;
+    expect(r.exitCode, err).toBe(2);
+    expect(err).toMatch(/writing .*r\.pipe failed after \d+ of \d+ bytes: no space left on device \(ENOSPC\); .*r\.pipe keeps the first ([\d,]+) lines/);
+    expect(err).toMatch(/lines were not written/);
+    const kept = Number(/keeps the first ([\d,]+) lines/.exec(err)![1]!.replace(/,/g, ''));
+    const text = readFileSync(out, 'utf8');
+    expect(kept, err).toBeGreaterThan(0);
+    expect(text.endsWith('\n')).toBe(true);
+    expect(text.split('\n').length - 1).toBe(kept);
+    const back = await kleak(['replay', out, '--json']);
+    expect(back.exitCode, String(back.stderr)).toBe(0);
+    expect((JSON.parse(String(back.stdout)) as { totals: { badLines: number } }).totals.badLines).toBe(0);
+    rmSync(out);
   });
 });
 

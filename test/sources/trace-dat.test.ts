@@ -33,7 +33,10 @@ describe('a trace.dat that arrives gzipped or through stdin', () => {
     const { tmpdir } = await import('node:os');
     const { CLI, ROOT, rec } = await import('../helpers/cli.js');
     const dat = rec('keys53-stacks.dat');
-    const gz = `${mkdtempSync(`${tmpdir()}/kleak-datgz-`)}/k.dat.gz`;
+    const { rmSync } = await import('node:fs');
+    const gzDir = mkdtempSync(`${tmpdir()}/kleak-datgz-`);
+    ctx.onTestFinished(() => rmSync(gzDir, { recursive: true, force: true }));
+    const gz = `${gzDir}/k.dat.gz`;
     writeFileSync(gz, gzipSync(readFileSync(dat)));
     const totals = async (args: string[], input?: Buffer) =>
       (JSON.parse((await execa(process.execPath, [CLI, 'replay', ...args, '--json'], { cwd: ROOT, ...(input ? { input } : {}) })).stdout) as { totals: unknown }).totals;
