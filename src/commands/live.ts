@@ -206,19 +206,13 @@ function bpftraceOptions(o: LiveOptions) {
 /** --prometheus and --textfile for a run: started once it traces; stop() writes the textfile a last time. */
 async function exportMetrics(o: LiveOptions, run: LiveRun): Promise<{ stop(): Promise<void> }> {
   if (!o.prometheus && !o.textfile) return { stop: async () => undefined };
-  const { liveMetrics, serveMetrics, writeTextfile } = await import('../report/prometheus.js');
-  const m = liveMetrics(run.report, o.report.top ?? 20);
-  const server = o.prometheus ? await serveMetrics(m, o.prometheus) : undefined;
-  if (o.prometheus) say(`kleak: serving metrics on http://${o.prometheus.host ?? '0.0.0.0'}:${o.prometheus.port}/metrics\n`);
-  const dir = o.textfile;
-  const write = () => (dir ? writeTextfile(m, dir).catch((err: unknown) => say(`kleak: writing ${dir}/kleak.prom failed: ${(err as Error).message}\n`)) : Promise.resolve());
-  const timer = dir ? setInterval(() => void write(), o.intervalSec * 1000) : undefined;
-  await write();
+  const { liveMetrics, startMetricsExport } = await import('../report/prometheus.js');
+  const exp = await startMetricsExport(liveMetrics(run.report, o.report.top ?? 20), o);
+  const timer = o.textfile ? setInterval(exp.write, o.intervalSec * 1000) : undefined;
   return {
     async stop() {
       if (timer) clearInterval(timer);
-      await write();
-      server?.close();
+      await exp.stop();
     },
   };
 }

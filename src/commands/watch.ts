@@ -10,7 +10,7 @@ import { EnvironmentError, InputError } from '../errors.js';
 import { isWatchSample, WatchModel, type WatchReport, type WatchSample } from '../engine/watch.js';
 import { parseMeminfo, parseSlabinfo } from '../kernel/slabinfo.js';
 import { parseVmallocinfo, type VmallocGroup } from '../kernel/vmallocinfo.js';
-import { fit, fmtBytes, fmtCount, fmtRate, sparkline } from '../report/format.js';
+import { fit, fmtBytes, fmtCount, fmtRate, sparkline, visible } from '../report/format.js';
 import { SyncLineWriter } from '../report/ndjson-writer.js';
 import { catchStopSignals } from './live.js';
 import { RemoteFiles, type SshTarget } from '../sources/ssh.js';
@@ -50,10 +50,9 @@ function sample(): WatchSample {
     slab = readFileSync(at('/proc/slabinfo'), 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new EnvironmentError(
-      code === 'EACCES' ? 'kleak watch needs root: /proc/slabinfo is readable by root only.' : `cannot read /proc/slabinfo: ${(err as Error).message}.`,
-      code === 'EACCES' ? 'Run it with sudo.' : 'This kernel may be built without CONFIG_SLUB_DEBUG/slabinfo support.',
-    );
+    if (code === 'EACCES') throw new EnvironmentError('kleak watch needs root: /proc/slabinfo is readable by root only.', 'Run it with sudo.');
+    if (code === 'ENOENT') throw new EnvironmentError(`this kernel has no ${at('/proc/slabinfo')}.`, 'It is built without slabinfo support (CONFIG_SLUB_DEBUG on SLUB kernels).');
+    throw new EnvironmentError(`cannot read ${at('/proc/slabinfo')}: ${(err as Error).message}.`);
   }
   const vmalloc = readVmalloc();
   const memcgs = readMemcgs(ROOT_DIR);
@@ -130,6 +129,7 @@ export function renderWatch(r: WatchReport): string {
   const out: string[] = [];
   const secs = r.span.lastTs - r.span.firstTs;
   out.push(`kleak watch — ${r.span.samples} samples over ${secs.toFixed(1)} s`);
+  if (r.missedReadings) out.push(`${r.missedReadings.count} reading${r.missedReadings.count > 1 ? 's' : ''} failed and are gaps in the series (the last: ${visible(r.missedReadings.why)})`);
   out.push('kernel memory: ' + r.meminfo.map((m) => `${m.name} ${fmtBytes(m.kb * 1024)} (${m.kbPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(m.kbPerMin) * 1024)}/min)`).join(' · '));
   for (const m of r.meminfo.filter((x) => x.verdict === 'growing' && x.next)) out.push(`${m.name} is growing: ${m.next} names who holds it`);
   if (r.mergedCaches) out.push("caches may be merged (no slab_nomerge on the kernel command line): a growing kmalloc-N can hold other caches' objects");
@@ -178,19 +178,9 @@ export function renderWatch(r: WatchReport): string {
 
 async function exportWatchMetrics(o: WatchOptions, report: () => WatchReport): Promise<{ tick(): void; stop(): Promise<void> }> {
   if (!o.prometheus && !o.textfile) return { tick: () => undefined, stop: async () => undefined };
-  const { watchMetrics, serveMetrics, writeTextfile } = await import('../report/prometheus.js');
-  const m = watchMetrics(report);
-  const server = o.prometheus ? await serveMetrics(m, o.prometheus) : undefined;
-  if (o.prometheus) say(`kleak: serving metrics on http://${o.prometheus.host ?? '0.0.0.0'}:${o.prometheus.port}/metrics\n`);
-  const write = () => (o.textfile ? writeTextfile(m, o.textfile).catch((err: unknown) => say(`kleak: writing ${o.textfile}/kleak.prom failed: ${(err as Error).message}\n`)) : Promise.resolve());
-  await write();
-  return {
-    tick: () => void write(),
-    async stop() {
-      await write();
-      server?.close();
-    },
-  };
+  const { watchMetrics, startMetricsExport } = await import('../report/prometheus.js');
+  const exp = await startMetricsExport(watchMetrics(report), o);
+  return { tick: exp.write, stop: exp.stop };
 }
 
 /** The records the kernel keeps that watch reads when they are there, and what turns each on when not. */
@@ -364,8 +354,20 @@ async function watchHere(o: WatchOptions, model: WatchModel, finish: () => numbe
   };
   takeNow();
   const metrics = await exportWatchMetrics(o, () => model.report({ top: o.top, aliases: aliasesOf, merged: mergeable() }));
+  // The first reading failing is an error (said above); a later one that fails (out of file descriptors, a
+  // copy from the remote host that did not come) is a gap, counted in the report and said when it starts.
+  let missing = false;
   const takeAndExport = () => {
-    take();
+    try {
+      take();
+      if (missing) say('kleak: readings work again.\n');
+      missing = false;
+    } catch (err) {
+      const why = (err as Error).message.replace(/\.$/, '');
+      model.miss(why);
+      if (!missing) say(`kleak: a reading failed (${why}); it is a gap in the series, and watch goes on.\n`);
+      missing = true;
+    }
     metrics.tick();
   };
   if (o.tui) {

@@ -89,6 +89,8 @@ export interface WatchReport {
   memcgs?: MemcgReport[];
   /** Dying memory cgroups: removed, still pinned by memory charged to them. */
   dyingMemcgs?: { count: number; perMin: number; verdict: Verdict; series: number[] };
+  /** Readings that failed (a file that could not be read at that moment): gaps in every series, not zeros. */
+  missedReadings?: { count: number; why: string };
 }
 
 export class WatchModel {
@@ -100,8 +102,14 @@ export class WatchModel {
   private memcg = new Map<string, number[]>();
   private memcgSeen = false;
   private dying: number[] = [];
+  private missed: { count: number; why: string } | undefined;
 
   constructor(private readonly thresholds: VerdictThresholds = DEFAULT_THRESHOLDS) {}
+
+  /** A reading that could not be taken: counted and said in the report; the series go on from the next one. */
+  miss(why: string): void {
+    this.missed = { count: (this.missed?.count ?? 0) + 1, why };
+  }
 
   add(s: WatchSample): void {
     const i = this.times.length;
@@ -220,6 +228,7 @@ export class WatchModel {
       mergedCaches: o.merged,
       ...(this.memcgSeen ? { memcgs: this.memcgReports(o.top) } : {}),
       ...(this.dying.length > 0 ? { dyingMemcgs: this.dyingReport() } : {}),
+      ...(this.missed ? { missedReadings: { ...this.missed } } : {}),
     };
   }
 }

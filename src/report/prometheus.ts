@@ -4,12 +4,14 @@
 // addresses; the number of sites and caches is bounded by --top.
 
 import { createServer, type Server } from 'node:http';
-import { closeSync, renameSync, writeSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { closeSync, renameSync, rmSync } from 'node:fs';
 import { Gauge, Registry } from 'prom-client';
 import type { WatchReport } from '../engine/watch.js';
 import { InputError } from '../errors.js';
 import type { Report } from './model.js';
-import { createPrivateFile } from './private-file.js';
+import { createPrivateFile, writeAll } from './private-file.js';
+import { say } from '../output.js';
 
 const SITE_LABELS = ['allocator', 'function', 'module', 'cache'] as const;
 
@@ -99,6 +101,15 @@ export function parseListen(text: string): { host: string | undefined; port: num
   return { host, port };
 }
 
+/**
+ * Connections kept open at once. A Prometheus server keeps one connection per target; a flood of idle connections
+ * (20,000 in an audit) took every file descriptor, and the next /proc read failed with EMFILE. Past this, a new
+ * connection closes the oldest one (a flood's own, most likely: a scrape takes milliseconds), so a real scraper is
+ * still served; an idle connection is closed after SOCKET_IDLE_MS.
+ */
+const MAX_CONNECTIONS = 32;
+const SOCKET_IDLE_MS = 15_000;
+
 /** Serves /metrics; resolves once listening (or says in one sentence why it cannot). */
 export async function serveMetrics(m: Metrics, listen: { host: string | undefined; port: number }): Promise<Server> {
   const server = createServer((req, res) => {
@@ -111,27 +122,95 @@ export async function serveMetrics(m: Metrics, listen: { host: string | undefine
       (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`kleak: ${(err as Error).message}\n`),
     );
   });
+  const open = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+    if (open.size > MAX_CONNECTIONS) open.values().next().value?.destroy();
+  });
+  server.headersTimeout = 5_000;
+  server.requestTimeout = 10_000;
+  server.keepAliveTimeout = 5_000;
+  // No 'timeout' listener: Node destroys a socket idle this long.
+  server.timeout = SOCKET_IDLE_MS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
       reject(new InputError(`cannot serve metrics on ${listen.host ?? '*'}:${listen.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}.`, 'Choose another port with --prometheus [HOST:]PORT.')),
     );
     server.listen(listen.port, listen.host, () => resolve());
   });
+  // Once listening, an accept that fails (out of descriptors) is said once and serving goes on.
+  let said = false;
+  server.on('error', (err) => {
+    if (!said) say(`kleak: the metrics server: ${err.message}; it goes on serving.\n`);
+    said = true;
+  });
+  server.on('clientError', (_err, socket) => socket.destroy());
   server.unref();
   return server;
 }
 
+let textfileSeq = 0;
+
 /**
  * Writes DIR/kleak.prom for node_exporter's textfile collector: a new file (0644: names and counts, no address, and
- * node_exporter runs as its own user) renamed over the old one, so the collector never reads half a file.
+ * node_exporter runs as its own user) renamed over the old one, so the collector never reads half a file. Each write
+ * has its own temporary name, removed when the write fails (a full disk).
  */
 export async function writeTextfile(m: Metrics, dir: string): Promise<void> {
-  const tmp = `${dir}/.kleak.prom.${process.pid}.tmp`;
+  const tmp = `${dir}/.kleak.prom.${process.pid}.${++textfileSeq}.tmp`;
+  const text = await m.registry.metrics();
   const fd = createPrivateFile(tmp, true, 0o644);
   try {
-    writeSync(fd, await m.registry.metrics());
-  } finally {
-    closeSync(fd);
+    try {
+      writeAll(fd, Buffer.from(text), tmp);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, `${dir}/kleak.prom`);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
   }
-  renameSync(tmp, `${dir}/kleak.prom`);
+}
+
+/**
+ * --prometheus and --textfile of a live run or a watch: the server, and textfile writes that never overlap (at
+ * --interval 0.5 a write could start while the last was still collecting). `write()` is called at each reading;
+ * `stop()` writes a last time and closes the server.
+ */
+export async function startMetricsExport(m: Metrics, o: { prometheus?: { host: string | undefined; port: number } | undefined; textfile?: string | undefined }): Promise<{ write(): void; stop(): Promise<void> }> {
+  const server = o.prometheus ? await serveMetrics(m, o.prometheus) : undefined;
+  if (o.prometheus) say(`kleak: serving metrics on http://${o.prometheus.host ?? '0.0.0.0'}:${o.prometheus.port}/metrics\n`);
+  const dir = o.textfile;
+  let writing: Promise<void> | undefined;
+  let failedWith: string | undefined;
+  const writeOnce = (): Promise<void> => {
+    if (!dir) return Promise.resolve();
+    if (writing) return writing;
+    writing = writeTextfile(m, dir)
+      .then(
+        () => {
+          if (failedWith !== undefined) say(`kleak: writing ${dir}/kleak.prom works again.\n`);
+          failedWith = undefined;
+        },
+        (err: unknown) => {
+          // Said when it starts failing and when the reason changes, not at every interval.
+          const why = (err as Error).message;
+          if (why !== failedWith) say(`kleak: writing ${dir}/kleak.prom failed: ${why}\n`);
+          failedWith = why;
+        },
+      )
+      .finally(() => (writing = undefined));
+    return writing;
+  };
+  await writeOnce();
+  return {
+    write: () => void writeOnce(),
+    async stop() {
+      await writing;
+      await writeOnce();
+      server?.close();
+    },
+  };
 }

@@ -2,7 +2,7 @@
 // while keys leak, and a PromQL query through its HTTP API returns the growing cache; kleak live's /metrics carries
 // the held objects per site; --textfile writes what node_exporter's textfile collector reads.
 import { execa, type ResultPromise } from 'execa';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -69,6 +69,39 @@ describe.skipIf(!isRoot)(`metrics${isRoot ? '' : ' (skipped: watch and live need
     expect(readFileSync(`${tmp}/kleak.prom`, 'utf8')).toMatch(/^kleak_site_outstanding_objects\{[^}]*function="user_preparse"/m);
     expect(statSync(`${tmp}/kleak.prom`).mode & 0o777).toBe(0o644);
   }, 60_000);
+
+  it('watch --prometheus under a flood of idle connections keeps reading and serving (it died of EMFILE with a stack trace)', async (ctx) => {
+    ctx.skip(!onPath('prlimit'), 'prlimit (util-linux) is not installed');
+    const port = await freePort();
+    // 200 descriptors for kleak, 400 idle connections: without a bound, every descriptor goes to the flood.
+    const watch = execa('prlimit', ['--nofile=200:200', process.execPath, CLI, 'watch', '--interval', '0.5', '--duration', '6', '--json', '--prometheus', `127.0.0.1:${port}`], { cwd: ROOT, reject: false });
+    started.push(watch);
+    let err = '';
+    watch.stderr!.on('data', (d: Buffer) => (err += String(d)));
+    while (!/serving metrics/.test(err) && watch.exitCode === null) await sleep(50);
+    const { connect } = await import('node:net');
+    const flood = Array.from({ length: 400 }, () => connect(port, '127.0.0.1').on('error', () => undefined));
+    await sleep(1500);
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toMatch(/^kleak_slab_active_objects\{/m);
+    const r = await watch;
+    for (const s of flood) s.destroy();
+    expect(r.exitCode, err).toBe(0);
+    expect(err).not.toMatch(/internal error|EMFILE/);
+    const report = JSON.parse(String(r.stdout)) as { span: { samples: number }; missedReadings?: unknown };
+    expect(report.span.samples).toBeGreaterThanOrEqual(10);
+    expect(report.missedReadings).toBeUndefined();
+  }, 30_000);
+
+  it('--textfile at --interval 0.5: writes never collide (a rename failure was reported) and leave no temporary file', async () => {
+    const dir = mkdtempSync(`${tmp}/tf-`);
+    const r = await execa(process.execPath, [CLI, 'watch', '--interval', '0.5', '--duration', '5', '--json', '--textfile', dir], { cwd: ROOT, reject: false });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/failed/);
+    expect(readdirSync(dir)).toEqual(['kleak.prom']);
+    expect(readFileSync(`${dir}/kleak.prom`, 'utf8')).toMatch(/^kleak_slab_active_objects\{/m);
+  }, 30_000);
 });
 
 it('--prometheus and --textfile refuse what they cannot use, in one sentence', async () => {

@@ -232,4 +232,29 @@ describe('kleak watch --root DIR (a copy of /proc and /sys from another host)', 
     const none = await execa(process.execPath, [CLI, 'watch', '--root', root, '--interval', '0.5', '--duration', '1', '--json'], { cwd: ROOT, reject: false });
     expect(none.stderr).toMatch(/this kernel keeps no allocinfo \(a 6\.10\+ kernel with CONFIG_MEM_ALLOC_PROFILING.*; no kmemleak \(CONFIG_DEBUG_KMEMLEAK.*; no SLUB alloc_traces \(boot with slub_debug=U/);
   }, 30_000);
+
+  it('a reading that fails mid-run is a counted, said gap, not a crash (issue 23 item 8)', async () => {
+    const root = mkdtempSync(`${tmpdir()}/kleak-root-`);
+    const { mkdirSync, renameSync } = await import('node:fs');
+    mkdirSync(`${root}/proc`);
+    const slab = `${root}/proc/slabinfo`;
+    writeFileSync(slab, 'slabinfo - version: 2.1\n# name <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>\nkmalloc-4k 100 112 4096 8 8 : tunables 0 0 0 : slabdata 14 14 0\n');
+    writeFileSync(`${root}/proc/meminfo`, 'MemTotal: 1000000 kB\nMemFree: 500000 kB\nSlab: 1000 kB\n');
+    const run = execa(process.execPath, [CLI, 'watch', '--root', root, '--interval', '0.5', '--duration', '5', '--json'], { cwd: ROOT, reject: false });
+    let err = '';
+    run.stderr!.on('data', (d: Buffer) => (err += String(d)));
+    while (!/watching/.test(err) && run.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 1200));
+    renameSync(slab, `${slab}.away`);
+    await new Promise((r) => setTimeout(r, 1600));
+    renameSync(`${slab}.away`, slab);
+    const r = await run;
+    expect(r.exitCode, err).toBe(0);
+    expect(err).toMatch(/^kleak: a reading failed \(.*slabinfo.*\); it is a gap in the series, and watch goes on\.$/m);
+    expect(err).toMatch(/^kleak: readings work again\.$/m);
+    const w = JSON.parse(r.stdout) as { missedReadings: { count: number; why: string }; span: { samples: number } };
+    expect(w.missedReadings.count).toBeGreaterThanOrEqual(2);
+    expect(w.missedReadings.count).toBeLessThanOrEqual(4);
+    expect(w.span.samples + w.missedReadings.count).toBeGreaterThanOrEqual(9);
+  }, 30_000);
 });
