@@ -547,7 +547,7 @@ export async function main(argv: string[]): Promise<number> {
           await recordsInTui(ro);
           return 0;
         }
-        const r = recordsReport(ro);
+        const r = await recordsReport(ro);
         if (values.json) writeData(JSON.stringify(r, null, 2) + '\n');
         else writeText(renderRecords(r));
         return 0;

@@ -3,7 +3,7 @@
 // sites and modules (live recordings and reports). Each side may be a watch recording (--record), a live recording
 // (NDJSON), or a --json report of either.
 
-import { readCaptureText } from '../sources/input.js';
+import { CaptureTooLarge, readCaptureText } from '../sources/input.js';
 import { isWatchSample, WatchModel, type WatchReport } from '../engine/watch.js';
 import { InputError } from '../errors.js';
 import type { JsonReport } from '../report/json.js';
@@ -33,7 +33,14 @@ export interface DiffReport {
 type Side = { watch?: WatchReport; live?: JsonReport; census?: CensusReport };
 
 async function load(path: string): Promise<Side> {
-  const text = readCaptureText(path);
+  let text: string;
+  try {
+    text = readCaptureText(path);
+  } catch (err) {
+    // Too large to be a capture: a trace, streamed through replay (bounded), or one sentence saying what it is not.
+    if (!(err instanceof CaptureTooLarge)) throw err;
+    return replaySide(path);
+  }
   // A census (recording or report): its last round's groups.
   if (isCensusText(text)) return { census: readCensus(path, text).report };
   const trimmed = text.trimStart();
@@ -61,6 +68,10 @@ async function load(path: string): Promise<Side> {
     }
     return { watch: model.report({}) };
   }
+  return replaySide(path);
+}
+
+async function replaySide(path: string): Promise<Side> {
   try {
     const { replayToReport } = await import('./replay.js');
     const { toJsonReport } = await import('../report/json.js');

@@ -1,13 +1,15 @@
 // kleak replay of records the kernel keeps (kmemleak reports, allocinfo dumps, slabinfo capture loops): files in
 // time order → reader → RecordsModel → the same sites, series and verdicts as traces, and a by-module summary.
 
-import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { openReplayInput } from '../sources/input.js';
+import { forEachLine } from '../sources/lines.js';
 import type { VerdictThresholds } from '../engine/verdict.js';
 import { InputError } from '../errors.js';
 import { gunzipWhole } from '../sources/gzip.js';
 import type { RecordFormat } from '../records/format.js';
 import { RECORD_FORMATS, detectRecordFormat, recordFormatByName } from '../records/formats.js';
-import { RecordsModel, type Reading, type RecordsReport } from '../records/model.js';
+import { MAX_RECORD_SITES, OTHER_SITES, RecordsModel, type Reading, type RecordsReport } from '../records/model.js';
 import { fit, fmtBytes, fmtCount, fmtRate, sparkline, visible } from '../report/format.js';
 import { writeText } from '../output.js';
 
@@ -18,21 +20,6 @@ export interface RecordsOptions {
   everySec: number;
   top?: number;
   thresholds?: VerdictThresholds;
-}
-
-function readText(path: string): string {
-  let data: Buffer;
-  try {
-    data = readFileSync(path);
-  } catch (err) {
-    throw new InputError(`cannot read ${path}: ${(err as Error).message}.`);
-  }
-  if (data[0] === 0x1f && data[1] === 0x8b) {
-    const whole = gunzipWhole(data);
-    if (whole.damaged && whole.data.length === 0) throw new InputError(`${path} is a damaged gzip file: ${whole.damaged}.`);
-    data = whole.data;
-  }
-  return data.toString('utf8');
 }
 
 /**
@@ -63,38 +50,74 @@ const natural = (a: string, b: string) => a.localeCompare(b, undefined, { numeri
 interface LoadedRecords {
   format: RecordFormat;
   paths: string[];
-  readings: { ts: number; reading: Reading }[];
   badLines: RecordsReport['badLines'];
+  /** How many lines could not be read in all (badLines keeps the first 1,000). */
+  badCount: number;
   /** Some reading said no time (or went back): one every o.everySec was assumed. */
   assumed: boolean;
+  /** Where an input ended early (a damaged gzip). */
+  damage: string[];
 }
 
-function loadRecords(o: RecordsOptions): LoadedRecords {
+/** The first 200 lines of a file (gunzipped), for the format's sniff: at most 64 KiB read. */
+function headLines(path: string): string[] {
+  let head = Buffer.alloc(65536);
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      head = head.subarray(0, readSync(fd, head, 0, head.length, 0));
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    throw new InputError(`cannot read ${path}: ${(err as Error).message}.`);
+  }
+  const text = head[0] === 0x1f && head[1] === 0x8b ? gunzipWhole(head).data : head;
+  return text.toString('utf8').split('\n').slice(0, 200);
+}
+
+/**
+ * Streams the files (in name order) through the format's reader into `take`, one reading at a time, with its time:
+ * a file of gigabytes is never held whole (a 600 MB kmemleak file ended in "Cannot create a string longer than").
+ */
+async function loadRecords(o: RecordsOptions, take: (ts: number, r: Reading) => void): Promise<LoadedRecords> {
   const paths = [...o.paths].sort(natural);
   const forced = o.format === 'auto' ? undefined : recordFormatByName(o.format);
-  const texts = paths.map((p) => ({ path: p, text: readText(p) }));
-  const format = forced ?? detectRecordFormat(texts[0]!.text.slice(0, 65536).split('\n').slice(0, 200));
+  const format = forced ?? detectRecordFormat(headLines(paths[0]!));
   if (!format) throw new InputError(`${paths[0]} is not a kernel record kleak reads (${RECORD_FORMATS.map((f) => f.describe).join(', ')}).`);
   const badLines: RecordsReport['badLines'] = [];
-  const readings: LoadedRecords['readings'] = [];
+  let badCount = 0;
+  const damage: string[] = [];
   let last: number | undefined;
   let assumed = false;
-  for (const { path, text } of texts) {
-    const rs = format.read(text, (line, reason) => {
-      if (badLines.length < 1000) badLines.push({ file: path, line, reason });
+  let readings = 0;
+  for (const path of paths) {
+    const reader = format.reader(
+      (line, reason) => {
+        badCount++;
+        if (badLines.length < 1000) badLines.push({ file: path, line, reason });
+      },
+      (r) => {
+        let ts = r.ts;
+        if (ts === undefined || (last !== undefined && ts <= last)) {
+          ts = last === undefined ? 0 : last + o.everySec;
+          assumed = true;
+        }
+        take(ts, r);
+        readings++;
+        last = ts;
+      },
+    );
+    const input = await openReplayInput(path);
+    await forEachLine(input.stream, (buf, start, end, n) => reader.line(buf.toString('utf8', start, end), n)).catch((err: unknown) => {
+      throw new InputError(`cannot read ${path}: ${(err as Error).message}.`);
     });
-    for (const r of rs) {
-      let ts = r.ts;
-      if (ts === undefined || (last !== undefined && ts <= last)) {
-        ts = last === undefined ? 0 : last + o.everySec;
-        assumed = true;
-      }
-      readings.push({ ts, reading: r });
-      last = ts;
-    }
+    reader.end();
+    const damaged = input.damaged?.();
+    if (damaged) damage.push(`${path} is damaged (${damaged}); its readings before the damage are kept`);
   }
-  if (readings.length === 0) throw new InputError(`${paths.join(', ')} hold no ${format.describe} (a reading starts with ${format.name === 'kmemleak' ? '"unreferenced object"' : `its "${format.name} - version" header`}).`);
-  return { format, paths, readings, badLines, assumed };
+  if (readings === 0) throw new InputError(`${paths.join(', ')} hold no ${format.describe} (a reading starts with ${format.name === 'kmemleak' ? '"unreferenced object"' : `its "${format.name} - version" header`}).`);
+  return { format, paths, badLines, badCount, assumed, damage };
 }
 
 function reportOf(model: RecordsModel, l: LoadedRecords, o: RecordsOptions): RecordsReport {
@@ -102,33 +125,43 @@ function reportOf(model: RecordsModel, l: LoadedRecords, o: RecordsOptions): Rec
   const notices: string[] = [];
   if (assumed) notices.push(`the ${format.name === 'kmemleak' ? 'reports' : 'dumps'} do not say when each was taken: kleak assumed one every ${o.everySec} s (--every SEC), in file-name order.`);
   if (model.readings < 3) notices.push(`only ${model.readings} reading${model.readings === 1 ? '' : 's'}: a verdict needs a series (${o.thresholds?.minPoints ?? 3} or more).`);
-  if (badLines.length > 0) notices.push(`${badLines.length} lines were not in the documented layout and were skipped (first: ${badLines[0]!.file} line ${badLines[0]!.line}: ${badLines[0]!.reason}).`);
+  if (badLines.length > 0) notices.push(`${l.badCount.toLocaleString('en-US')} lines were not in the documented layout and were skipped (first: ${badLines[0]!.file} line ${badLines[0]!.line}: ${badLines[0]!.reason}).`);
+  notices.push(...l.damage.map((d) => `${d}.`));
+  if (model.sitesMerged > 0) notices.push(`past ${MAX_RECORD_SITES.toLocaleString('en-US')} sites, ${model.sitesMerged.toLocaleString('en-US')} more were counted together as "${OTHER_SITES}".`);
   return model.report(format.name, { badLines, notices, ...(assumed ? { assumedEverySec: o.everySec } : {}), ...(o.top !== undefined ? { top: o.top } : {}) });
 }
 
-export function recordsReport(o: RecordsOptions): RecordsReport {
-  const l = loadRecords(o);
+export async function recordsReport(o: RecordsOptions): Promise<RecordsReport> {
   const model = new RecordsModel(o.thresholds);
-  for (const { ts, reading } of l.readings) model.add(ts, reading);
+  const l = await loadRecords(o, (ts, r) => model.add(ts, r));
   return reportOf(model, l, o);
 }
 
-/** The report after each reading (after evenly spaced ones past `max`), for the terminal view to replay. */
-export function recordsFrames(o: RecordsOptions, max = 300): RecordsReport[] {
-  const l = loadRecords(o);
+/**
+ * The report after each reading (after evenly spaced ones past `max`), for the terminal view to replay. The
+ * readings are counted in a first pass, so that only the frames shown are made.
+ */
+export async function recordsFrames(o: RecordsOptions, max = 300): Promise<RecordsReport[]> {
+  let total = 0;
+  const l0 = await loadRecords(o, () => total++);
   const model = new RecordsModel(o.thresholds);
-  const every = Math.ceil(l.readings.length / max);
+  const every = Math.ceil(total / max);
   const frames: RecordsReport[] = [];
-  l.readings.forEach(({ ts, reading }, k) => {
-    model.add(ts, reading);
-    if ((k + 1) % every === 0 || k === l.readings.length - 1) frames.push(reportOf(model, l, o));
+  let k = 0;
+  let made: RecordsReport | undefined;
+  const l = await loadRecords(o, (ts, r) => {
+    model.add(ts, r);
+    k++;
+    if (k % every === 0 || k === total) frames.push((made = reportOf(model, { format: l0.format, paths: o.paths, badLines: [], badCount: 0, assumed: false, damage: [] }, o)));
   });
+  // The last frame carries the notices of the whole input.
+  if (made) frames[frames.length - 1] = reportOf(model, l, o);
   return frames;
 }
 
 /** The records replay on a terminal; the final report is printed after, as the trace replay does. */
 export async function recordsInTui(o: RecordsOptions): Promise<void> {
-  const frames = recordsFrames(o);
+  const frames = await recordsFrames(o);
   const { render } = await import('ink');
   const { createElement } = await import('react');
   const { RecordsApp } = await import('../tui/RecordsApp.js');

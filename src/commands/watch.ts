@@ -3,6 +3,7 @@
 
 import { readMemcgs } from '../kernel/memcg.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readAll } from '../records/format.js';
 import { recordFormatByName } from '../records/formats.js';
 import { RecordsModel, type RecordsReport } from '../records/model.js';
 import { renderRecords } from './records.js';
@@ -14,7 +15,8 @@ import { fit, fmtBytes, fmtCount, fmtRate, sparkline, visible } from '../report/
 import { SyncLineWriter } from '../report/ndjson-writer.js';
 import { catchStopSignals } from './live.js';
 import { RemoteFiles, type SshTarget } from '../sources/ssh.js';
-import { readCaptureText } from '../sources/input.js';
+import { openReplayInput } from '../sources/input.js';
+import { forEachLine } from '../sources/lines.js';
 import { say, writeText, writeData } from '../output.js';
 
 export interface WatchOptions {
@@ -236,7 +238,7 @@ class RecordWatch {
       try {
         const bad = this.bad.get(name) ?? [];
         this.bad.set(name, bad);
-        const readings = recordFormatByName('alloc_traces')!.read(readFileSync(at(path), 'utf8'), (line, reason) => bad.length < 100 && bad.push({ file: at(path), line, reason }));
+        const readings = readAll(recordFormatByName('alloc_traces')!, readFileSync(at(path), 'utf8'), (line, reason) => void (bad.length < 100 && bad.push({ file: at(path), line, reason })));
         const last = readings[readings.length - 1] ?? { sites: [] };
         const size = sizes.get(cache) ?? 0;
         let model = this.models.get(name);
@@ -255,7 +257,7 @@ class RecordWatch {
       try {
         if (r.name === 'kmemleak' && this.scan) writeFileSync(at(r.path), 'scan');
         const bad = this.bad.get(r.name)!;
-        const readings = recordFormatByName(r.name)!.read(readFileSync(at(r.path), 'utf8'), (line, reason) => bad.length < 100 && bad.push({ file: at(r.path), line, reason }));
+        const readings = readAll(recordFormatByName(r.name)!, readFileSync(at(r.path), 'utf8'), (line, reason) => void (bad.length < 100 && bad.push({ file: at(r.path), line, reason })));
         // kmemleak's file holds one report; several readings in it would be copies of one another.
         model.add(ts, readings[readings.length - 1] ?? { sites: [] });
       } catch (err) {
@@ -282,36 +284,49 @@ export async function runWatch(o: WatchOptions): Promise<number | { trace: strin
     return 0;
   };
   if (o.replay) {
-    const text = readCaptureText(o.replay);
+    // Streamed line by line (a day of samples is gigabytes): memory is the model's, not the file's.
+    const input = await openReplayInput(o.replay);
     let n = 0;
+    let lastNonBlank = 0;
+    /** The first bad lines (named) and how many in all: a hostile file may have millions. */
     const bad: number[] = [];
-    text.split('\n').forEach((line, i) => {
+    let badCount = 0;
+    const badLine = (lineNo: number) => {
+      badCount++;
+      if (bad.length < 5) bad.push(lineNo);
+      lastBad = lineNo;
+    };
+    let lastBad = 0;
+    await forEachLine(input.stream, (buf, start, end, lineNo) => {
+      // Not a capture at all (a device that never ends, a trace given by mistake): said early, not read to its end.
+      if (n === 0 && (lineNo > 10_000 || input.bytesRead() > 64 << 20)) {
+        throw new InputError(`${o.replay} holds no watch sample in its first ${lineNo.toLocaleString('en-US')} lines: it is not a watch capture (record one with kleak watch --record FILE).`);
+      }
+      const line = buf.toString('utf8', start, end);
       if (line.trim() === '') return;
+      lastNonBlank = lineNo;
       let rec: { kind?: string } & Partial<WatchSample>;
       try {
         rec = JSON.parse(line) as typeof rec;
       } catch {
         // A line cut by a kill (or damaged): counted and named, the rest still read.
-        bad.push(i + 1);
-        return;
+        return badLine(lineNo);
       }
       if (rec.kind !== 'watch-sample') return;
       // A sample whose fields are not what a sample holds (a slab of null, a count that is text): bad, and named.
-      if (!isWatchSample(rec)) {
-        bad.push(i + 1);
-        return;
-      }
+      if (!isWatchSample(rec)) return badLine(lineNo);
       model.add(rec);
       n++;
+    }).catch((err: unknown) => {
+      throw err instanceof InputError ? err : new InputError(`cannot read ${o.replay}: ${(err as Error).message}.`);
     });
-    if (n === 0) throw new InputError(`${o.replay} holds no watch samples (record them with kleak watch --record FILE).`);
-    if (bad.length > 0) {
-      const lines = text.split('\n');
-      let last = lines.length;
-      while (last > 0 && lines[last - 1]!.trim() === '') last--;
-      const cut = bad.length === 1 && bad[0] === last ? ', the last one: cut short when the recording stopped' : '';
-      say(`kleak: skipped ${bad.length} line${bad.length > 1 ? 's' : ''} of ${o.replay} that ${bad.length > 1 ? 'are' : 'is'} not a whole watch sample (line ${bad.slice(0, 5).join(', ')}${cut}).\n`);
+    const damaged = input.damaged?.();
+    if (n === 0) throw new InputError(`${o.replay} holds no watch samples${damaged ? ` before its damage (${damaged})` : ''} (record them with kleak watch --record FILE).`);
+    if (badCount > 0) {
+      const cut = badCount === 1 && lastBad === lastNonBlank ? ', the last one: cut short when the recording stopped' : '';
+      say(`kleak: skipped ${badCount.toLocaleString('en-US')} line${badCount > 1 ? 's' : ''} of ${o.replay} that ${badCount > 1 ? 'are' : 'is'} not a whole watch sample (line ${bad.join(', ')}${badCount > bad.length ? ', ...' : ''}${cut}).\n`);
     }
+    if (damaged) say(`kleak: ${o.replay} is damaged (${damaged}); the report covers the samples before it.\n`);
     return finish();
   }
   const remote = o.ssh ? new RemoteFiles(o.ssh) : undefined;

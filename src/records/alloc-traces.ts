@@ -6,7 +6,7 @@
 
 import type { RecordFormat } from './format.js';
 import { timeOf } from './format.js';
-import type { Reading, SiteCount } from './model.js';
+import { SiteTally } from './model.js';
 
 const ENTRY = /^\s*(\d+) ([\w.]+)\+0x[0-9a-f]+\/0x[0-9a-f]+(?: \[([\w-]+)\])?(?: waste=\d+\/\d+)? age=\d+\/\d+\/\d+ pid=\d+(?:-\d+)? cpus=[\d,-]*(?: nodes=[\d,-]*)?\s*$/;
 const STACK_FRAME = /^\s+[\w.]+\+0x[0-9a-f]+\/0x[0-9a-f]+(?: \[[\w-]+\])?\s*$/;
@@ -15,32 +15,29 @@ export const allocTraces: RecordFormat = {
   name: 'alloc_traces',
   describe: 'SLUB alloc_traces dumps (slub_debug=U)',
   sniff: (head) => head.some((l) => ENTRY.test(l)),
-  read(text, bad) {
-    const readings: Reading[] = [];
-    let cur = new Map<string, SiteCount>();
+  reader(bad, emit) {
+    let cur = new SiteTally();
     let ts: number | undefined;
     const close = () => {
-      if (cur.size > 0) readings.push({ ...(ts !== undefined ? { ts } : {}), sites: [...cur.values()] });
-      cur = new Map();
+      if (cur.size > 0) emit(cur.reading(ts));
+      cur = new SiteTally();
       ts = undefined;
     };
-    text.split('\n').forEach((raw, i) => {
-      const line = raw.replace(/\r$/, '');
+    const line = (line: string, lineNo: number) => {
       if (line.trim() === '') return;
       const m = ENTRY.exec(line);
       if (m) {
         const [, count, fn, module] = m as unknown as [string, string, string, string | undefined];
         const key = `${fn} ${module ?? ''}`;
         if (cur.has(key)) close();
-        cur.set(key, { key, label: fn, ...(module ? { module } : {}), count: Number(count), bytes: 0 });
+        cur.add({ key, label: fn, ...(module ? { module } : {}), count: Number(count), bytes: 0 });
         return;
       }
       if (STACK_FRAME.test(line)) return;
-      if (/^\s/.test(line)) return bad(i + 1, 'not an alloc_traces entry (COUNT LOCATION age=… pid=… cpus=…) or stack frame');
+      if (/^\s/.test(line)) return bad(lineNo, 'not an alloc_traces entry (COUNT LOCATION age=… pid=… cpus=…) or stack frame');
       close(); // a separator between dumps, which may say when
       ts = timeOf(line);
-    });
-    close();
-    return readings;
+    };
+    return { line, end: close };
   },
 };

@@ -4,7 +4,7 @@
 // header starts a reading; a separator line between dumps may say when.
 
 import type { RecordFormat } from './format.js';
-import { readDumps } from './format.js';
+import { dumpsReader } from './format.js';
 
 const HEADER = /^allocinfo - version: (\d+)\.(\d+)\s*$/;
 const ROW = /^\s*(-?\d+)\s+(\d+)\s+(\S+:\d+)(?:\s+\[([\w-]+)\])?\s+func:(\S+)(?:\s+\S+:\S+)*\s*$/;
@@ -13,9 +13,9 @@ export const allocinfo: RecordFormat = {
   name: 'allocinfo',
   describe: '/proc/allocinfo dumps',
   sniff: (head) => head.some((l) => HEADER.test(l)),
-  read(text, bad) {
-    return readDumps(
-      text, HEADER,
+  reader(bad, emit) {
+    return dumpsReader(
+      HEADER,
       (line) => {
         const m = ROW.exec(line);
         if (!m) return undefined;
@@ -25,6 +25,7 @@ export const allocinfo: RecordFormat = {
       bad, 'not an allocinfo row (size calls file:line [module] func:name)',
       // Before the first header any line is foreign; after it, only lines that start like a row are bad.
       (line, inDump) => inDump && !/^\s*-?\d/.test(line),
+      emit,
     );
   },
 };

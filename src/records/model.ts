@@ -22,6 +22,8 @@ export interface Reading {
   /** Seconds (epoch or any origin), when the record says when it was taken. */
   ts?: number;
   sites: SiteCount[];
+  /** Sites of this reading counted together as OTHER_SITES (past MAX_RECORD_SITES). */
+  merged?: number;
 }
 
 export interface RecordSiteReport {
@@ -64,16 +66,81 @@ export interface RecordsReport {
 
 export const KERNEL_ITSELF = 'the kernel itself';
 
+/**
+ * Distinct sites a model follows (allocinfo has ~5,000 on a large kernel; kmemleak a few hundred backtraces): past
+ * this, new sites are counted together as OTHER_SITES, so a hostile or broken input of millions of distinct sites
+ * keeps memory bounded (2 M allocinfo sites took 2.7 GB), and the report says how many were merged.
+ */
+export const MAX_RECORD_SITES = 50_000;
+export const OTHER_SITES = '(other sites)';
+
+/**
+ * The sites of one reading as a reader finds them, bounded: a key seen again in the reading adds up; past
+ * MAX_RECORD_SITES keys, the rest are added to one OTHER_SITES row (and counted), so that a reading of millions of
+ * distinct sites holds 50,000 rows, not millions.
+ */
+export class SiteTally {
+  private readonly rows = new Map<string, SiteCount>();
+  private merged = 0;
+
+  get size(): number {
+    return this.rows.size;
+  }
+
+  has(key: string): boolean {
+    return this.rows.has(key);
+  }
+
+  add(s: SiteCount): void {
+    const row = this.rows.get(s.key);
+    if (row) {
+      row.count += s.count;
+      row.bytes += s.bytes;
+      return;
+    }
+    if (this.rows.size < MAX_RECORD_SITES) {
+      this.rows.set(s.key, { ...s });
+      return;
+    }
+    this.merged++;
+    const other = this.rows.get(OTHER_SITES);
+    if (other) {
+      other.count += s.count;
+      other.bytes += s.bytes;
+    } else this.rows.set(OTHER_SITES, { key: OTHER_SITES, label: OTHER_SITES, count: s.count, bytes: s.bytes });
+  }
+
+  reading(ts: number | undefined): Reading {
+    return { ...(ts !== undefined ? { ts } : {}), sites: [...this.rows.values()], ...(this.merged > 0 ? { merged: this.merged } : {}) };
+  }
+}
+
 export class RecordsModel {
   private readonly times: number[] = [];
   private readonly sites = new Map<string, { last: SiteCount; counts: number[]; bytes: number[] }>();
 
   constructor(private readonly thresholds: VerdictThresholds = DEFAULT_THRESHOLDS) {}
 
+  /** Most sites of one reading counted together as OTHER_SITES (see MAX_RECORD_SITES). */
+  private mergedMost = 0;
+  /** Sites new to the model that came after it followed MAX_RECORD_SITES: counted as OTHER_SITES too. */
+  private mergedLater = 0;
+
+  get sitesMerged(): number {
+    return this.mergedMost + this.mergedLater;
+  }
+
   add(ts: number, r: Reading): void {
     const i = this.times.length;
     this.times.push(ts);
-    for (const s of r.sites) {
+    this.mergedMost = Math.max(this.mergedMost, r.merged ?? 0);
+    for (const site of r.sites) {
+      let s = site;
+      if (!this.sites.has(s.key) && this.sites.size >= MAX_RECORD_SITES && s.key !== OTHER_SITES) {
+        // Readings that each hold other sites: the model follows a bounded number of series too.
+        this.mergedLater++;
+        s = { key: OTHER_SITES, label: OTHER_SITES, count: s.count, bytes: s.bytes };
+      }
       let row = this.sites.get(s.key);
       if (!row) this.sites.set(s.key, (row = { last: s, counts: new Array<number>(i).fill(0), bytes: new Array<number>(i).fill(0) }));
       if (row.counts.length > i) {

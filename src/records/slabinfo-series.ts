@@ -3,7 +3,7 @@
 // (which may say when) between them. Each dump is a reading of every cache's active objects.
 
 import type { RecordFormat } from './format.js';
-import { readDumps } from './format.js';
+import { dumpsReader } from './format.js';
 
 const HEADER = /^slabinfo - version: \d+\.\d+\s*$/;
 
@@ -11,9 +11,9 @@ export const slabinfoSeries: RecordFormat = {
   name: 'slabinfo',
   describe: 'slabinfo dumps captured in a loop',
   sniff: (head) => head.some((l) => HEADER.test(l)),
-  read(text, bad) {
-    return readDumps(
-      text, HEADER,
+  reader(bad, emit) {
+    return dumpsReader(
+      HEADER,
       (line) => {
         const f = line.trim().split(/\s+/);
         const [name, active, , size] = f;
@@ -22,6 +22,7 @@ export const slabinfoSeries: RecordFormat = {
       },
       bad, 'not a slabinfo row (name active_objs num_objs objsize …)',
       (line) => /^[=\-*#_\s]+$/.test(line),
+      emit,
     );
   },
 };

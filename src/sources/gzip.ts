@@ -313,12 +313,16 @@ export class GunzipMembers extends Transform {
   }
 }
 
+/** gunzipWhole's `damaged` when the output would pass its limit. */
+export const TOO_LARGE = 'it inflates past the limit';
+
 /**
  * A whole gzip buffer decompressed member by member (a capture read at once): the text before any damage, and what
  * the damage is.
  */
-export function gunzipWhole(data: Buffer): { data: Buffer; damaged: string | undefined } {
+export function gunzipWhole(data: Buffer, limit = Infinity): { data: Buffer; damaged: string | undefined } {
   const out: Buffer[] = [];
+  let total = 0;
   let at = 0;
   let members = 0;
   const done = (damaged: string | undefined) => ({ data: Buffer.concat(out), damaged });
@@ -332,11 +336,15 @@ export function gunzipWhole(data: Buffer): { data: Buffer; damaged: string | und
     let result: { buffer: Buffer; engine: { bytesWritten: number } };
     try {
       // info: the engine's bytesWritten is how much deflate data it consumed, so the trailer is found exactly.
-      result = inflateRawSync(data.subarray(at), { info: true, finishFlush: constants.Z_SYNC_FLUSH }) as unknown as typeof result;
+      const max = limit - total;
+      result = inflateRawSync(data.subarray(at), { info: true, finishFlush: constants.Z_SYNC_FLUSH, ...(Number.isFinite(max) ? { maxOutputLength: max + 1 } : {}) }) as unknown as typeof result;
     } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return done(TOO_LARGE);
       return done(`${(err as Error).message} in the gzip data after byte ${at.toLocaleString('en-US')}`);
     }
     out.push(result.buffer);
+    total += result.buffer.length;
+    if (total > limit) return done(TOO_LARGE);
     at += result.engine.bytesWritten;
     if (data.length < at + 8) return done(`the gzip data is cut short at byte ${data.length.toLocaleString('en-US')}`);
     if (data.readUInt32LE(at) !== crc32(result.buffer) >>> 0 || data.readUInt32LE(at + 4) !== result.buffer.length >>> 0) {

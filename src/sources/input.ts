@@ -1,13 +1,13 @@
 // Opening a replay input: a path or '-' (stdin); gzip is recognised by its magic bytes, a trace.dat file by its
 // own, and read by running `trace-cmd report -i` (one subprocess; its text is the trace-cmd format).
 
-import { closeSync, createReadStream, createWriteStream, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, openSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mkdtemp, open, stat } from 'node:fs/promises';
 import { PassThrough, Readable } from 'node:stream';
 import { InputError } from '../errors.js';
-import { GunzipMembers, gunzipWhole } from './gzip.js';
+import { GunzipMembers, TOO_LARGE, gunzipWhole } from './gzip.js';
 import { traceCmdReportStream } from './trace-dat.js';
 
 export interface ReplayInput {
@@ -28,21 +28,50 @@ export interface ReplayInput {
 const GZIP_MAGIC = [0x1f, 0x8b];
 const TRACE_DAT_MAGIC = Buffer.from([0x17, 0x08, 0x44, ...Buffer.from('tracing')]);
 
+/** The most a capture read whole may hold (uncompressed): watch recordings, reports and censuses are far smaller. */
+export const CAPTURE_MAX = 256 << 20;
+
+/** A file too large to be a capture read whole (it may still be a trace, which is streamed). */
+export class CaptureTooLarge extends InputError {}
+
 /**
  * A small capture read whole (a watch recording, a report for kleak diff), gunzipped when it is gzip; a cut or
- * damaged gzip gives what could be decompressed. One sentence when the file cannot be read.
+ * damaged gzip gives what could be decompressed. Bounded: past CAPTURE_MAX bytes (a device that never ends, a gzip
+ * bomb) it stops with CaptureTooLarge. One sentence when the file cannot be read.
  */
 export function readCaptureText(path: string): string {
   let data: Buffer;
   try {
-    data = readFileSync(path);
+    data = readAtMost(path, CAPTURE_MAX + 1);
   } catch (err) {
     throw new InputError(`cannot read ${path}: ${(err as Error).message}.`);
   }
+  const tooLarge = () => new CaptureTooLarge(`${path} holds more than ${CAPTURE_MAX >> 20} MiB: too large for a capture kleak reads whole.`);
+  if (data.length > CAPTURE_MAX) throw tooLarge();
   if (data[0] !== GZIP_MAGIC[0] || data[1] !== GZIP_MAGIC[1]) return data.toString('utf8');
-  const { data: text, damaged } = gunzipWhole(data);
+  const { data: text, damaged } = gunzipWhole(data, CAPTURE_MAX);
+  if (damaged === TOO_LARGE) throw tooLarge();
   if (damaged && text.length === 0) throw new InputError(`${path} is a damaged gzip file: ${damaged}.`);
   return text.toString('utf8');
+}
+
+/** Up to `limit` bytes of a file, a device or a FIFO (which may never end). */
+function readAtMost(path: string, limit: number): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    while (total < limit) {
+      const buf = Buffer.allocUnsafe(Math.min(1 << 20, limit - total));
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      chunks.push(buf.subarray(0, n));
+      total += n;
+    }
+    return Buffer.concat(chunks);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** `chunk`: bytes per read (smaller for a paced replay, so pauses fall between small steps). */

@@ -13,6 +13,9 @@ import split2 from 'split2';
 /** Longer lines are cut here and reported as bad by the parser rather than growing memory without bound. */
 export const MAX_LINE = 1 << 20;
 
+/** Bytes of one over-long line skipped before another cut piece of it counts as a line. */
+const SKIP_LIMIT = 16 * MAX_LINE;
+
 /** One line: bytes [start, end) of `buf`, without its newline. */
 export type ByteLineHandler = (buf: Buffer, start: number, end: number, lineNo: number) => void;
 
@@ -21,6 +24,9 @@ export function forEachLine(stream: Readable, onLine: ByteLineHandler): Promise<
     let n = 0;
     /** The unfinished last line of the previous chunk(s). */
     let carry: Buffer | undefined;
+    /** A line was longer than MAX_LINE: its first MAX_LINE bytes went out as a line, the rest is skipped. */
+    let skipping = false;
+    let skipped = 0;
     let failed = false;
     const fail = (err: unknown) => {
       if (failed) return;
@@ -33,10 +39,31 @@ export function forEachLine(stream: Readable, onLine: ByteLineHandler): Promise<
       const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk;
       try {
         let start = 0;
-        if (carry !== undefined) {
+        if (skipping) {
           const nl = buf.indexOf(10);
           if (nl < 0) {
-            if (carry.length < MAX_LINE) carry = Buffer.concat([carry, buf.subarray(0, MAX_LINE - carry.length)]);
+            // A stream that never has a newline (/dev/zero) still makes lines: one (cut) every SKIP_LIMIT bytes.
+            skipped += buf.length;
+            if (skipped >= SKIP_LIMIT) {
+              skipped = 0;
+              onLine(buf, 0, Math.min(buf.length, MAX_LINE), ++n);
+            }
+            return;
+          }
+          skipping = false;
+          skipped = 0;
+          start = nl + 1;
+        } else if (carry !== undefined) {
+          const nl = buf.indexOf(10);
+          if (nl < 0) {
+            carry = Buffer.concat([carry, buf.subarray(0, MAX_LINE - carry.length)]);
+            if (carry.length >= MAX_LINE) {
+              // Too long to be a line of any format: handed over cut (the parser counts it bad), not held until a
+              // newline that may never come (diff /dev/zero X never ended).
+              onLine(carry, 0, carry.length, ++n);
+              carry = undefined;
+              skipping = true;
+            }
             return;
           }
           const line = Buffer.concat([carry, buf.subarray(0, Math.max(0, Math.min(nl, MAX_LINE - carry.length)))]);
@@ -52,8 +79,13 @@ export function forEachLine(stream: Readable, onLine: ByteLineHandler): Promise<
           onLine(buf, start, Math.min(end, start + MAX_LINE), ++n);
           start = nl + 1;
         }
-        // A copy: the chunk may be a view of a buffer its producer reuses.
-        if (start < buf.length) carry = Buffer.from(buf.subarray(start, start + MAX_LINE));
+        if (buf.length - start >= MAX_LINE) {
+          onLine(buf, start, start + MAX_LINE, ++n);
+          skipping = true;
+        } else if (start < buf.length) {
+          // A copy: the chunk may be a view of a buffer its producer reuses.
+          carry = Buffer.from(buf.subarray(start));
+        }
       } catch (err) {
         // A consumer that gives up (an unknown format, say) stops the reading; the error goes to the caller.
         fail(err);

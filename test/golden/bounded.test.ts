@@ -31,3 +31,43 @@ describe('bounded input', () => {
     expect(r.notices.some((n) => /more than 50,000 allocating functions: 10,000 more were counted together/.test(n.text))).toBe(true);
   });
 });
+
+describe('bounded kernel records, lines and captures (issue 23 item 9)', () => {
+  it('an allocinfo dump of 70,000 distinct sites keeps 50,000 and one row for the rest, said with its count', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { recordsReport } = await import('../../src/commands/records.js');
+    const f = `${mkdtempSync(`${tmpdir()}/kleak-bounded-`)}/ai.txt`;
+    const rows = Array.from({ length: 70_000 }, (_, i) => `  ${4096 * (1 + (i % 3))}  ${1 + (i % 3)} drivers/x/f${i}.c:${i % 900} [m${i % 13}] func:fn_${i}`);
+    writeFileSync(f, `allocinfo - version: 1.0\n#     <size>  <calls> <tag info>\n${rows.join('\n')}\n`);
+    const r = await recordsReport({ paths: [f], format: 'auto', everySec: 60 });
+    expect(r.sites).toHaveLength(50_001);
+    const other = r.sites.find((s) => s.label === '(other sites)')!;
+    // Exact: the 20,000 rows past the bound, their calls summed.
+    const want = rows.slice(50_000).reduce((n, row) => n + Number(row.trim().split(/\s+/)[1]), 0);
+    expect(other.count).toBe(want);
+    expect(r.notices).toContain('past 50,000 sites, 20,000 more were counted together as "(other sites)".');
+  });
+
+  it('a stream with no newline ends in one sentence (diff /dev/zero X never ended)', async () => {
+    const { kleak } = await import('../helpers/cli.js');
+    const r = await kleak(['diff', '/dev/zero', '/dev/zero']);
+    expect(r.exitCode).toBe(1);
+    expect(String(r.stderr)).toMatch(/^kleak: \/dev\/zero is neither a kleak watch capture nor a trace or recording kleak reads: .*no format kleak knows/m);
+    const w = await kleak(['watch', '--replay', '/dev/zero']);
+    expect(w.exitCode).toBe(1);
+    expect(String(w.stderr)).toMatch(/^kleak: \/dev\/zero holds no watch sample in its first \d+ lines: it is not a watch capture/m);
+  }, 60_000);
+
+  it('a gzip bomb given to diff is read within its bound (900 MB of zeros reached 1.9 GB)', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { gzipSync } = await import('node:zlib');
+    const { kleak } = await import('../helpers/cli.js');
+    const f = `${mkdtempSync(`${tmpdir()}/kleak-bomb-`)}/bomb.gz`;
+    writeFileSync(f, gzipSync(Buffer.alloc(300 << 20), { level: 1 }));
+    const r = await kleak(['diff', f, f]);
+    expect(r.exitCode).toBe(1);
+    expect(String(r.stderr)).toMatch(/^kleak: .*bomb\.gz is neither a kleak watch capture nor a trace or recording kleak reads/m);
+  }, 60_000);
+});

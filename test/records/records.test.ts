@@ -38,13 +38,13 @@ function report(i: number, old: boolean): string {
 
 describe('kmemleak reports', () => {
   for (const old of [true, false]) {
-    it(`ten reports in ten files (${old ? 'older layout: [<addr>] frames, age' : 'newer layout: crc, bare frames'}): the leaking backtrace is growing, in its module`, () => {
+    it(`ten reports in ten files (${old ? 'older layout: [<addr>] frames, age' : 'newer layout: crc, bare frames'}): the leaking backtrace is growing, in its module`, async () => {
       const files = Array.from({ length: 10 }, (_, i) => {
         const f = `${dir}/${old ? 'old' : 'new'}-kmemleak-${i + 1}.txt`;
         writeFileSync(f, report(i, old));
         return f;
       });
-      const r = recordsReport({ paths: files.reverse(), format: 'auto', everySec: 600 });
+      const r = await recordsReport({ paths: files.reverse(), format: 'auto', everySec: 600 });
       expect(r.format).toBe('kmemleak');
       expect(r.readings).toBe(10);
       const leak = r.sites.find((s) => s.label === 'drv_rx_refill')!;
@@ -62,20 +62,20 @@ describe('kmemleak reports', () => {
     });
   }
 
-  it('one file with several reports separated by date lines: readings split there, timed by them', () => {
+  it('one file with several reports separated by date lines: readings split there, timed by them', async () => {
     const text = Array.from({ length: 6 }, (_, i) => `Mon Nov 23 0${i}:00:00 UTC 2026\n${report(i, false)}`).join('');
     writeFileSync(`${dir}/one.txt`, text);
-    const r = recordsReport({ paths: [`${dir}/one.txt`], format: 'auto', everySec: 1 });
+    const r = await recordsReport({ paths: [`${dir}/one.txt`], format: 'auto', everySec: 1 });
     expect(r.readings).toBe(6);
     expect(r.span.lastTs - r.span.firstTs).toBe(5 * 3600);
     expect(r.sites.find((s) => s.label === 'drv_rx_refill')!.verdict).toBe('growing');
     expect(r.notices.join(' ')).not.toMatch(/assumed/);
   });
 
-  it('malformed and truncated blocks are bad lines with their numbers, never fatal', () => {
+  it('malformed and truncated blocks are bad lines with their numbers, never fatal', async () => {
     const text = report(0, false) + '    not_a_frame\nunreferenced object 0xffff888100abc000 (size 64):\n  comm "x", pid 1, jiffies 1\n  backtrace (crc 0):\n    cut_off+0x1\n';
     writeFileSync(`${dir}/bad.txt`, text);
-    const r = recordsReport({ paths: [`${dir}/bad.txt`], format: 'kmemleak', everySec: 60 });
+    const r = await recordsReport({ paths: [`${dir}/bad.txt`], format: 'kmemleak', everySec: 60 });
     const total = text.split('\n').length;
     expect(r.badLines.map((b) => b.line)).toEqual([total - 5, total - 1]);
     expect(r.sites.find((s) => s.label === 'drv_rx_refill')!.count).toBe(5);
@@ -93,9 +93,9 @@ describe('allocinfo dumps', () => {
       '',
     ].join('\n');
   for (const v2 of [false, true]) {
-    it(`version ${v2 ? '2.0 (with tags)' : '1.0'}: growth at file:line, by module`, () => {
+    it(`version ${v2 ? '2.0 (with tags)' : '1.0'}: growth at file:line, by module`, async () => {
       writeFileSync(`${dir}/allocinfo-${v2}.txt`, Array.from({ length: 8 }, (_, i) => dump(i, v2)).join(''));
-      const r = recordsReport({ paths: [`${dir}/allocinfo-${v2}.txt`], format: 'auto', everySec: 60 });
+      const r = await recordsReport({ paths: [`${dir}/allocinfo-${v2}.txt`], format: 'auto', everySec: 60 });
       expect(r.format).toBe('allocinfo');
       expect(r.sites[0]).toMatchObject({ label: 'foo_alloc_ring', module: 'foo', where: 'drivers/net/foo/foo_main.c:812', count: 128, bytes: 8 * 65536, verdict: 'growing' });
       expect(r.sites.find((s) => s.label === 'alloc_slab_page')!.verdict).not.toBe('growing');
@@ -116,9 +116,9 @@ describe('SLUB alloc_traces dumps', () => {
       '',
     ].join('\n');
   for (const [stacks, waste] of [[false, false], [true, true]] as const) {
-    it(`${stacks ? 'with stacks and waste=' : 'plain'}: the location that keeps more objects is growing, in its module`, () => {
+    it(`${stacks ? 'with stacks and waste=' : 'plain'}: the location that keeps more objects is growing, in its module`, async () => {
       writeFileSync(`${dir}/at-${stacks}.txt`, Array.from({ length: 8 }, (_, i) => dump(i, stacks, waste)).join(''));
-      const r = recordsReport({ paths: [`${dir}/at-${stacks}.txt`], format: 'auto', everySec: 60 });
+      const r = await recordsReport({ paths: [`${dir}/at-${stacks}.txt`], format: 'auto', everySec: 60 });
       expect(r.format).toBe('alloc_traces');
       expect(r.readings).toBe(8);
       expect(r.sites[0]).toMatchObject({ label: 'drv_rx_refill', module: 'drv', count: 412 + 280, verdict: 'growing' });
@@ -129,7 +129,7 @@ describe('SLUB alloc_traces dumps', () => {
 });
 
 describe('vmallocinfo capture loops', () => {
-  it("this machine's /proc/vmallocinfo captured eight times with date lines, a module's ring growing: that caller grows", (ctx) => {
+  it("this machine's /proc/vmallocinfo captured eight times with date lines, a module's ring growing: that caller grows", async (ctx) => {
     let real: string;
     try {
       real = readFileSync('/proc/vmallocinfo', 'utf8');
@@ -139,7 +139,7 @@ describe('vmallocinfo capture loops', () => {
     const ring = (i: number) => Array.from({ length: 2 + 3 * i }, (_, k) => `0xffffc9${(0x10000000 + k * 0x102000).toString(16).padStart(10, '0')}-0xffffc9${(0x10000000 + k * 0x102000 + 0x102000).toString(16).padStart(10, '0')} 1056768 drv_ring_init+0x2d/0x70 [drv] pages=257 vmalloc vpages N0=257`);
     const dump = (i: number) => `Mon Nov 23 1${i}:00:00 UTC 2026\n${real.trimEnd()}\n${ring(i).join('\n')}\n`;
     writeFileSync(`${dir}/vm.txt`, Array.from({ length: 8 }, (_, i) => dump(i)).join(''));
-    const r = recordsReport({ paths: [`${dir}/vm.txt`], format: 'auto', everySec: 60 });
+    const r = await recordsReport({ paths: [`${dir}/vm.txt`], format: 'auto', everySec: 60 });
     expect(r.format).toBe('vmallocinfo');
     expect(r.readings).toBe(8);
     expect(r.sites[0]).toMatchObject({ label: 'drv_ring_init', module: 'drv', where: 'vmalloc', count: 23, verdict: 'growing' });
@@ -149,7 +149,7 @@ describe('vmallocinfo capture loops', () => {
 });
 
 describe('slabinfo capture loops', () => {
-  it("this machine's /proc/slabinfo, captured ten times with one cache growing: that cache is growing", (ctx) => {
+  it("this machine's /proc/slabinfo, captured ten times with one cache growing: that cache is growing", async (ctx) => {
     let real: string;
     try {
       real = readFileSync('/proc/slabinfo', 'utf8');
@@ -158,7 +158,7 @@ describe('slabinfo capture loops', () => {
     }
     const grow = (i: number) => real.replace(/^(kmalloc-4k\s+)(\d+)(\s+)(\d+)/m, (_m, a: string, act: string, b: string, num: string) => `${a}${Number(act) + 200 * i}${b}${Number(num) + 200 * i}`);
     writeFileSync(`${dir}/slabinfo.txt`, Array.from({ length: 10 }, (_, i) => `${grow(i)}===\n`).join(''));
-    const r = recordsReport({ paths: [`${dir}/slabinfo.txt`], format: 'auto', everySec: 1 });
+    const r = await recordsReport({ paths: [`${dir}/slabinfo.txt`], format: 'auto', everySec: 1 });
     expect(r.format).toBe('slabinfo');
     expect(r.readings).toBe(10);
     expect(r.sites[0]).toMatchObject({ label: 'kmalloc-4k', verdict: 'growing' });
