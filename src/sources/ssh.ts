@@ -173,13 +173,26 @@ while IFS= read -r l; do
 done
 `;
 
+/** The most one reading of a remote host's files may be: a real one (slabinfo, meminfo, vmallocinfo, cgroups) is a few MB. */
+const MAX_READING = 64 << 20;
+/** What kleak's remote script prints after each reading (a line of its own). */
+const END_MARK = '\nkleak-end\n';
+/** A reading that does not come whole in this time ends the watch of that host (it is said). */
+const READ_TIMEOUT_MS = 30_000;
+
 export class RemoteFiles {
   readonly root: string;
   private readonly child: ResultPromise;
-  private buffered = '';
+  /** The reading being received, in chunks (joined once, when its end marker comes). */
+  private parts: string[] = [];
+  private partsLength = 0;
+  /** The last characters received, where an end marker split across chunks begins. */
+  private tail = '';
   private waiting: ((text: string) => void) | undefined;
   private stderr = '';
   private closed = false;
+  /** Why kleak ended the connection itself (see MAX_READING, READ_TIMEOUT_MS). */
+  private gone: string | undefined;
 
   constructor(private readonly t: SshTarget) {
     this.root = mkdtempSync(`${tmpdir()}/kleak-ssh-`); // 0700: the copies hold kernel addresses
@@ -189,17 +202,37 @@ export class RemoteFiles {
     });
     this.child.stdin?.on('error', () => undefined);
     this.child.stdout?.on('data', (d: Buffer | string) => {
-      this.buffered += String(d);
-      const end = this.buffered.indexOf('\nkleak-end\n');
-      const atStart = this.buffered.startsWith('kleak-end\n');
-      if ((end >= 0 || atStart) && this.waiting) {
-        const cut = atStart ? 0 : end + 1;
-        const text = this.buffered.slice(0, cut);
-        this.buffered = this.buffered.slice(cut + 'kleak-end\n'.length);
-        const w = this.waiting;
-        this.waiting = undefined;
-        w(text);
+      if (this.closed) return;
+      const chunk = String(d);
+      if (this.partsLength + chunk.length > MAX_READING) {
+        // A peer that sends without end (not kleak's script, or a hostile host): bounded, said, and the end.
+        this.gone = `${this.t.destination} sent more than ${MAX_READING >> 20} MiB for one reading, which kleak's script never does`;
+        this.closed = true;
+        this.parts = [];
+        this.partsLength = 0;
+        this.child.kill('SIGKILL');
+        this.waiting?.('');
+        return;
       }
+      // The end marker is looked for in the new chunk and the few characters before it, and the reading is joined
+      // once: searching (and so flattening) the whole buffer at each chunk was quadratic, and a flood of bytes
+      // starved the timer that keeps --duration. A reading's start counts as following a newline.
+      const head = this.partsLength === 0 ? '\n' : this.tail;
+      const i = (head + chunk).indexOf(END_MARK);
+      this.parts.push(chunk);
+      this.partsLength += chunk.length;
+      this.tail = (this.tail + chunk).slice(-(END_MARK.length - 1));
+      if (i < 0 || !this.waiting) return;
+      const all = this.parts.join('');
+      // Where the marker's first newline is in `all` (-1: the newline before the start).
+      const markAt = this.partsLength - chunk.length - head.length + i;
+      const rest = all.slice(markAt + END_MARK.length);
+      this.parts = rest ? [rest] : [];
+      this.partsLength = rest.length;
+      this.tail = rest.slice(-(END_MARK.length - 1));
+      const w = this.waiting;
+      this.waiting = undefined;
+      w(all.slice(0, markAt + 1));
     });
     void this.child.then(() => {
       this.closed = true;
@@ -209,11 +242,23 @@ export class RemoteFiles {
 
   /** Copies the remote files into `root` (replacing the last copy); throws once the connection is gone. */
   async read(): Promise<void> {
+    if (this.gone) throw new EnvironmentError(`${this.gone}.`);
     if (this.closed) throw new EnvironmentError(`the ssh connection to ${this.t.destination} ended: ${lastWords(this.stderr)}.`, 'Check that `ssh HOST true` works without a prompt (BatchMode).');
     const text = await new Promise<string>((resolve) => {
-      this.waiting = resolve;
+      const timer = setTimeout(() => {
+        this.gone = `${this.t.destination} sent no whole reading within ${READ_TIMEOUT_MS / 1000} s`;
+        this.closed = true;
+        this.child.kill('SIGKILL');
+        resolve('');
+      }, READ_TIMEOUT_MS);
+      timer.unref();
+      this.waiting = (t) => {
+        clearTimeout(timer);
+        resolve(t);
+      };
       this.child.stdin?.write('read\n');
     });
+    if (this.gone) throw new EnvironmentError(`${this.gone}.`);
     if (this.closed && text === '') throw new EnvironmentError(`the ssh connection to ${this.t.destination} ended: ${lastWords(this.stderr)}.`, 'Check that `ssh HOST true` works without a prompt (BatchMode), as root (slabinfo is root-only).');
     rmSync(`${this.root}/proc`, { recursive: true, force: true });
     rmSync(`${this.root}/sys`, { recursive: true, force: true });

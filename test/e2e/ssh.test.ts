@@ -23,13 +23,16 @@ let config = '';
 async function startSshd(): Promise<void> {
   dir = mkdtempSync(`${tmpdir()}/kleak-sshd-`);
   mkdirSync('/run/sshd', { recursive: true }); // sshd's privilege separation directory
-  for (const k of ['host_key', 'client_key']) await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', `${dir}/${k}`]);
-  await execa('cp', [`${dir}/client_key.pub`, `${dir}/authorized_keys`]);
+  for (const k of ['host_key', 'client_key', 'hostile_key']) await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', `${dir}/${k}`]);
+  // A hostile peer: whatever kleak asks, this key's session streams the same line without end (and no end marker).
+  const { readFileSync } = await import('node:fs');
+  writeFileSync(`${dir}/authorized_keys`, readFileSync(`${dir}/client_key.pub`, 'utf8') + `command="yes kleak-file /proc/slabinfo" ${readFileSync(`${dir}/hostile_key.pub`, 'utf8')}`);
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = 20000 + Math.floor(Math.random() * 20000);
     writeFileSync(`${dir}/sshd_config`, [`ListenAddress 127.0.0.1`, `Port ${port}`, `HostKey ${dir}/host_key`, `AuthorizedKeysFile ${dir}/authorized_keys`, 'PermitRootLogin prohibit-password', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'UsePAM no', 'StrictModes no', `PidFile ${dir}/sshd.pid`, 'LogLevel ERROR', ''].join('\n'));
     config = `${dir}/ssh_config`;
-    writeFileSync(config, ['Host kleak-test', '  HostName 127.0.0.1', `  Port ${port}`, '  User root', `  IdentityFile ${dir}/client_key`, '  IdentitiesOnly yes', `  UserKnownHostsFile ${dir}/known_hosts`, '  StrictHostKeyChecking no', '  LogLevel ERROR', ''].join('\n'));
+    const host = (name: string, key: string) => [`Host ${name}`, '  HostName 127.0.0.1', `  Port ${port}`, '  User root', `  IdentityFile ${dir}/${key}`, '  IdentitiesOnly yes', `  UserKnownHostsFile ${dir}/known_hosts`, '  StrictHostKeyChecking no', '  LogLevel ERROR'];
+    writeFileSync(config, [...host('kleak-test', 'client_key'), ...host('kleak-hostile', 'hostile_key'), ''].join('\n'));
     sshd = execa(SSHD, ['-f', `${dir}/sshd_config`, '-D', '-e'], { reject: false, stdin: 'ignore' });
     for (let i = 0; i < 50; i++) {
       await sleep(100);
@@ -124,6 +127,15 @@ describe.skipIf(skipWhy !== undefined)(`kleak --ssh against a loopback sshd${ski
     expect(r.stderr).toMatch(/watching kleak-test's \/proc\/slabinfo/);
     expect(copies().filter((n) => !before.includes(n))).toEqual([]);
   });
+
+  it('watch --ssh against a peer that streams without end: bounded, one sentence, within its duration (it reached 1.4 GB past --duration)', async () => {
+    const started = Date.now();
+    const r = await execa(process.execPath, [CLI, 'watch', '--ssh', 'kleak-hostile', '--ssh-config', config, '--interval', '0.5', '--duration', '5', '--json'], { reject: false, cwd: ROOT, timeout: 60_000 });
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(r.exitCode).not.toBe(0);
+    expect(r.exitCode).not.toBe(70);
+    expect(r.stderr).toMatch(/^kleak: kleak-hostile sent more than 64 MiB for one reading, which kleak's script never does\.$/m);
+  }, 90_000);
 
   it('a destination that looks like an option is refused; an unreachable host is one sentence, exit 2', async () => {
     const bad = await execa(process.execPath, [CLI, 'live', '--ssh=-oProxyCommand=touch /tmp/kleak-pwned', '--dry-run'], { reject: false });
