@@ -34,7 +34,11 @@ export interface Libbpf {
   possibleCpus(): number;
   errno(): number;
   /** A BPF ring buffer read on demand: consume() hands each record (a copy) to onRecord, synchronously. */
-  ringBuffer(fd: number, onRecord: (data: Buffer) => void): { consume(): number; free(): void };
+  /**
+   * The ring buffer of map `fd`; `onRecord` returning false stops a consume() after that record (libbpf stops at a
+   * negative callback result), so that one call cannot run for as long as a producer keeps the ring full.
+   */
+  ringBuffer(fd: number, onRecord: (data: Buffer) => boolean | void): { consume(): number; free(): void };
 }
 
 let loaded: Libbpf | undefined;
@@ -156,8 +160,7 @@ export function libbpf(): Libbpf {
     errno: () => koffi.errno(),
     ringBuffer(fd, onRecord) {
       const cb = koffi.register((_ctx: unknown, data: unknown, size: number) => {
-        onRecord(Buffer.from(new Uint8Array(koffi.view(data, Number(size)))));
-        return 0;
+        return onRecord(Buffer.from(new Uint8Array(koffi.view(data, Number(size))))) === false ? -1 : 0;
       }, koffi.pointer(sampleFn));
       const rb = api.rbNew(fd, cb, null, null) as object | null;
       if (!rb) {

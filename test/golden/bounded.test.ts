@@ -33,6 +33,18 @@ describe('bounded input', () => {
 });
 
 describe('bounded kernel records, lines and captures (issue 23 item 9)', () => {
+  it('past its bound of outstanding objects the engine counts, marks every site a lower bound and says so', () => {
+    const e = new Engine({ maxTracked: 1000 });
+    for (let i = 0; i < 1500; i++) {
+      e.event({ kind: 'alloc', ts: 1 + i * 1e-6, ptr: (0xffff888100000000n + BigInt(i * 64)).toString(16), callSite: `fn${i % 3}+0x10`, tracepoint: 'kmalloc', bytesAlloc: 64, cache: 'kmalloc-64' });
+    }
+    const r = e.report({ kind: 'replay' });
+    expect(r.totals.allocs).toBe(1500);
+    expect(r.totals.outstanding).toBe(1000);
+    expect(r.sites.every((s) => s.lowerBound === true)).toBe(true);
+    expect(r.notices.some((n) => n.severity === 'dataLoss' && /^500 allocations were not tracked because kleak already held 1,000 outstanding objects/.test(n.text))).toBe(true);
+  });
+
   it('an allocinfo dump of 70,000 distinct sites keeps 50,000 and one row for the rest, said with its count', async () => {
     const { mkdtempSync, writeFileSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
