@@ -24,3 +24,18 @@ export class EnvironmentError extends KleakError {
     super(message, hint, 2);
   }
 }
+
+/**
+ * "cannot read PATH: why." for a file the user named. Node decodes arguments as UTF-8, so a name that is not valid
+ * UTF-8 arrives with U+FFFD in it and names no file: that is said as what it is, not as "no such file".
+ */
+export function cannotRead(path: string, err: unknown): InputError {
+  const e = err as NodeJS.ErrnoException;
+  if (e.code === 'ENOENT' && path.includes('\uFFFD')) {
+    return new InputError(
+      `cannot read ${path}: its name is not valid UTF-8 (the bytes shown as \uFFFD), and kleak can only open files by a UTF-8 name.`,
+      'Rename it (mv -- FILE new-name), or give it on stdin: kleak replay - < FILE.',
+    );
+  }
+  return new InputError(`cannot read ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.code === 'EISDIR' ? 'it is a directory' : e.message}.`);
+}

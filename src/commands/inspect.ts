@@ -2,7 +2,7 @@
 // pointers through /proc/kallsyms, shows text as text, and groups objects that look alike.
 import { readFileSync } from 'node:fs';
 import { decodeWords, groupAlike, hexDump } from '../engine/object-decode.js';
-import { InputError } from '../errors.js';
+import { cannotRead, InputError } from '../errors.js';
 import { Kallsyms } from '../kernel/kallsyms.js';
 import type { JsonReport } from '../report/json.js';
 import type { SiteReport } from '../report/model.js';
@@ -27,12 +27,24 @@ function targets(o: InspectOptions): Target[] {
     if (o.ptrs.length === 0) throw new InputError('kleak inspect needs pointers, or --from REPORT.json.', 'Example: sudo kleak inspect ffff888102654000 --length 128');
     return o.ptrs.map((ptr) => ({ ptr, what: '', length: o.length ?? 128 }));
   }
+  let text: string;
+  try {
+    text = readFileSync(o.from, 'utf8');
+  } catch (err) {
+    throw cannotRead(o.from, err);
+  }
   let report: JsonReport;
   try {
-    report = JSON.parse(readFileSync(o.from, 'utf8')) as JsonReport;
-  } catch (err) {
-    throw new InputError(`cannot read the report ${o.from}: ${(err as Error).message}.`, 'Make one with kleak live --json > report.json (or s in the TUI).');
+    report = JSON.parse(text) as JsonReport;
+  } catch {
+    // A trace, a recording or a gzip given where a report belongs: said as such, not as a JSON parser's message.
+    const what = text.startsWith('\x1f\x8b') || text.startsWith('\x1f\uFFFD') ? 'a gzip file' : text.trimStart().startsWith('{') ? 'not one whole JSON document' : 'not JSON';
+    throw new InputError(
+      `${o.from} is not a kleak --json report (it is ${what}); inspect --from reads the report of a live run.`,
+      `Make one with kleak live --json > report.json (or s in the TUI); a trace or recording gives one with kleak replay FILE --json > report.json.`,
+    );
   }
+  if (!Array.isArray((report as Partial<JsonReport>).sites)) throw new InputError(`${o.from} is JSON but not a kleak report of sites (it has no "sites").`, 'Make one with kleak live --json > report.json.');
   const sites = (report.sites ?? []).filter((s) => o.site === undefined || s.function === o.site);
   if (sites.length === 0) throw new InputError(o.site ? `the report has no outstanding allocations at ${o.site}.` : 'the report has no outstanding allocations.');
   return sites.flatMap((s) => siteTargets(s, o.length));

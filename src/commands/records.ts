@@ -5,7 +5,7 @@ import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { openReplayInput } from '../sources/input.js';
 import { forEachLine } from '../sources/lines.js';
 import type { VerdictThresholds } from '../engine/verdict.js';
-import { InputError } from '../errors.js';
+import { InputError, cannotRead } from '../errors.js';
 import { gunzipWhole } from '../sources/gzip.js';
 import type { RecordFormat } from '../records/format.js';
 import { RECORD_FORMATS, detectRecordFormat, recordFormatByName } from '../records/formats.js';
@@ -70,7 +70,7 @@ function headLines(path: string): string[] {
       closeSync(fd);
     }
   } catch (err) {
-    throw new InputError(`cannot read ${path}: ${(err as Error).message}.`);
+    throw cannotRead(path, err);
   }
   const text = head[0] === 0x1f && head[1] === 0x8b ? gunzipWhole(head).data : head;
   return text.toString('utf8').split('\n').slice(0, 200);
@@ -110,7 +110,7 @@ async function loadRecords(o: RecordsOptions, take: (ts: number, r: Reading) => 
     );
     const input = await openReplayInput(path);
     await forEachLine(input.stream, (buf, start, end, n) => reader.line(buf.toString('utf8', start, end), n)).catch((err: unknown) => {
-      throw new InputError(`cannot read ${path}: ${(err as Error).message}.`);
+      throw cannotRead(path, err);
     });
     reader.end();
     const damaged = input.damaged?.();

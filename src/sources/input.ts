@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mkdtemp, open, stat } from 'node:fs/promises';
 import { PassThrough, Readable } from 'node:stream';
-import { InputError } from '../errors.js';
+import { InputError, cannotRead } from '../errors.js';
 import { GunzipMembers, TOO_LARGE, gunzipWhole } from './gzip.js';
 import { traceCmdReportStream } from './trace-dat.js';
 
@@ -44,7 +44,7 @@ export function readCaptureText(path: string): string {
   try {
     data = readAtMost(path, CAPTURE_MAX + 1);
   } catch (err) {
-    throw new InputError(`cannot read ${path}: ${(err as Error).message}.`);
+    throw cannotRead(path, err);
   }
   const tooLarge = () => new CaptureTooLarge(`${path} holds more than ${CAPTURE_MAX >> 20} MiB: too large for a capture kleak reads whole.`);
   if (data.length > CAPTURE_MAX) throw tooLarge();
@@ -86,7 +86,7 @@ export async function openReplayInput(path: string, chunk = 1 << 20): Promise<Re
     if (!st.isFile()) return traceDatOrText(openStream(createReadStream(path)), path);
   } catch (err) {
     if (err instanceof InputError) throw err;
-    throw new InputError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}.`);
+    throw cannotRead(path, err);
   }
   const head = Buffer.alloc(10);
   try {
@@ -94,7 +94,7 @@ export async function openReplayInput(path: string, chunk = 1 << 20): Promise<Re
     await fh.read(head, 0, 10, 0);
     await fh.close();
   } catch (err) {
-    throw new InputError(`cannot read ${path}: ${(err as Error).message}.`);
+    throw cannotRead(path, err);
   }
   if (head.subarray(0, TRACE_DAT_MAGIC.length).equals(TRACE_DAT_MAGIC)) {
     return { ...(await traceCmdReportStream(path)), size, gzip: false, traceDat: true };
@@ -211,7 +211,7 @@ async function readAhead(path: string, size: number, chunk: number): Promise<Rep
   try {
     fh = await open(path, 'r');
   } catch (err) {
-    throw new InputError(`cannot read ${path}: ${(err as Error).message}.`);
+    throw cannotRead(path, err);
   }
   let bytes = 0;
   let closed = false;

@@ -155,3 +155,24 @@ describe('hostile names', () => {
 });
 
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('one clear sentence (issue 23 item 10)', () => {
+  it('a file name that is not valid UTF-8 is said as such (was "no such file")', async () => {
+    // Made from bytes: Node would turn an invalid name given as a string into U+FFFD.
+    const name = Buffer.concat([Buffer.from(`${tmp}/bad`), Buffer.from([0xff, 0xfe]), Buffer.from('name.gz')]);
+    writeFileSync(name, readFileSync(rec('keys97.report.gz')));
+    const r = execFileSync('sh', ['-c', `for f in "$1"/bad*name.gz; do node "$2" replay "$f" --json; echo "rc=$?"; done 2>&1`, 'sh', tmp, CLI], { encoding: 'utf8' });
+    expect(r).toMatch(/^kleak: cannot read .*bad\uFFFD\uFFFDname\.gz: its name is not valid UTF-8 \(the bytes shown as \uFFFD\), and kleak can only open files by a UTF-8 name\.$/m);
+    expect(r).toMatch(/^rc=1$/m);
+    rmSync(name);
+  });
+
+  it('inspect --from a trace or a gzip says it is not a report (was a raw JSON parser message)', async () => {
+    for (const [file, what] of [[rec('keys97.report.gz'), 'a gzip file'], [rec('keys53-stacks.dat'), 'not JSON']] as const) {
+      const r = await kleak(['inspect', '--from', file, '--site', 'user_preparse']);
+      expect(r.exitCode).toBe(1);
+      expect(String(r.stderr)).toContain(`is not a kleak --json report (it is ${what}); inspect --from reads the report of a live run.`);
+      expect(String(r.stderr)).not.toMatch(/Unexpected token|is not valid JSON/);
+    }
+  });
+});
