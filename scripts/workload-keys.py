@@ -93,7 +93,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=0, help="run this long, then end (0: until stdin EOF or SIGTERM)")
     ap.add_argument("--keep", action="store_true", help="do not invalidate the held keys at the end")
     ap.add_argument("--wait", action="store_true", help="after the run, print 'holding' and wait for stdin EOF")
+    ap.add_argument("--task-name", default=None, help="set this task's name (comm) first, any bytes (a hostile name: tabs, CR, newline)")
     a = ap.parse_args()
+    if a.task_name is not None:
+        import ctypes
+        PR_SET_NAME = 15
+        ctypes.CDLL(None).prctl(PR_SET_NAME, ctypes.c_char_p(a.task_name.encode("utf-8", "surrogateescape")), 0, 0, 0)
 
     stop = Stop()
 

@@ -170,7 +170,7 @@ export class BpftraceEventsParser implements LineParser {
     const kmalloc = sp[7] === '-';
     this.pending = {
       kind: 'alloc', ts: ts / 1e9, ptr, callSite: callSiteOf(this.symbols, sp[8]!, sp[9]), tracepoint: kmalloc ? 'kmalloc' : 'kmem_cache_alloc',
-      pid: Number(sp[3]), comm: sp.slice(10).join(' '), cpu: Number(sp[2]),
+      pid: Number(sp[3]), comm: bufText(sp.slice(10).join(' ')), cpu: Number(sp[2]),
       bytesReq: Number(sp[5]), bytesAlloc, cache: kmalloc ? kmallocCache(bytesAlloc, false, this.labels) : sp[7]!,
     };
   }
@@ -237,7 +237,7 @@ export class BpftraceEventsParser implements LineParser {
       s.records.set(ptr, {
         ptr, ts: Number(inner[0]) / 1e9, callSite: allocator === 'vmalloc' || allocator === 'page' ? noStackSite(allocator) : callSiteOf(this.symbols, inner[1]!),
         bytesReq: Number(inner[2]), bytesAlloc, cache: allocator === 'slab' ? (this.cacheName ?? kmallocCache(bytesAlloc, (tag & 16) !== 0, this.labels)) : allocator, pid: Number(inner[4]),
-        comm: inner.slice(5, withAllocator ? -1 : undefined).join(', '), ...(allocator !== 'slab' ? { allocator } : {}),
+        comm: bufText(inner.slice(5, withAllocator ? -1 : undefined).join(', ')), ...(allocator !== 'slab' ? { allocator } : {}),
       });
     } else if (map === 'stk' && key !== undefined) {
       const ptr = ptrOf(key);
@@ -295,3 +295,22 @@ export const bpftraceEvents: TraceFormat = {
   sniff: (head) => head.some((l) => /^(?:A \d+ \d+ \d+ 0x[0-9a-f]+ \d+ \d+ |F \d+ \d+ \d+ 0x[0-9a-f]+$|S \d+ \d+ [01]$)/.test(l)),
   createParser: (sink, o) => new BpftraceEventsParser(sink, undefined, undefined, kmallocLabels(o?.slab, o?.pageSize)),
 };
+
+/**
+ * A task name as bpftrace prints buf(comm, 16): printable bytes as they are, any other byte as \xNN, the padding as
+ * \x00. Only escapes of bytes bpftrace would not print raw are read back, so a name that holds the text "\x41"
+ * stays as it is; the bytes are UTF-8.
+ */
+export function bufText(printed: string): string {
+  const bytes: number[] = [];
+  for (let i = 0; i < printed.length; i++) {
+    const m = printed.charCodeAt(i) === 92 ? /^\\x([0-9a-f]{2})/.exec(printed.slice(i, i + 4)) : null;
+    const b = m ? parseInt(m[1]!, 16) : -1;
+    if (m && (b < 0x20 || b >= 0x7f)) {
+      if (b === 0) break;
+      bytes.push(b);
+      i += 3;
+    } else bytes.push(printed.charCodeAt(i) & 0xff);
+  }
+  return Buffer.from(bytes).toString('utf8');
+}

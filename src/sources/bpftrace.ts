@@ -68,7 +68,7 @@ function otherAllocatorProbes(allocators: ReadonlySet<AllocatorName>, stacks: bo
     }
     @live[$k] = 1;
     if (@live[$k]) {
-      @ptr[$k] = (nsecs, (uint64)0, $b, $b, pid, comm, ${n});
+      @ptr[$k] = (nsecs, (uint64)0, $b, $b, pid, buf(comm, 16), ${n});
       @stk[$k] = ${S};
       @ssite[@stk[$k], ${n}, 0] = sum(1);
       @ssite[@stk[$k], ${n}, 3] = sum($b);
@@ -116,7 +116,7 @@ function otherAllocatorProbes(allocators: ReadonlySet<AllocatorName>, stacks: bo
     }
     @live[$k] = 1;
     if (@live[$k]) {
-      @ptr[$k] = (nsecs, args->call_site, (uint64)args->size, (uint64)args->bytes_alloc, pid, comm, ${n});
+      @ptr[$k] = (nsecs, args->call_site, (uint64)args->size, (uint64)args->bytes_alloc, pid, buf(comm, 16), ${n});
       ${stacks ? `@stk[$k] = ${S};` : ''}
       @site[args->call_site, ${n}, 0] = sum(1);
       @site[args->call_site, ${n}, 3] = sum(args->bytes_alloc);

@@ -100,6 +100,16 @@ for (const bt of BPFTRACES) describe.skipIf(bt.skip !== undefined)(`kleak live -
     noTracerLeft();
   });
 
+  it.each([[[]], [['--events']]])('a task name with tab, CR and newline cannot break the output (%j): exactly 21 keys, the name exact in JSON, no bad line (42 were)', async (args) => {
+    const name = 'a\tb\rc\nd\x1b]2;t';
+    const { report } = await holdAndReport({ kleak: ['--backend', 'bpftrace', '--bytes', '4096', '--json', ...args], workload: ['--hold', '21', '--task-name', name, '--seconds', '1'], settleMs: 1500 });
+    const site = report.sites.find((s) => s.function === 'user_preparse')!;
+    expect(site.outstanding).toBe(21);
+    expect(site.samples[0]!.comm).toBe(name.slice(0, 15));
+    expect(report.totals.badLines).toBe(0);
+    noTracerLeft();
+  });
+
   it('released keys are matched, and the recording replays to the same answer', async () => {
     const rec = `${tmp}/release-${BPFTRACES.indexOf(bt)}.ndjson`;
     const k = startKleak(['--backend', 'bpftrace', '--bytes', '4096', '--json', '--record', rec]);
