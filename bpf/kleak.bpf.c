@@ -8,7 +8,7 @@
  * maps and an atomic, so they cannot drift under load; and kleak reads the pointer table with batch lookups that
  * tolerate entries freed while it reads (bpftrace 0.17's print() aborts on them).
  *
- * Frees no kmem tracepoint shows (FORMATS.md): kfree_rcu()/kvfree_rcu() hand the object to kvfree_call_rcu(),
+ * Frees no kmem tracepoint shows (docs/formats.md): kfree_rcu()/kvfree_rcu() hand the object to kvfree_call_rcu(),
  * which stores the pointer in a per-CPU page of pointers (struct kvfree_rcu_bulk_data); a grace period later
  * kfree_bulk()/kmem_cache_free_bulk() returns the memory, and neither emits kmem:kfree per object. Two ways in:
  * - where the kernel allows fentry, kleak counts an object freed when it is handed to kvfree_call_rcu (its owner

@@ -1,10 +1,10 @@
-// The contract between parse/ and engine/ (DESIGN.md "The event"). Parsers push into a ParseSink; the engine is one.
+// The contract between parse/ and engine/ (docs/design.md "The event"). Parsers push into a ParseSink; the engine is one.
 
-/** Kernel allocators kleak pairs (DESIGN.md "Allocators and evidence"). Slab unless said otherwise. */
+/** Kernel allocators kleak pairs (docs/design.md "Three kinds of evidence"). Slab unless said otherwise. */
 export type AllocatorName = 'slab' | 'vmalloc' | 'page' | 'percpu';
 
 /**
- * The tracepoints of each allocator other than slab (ALLOCATORS.md): their tracefs group, the allocation, then its
+ * The tracepoints of each allocator other than slab (docs/allocators.md): their tracefs group, the allocation, then its
  * frees. Every backend and the text parser read them from here.
  */
 export const ALLOCATOR_TRACEPOINTS = {

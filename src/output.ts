@@ -8,7 +8,53 @@
 
 /** Terminal text: control bytes in names that others choose (comms, file and cache names) shown as escapes. */
 export function writeText(text: string): void {
-  process.stdout.write(escapeControls(text));
+  process.stdout.write(escapeControls(wrapText(text, textWidth())));
+}
+
+/**
+ * The columns text reports are fitted to: the terminal's width (80 when it does not say), $COLUMNS when the output
+ * is not a terminal and it is set; otherwise no limit (a report into a file or a pipe keeps whole lines).
+ */
+export function textWidth(stream: NodeJS.WriteStream = process.stdout): number {
+  if (stream.isTTY) return stream.columns > 0 ? stream.columns : 80;
+  const env = Number(process.env.COLUMNS);
+  return Number.isInteger(env) && env >= 40 ? env : Infinity;
+}
+
+/** Stands for a space inside a command a person copies, until the text is written: wrapping never breaks there. */
+const KEEP = '\u00a0';
+
+/** A command to copy (sudo kleak live --bytes 4096): kept on one line when the text is wrapped. */
+export function command(text: string): string {
+  return text.replace(/ /g, KEEP);
+}
+
+/**
+ * Lines longer than `width` broken at spaces, continued on the next line indented by two; never inside a command()
+ * (a command longer than the width stays whole on its own line). Lines that fit are left as they are.
+ */
+export function wrapText(text: string, width: number): string {
+  if (!text.includes(KEEP) && (width === Infinity || !text.split('\n').some((l) => l.length > width))) return text;
+  return text
+    .split('\n')
+    .map((line) => {
+      if (line.length <= width) return line;
+      const indent = /^ */.exec(line)![0] + '  ';
+      const words = line.trimStart().split(' ');
+      const out: string[] = [];
+      let cur = line.slice(0, line.length - line.trimStart().length);
+      for (const w of words) {
+        const sep = cur.trim() === '' ? '' : ' ';
+        if (cur.trim() !== '' && cur.length + sep.length + w.length > width) {
+          out.push(cur);
+          cur = indent + w;
+        } else cur += sep + w;
+      }
+      out.push(cur);
+      return out.join('\n');
+    })
+    .join('\n')
+    .replace(/\u00a0/g, ' ');
 }
 
 /** Exact bytes (JSON, folded stacks, binary profiles): machines read these; nothing is changed. */

@@ -147,6 +147,32 @@ export class CensusSession {
     };
   }
 
+  /**
+   * The addresses allocated now in each named cache (that exists and was walked whole), as pointer keys (the low 52 bits of a kernel
+   * address, as the engine keys them): what a live run checks its outstanding objects against at its end.
+   */
+  allocatedKeys(names: readonly string[]): Map<string, Set<number>> {
+    const wanted = names.map((n) => this.caches.find((c) => c.name === n)).filter((c): c is CacheInfo => c !== undefined);
+    const out = new Map<string, Set<number>>();
+    if (wanted.length === 0) return out;
+    const owners = this.program.scanSlabs(this.bases.ramPfns, this.bases, PAGE_STRUCT, wanted.length === 1 ? BigInt(`0x${wanted[0]!.ptr}`) : 0n);
+    for (const c of wanted) {
+      const keys = new Set<number>();
+      const counts = walkCache(this.program, this.bases, c, Uint32Array.from(owners.get(c.ptr) ?? []), 0, this.shift, PAGE_STRUCT, (buf, used, rec) => {
+        for (let o = 0; o + 8 <= used; o += rec) {
+          const lo = buf.readUInt32LE(o);
+          const hi = buf.readUInt32LE(o + 4);
+          if (hi >>> 20 === 0xfff) keys.add((hi & 0xfffff) * 2 ** 32 + lo);
+        }
+      });
+      // An object missing from the list must be free, not merely unseen: a cache with any slab not walked whole (or
+      // objects in sheaves) is left out.
+      const whole = counts.torn + counts.unreadable + counts.tooMany + counts.frozenUnmatched + counts.truncated === 0 && c.sheafCapacity === 0;
+      if (whole) out.set(c.name, keys);
+    }
+    return out;
+  }
+
   /** Names the data pointers of these groups not named yet (kept for the session: kernel data does not move). */
   private describeTables(groups: readonly CensusGroup[]): void {
     const classes = dataPointers(groups).filter((c) => !this.tables.has(c));

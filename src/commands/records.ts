@@ -10,8 +10,8 @@ import { gunzipWhole } from '../sources/gzip.js';
 import type { RecordFormat } from '../records/format.js';
 import { RECORD_FORMATS, detectRecordFormat, recordFormatByName } from '../records/formats.js';
 import { MAX_RECORD_SITES, OTHER_SITES, RecordsModel, type Reading, type RecordsReport } from '../records/model.js';
-import { fit, fmtBytes, fmtCount, fmtRate, sparkline, visible } from '../report/format.js';
-import { writeText } from '../output.js';
+import { fit, fmtBytes, fmtCount, fmtRate, sparkline, table, visible } from '../report/format.js';
+import { command, textWidth, wrapText, writeText } from '../output.js';
 
 export interface RecordsOptions {
   paths: string[];
@@ -59,6 +59,21 @@ interface LoadedRecords {
   damage: string[];
 }
 
+/** Records captured by a loop of `cat /proc/FILE`: each dump lists every row, so a short last one was cut. */
+const CAPTURE_LOOPS: ReadonlySet<string> = new Set(['slabinfo', 'vmallocinfo', 'allocinfo']);
+
+/**
+ * Why the last dump of a capture loop is incomplete, or undefined: the file ended inside a line (or its gzip was
+ * damaged), or the dump has under three quarters of the rows or of the count of the dump before it.
+ */
+function incomplete(last: Reading, before: Reading, cutMidLine: boolean): string | undefined {
+  if (cutMidLine) return 'ends inside a line';
+  const total = (r: Reading) => r.sites.reduce((n, s) => n + s.count, 0);
+  if (last.sites.length < 0.75 * before.sites.length) return `holds ${last.sites.length} rows against ${before.sites.length} in the one before`;
+  if (total(last) < 0.75 * total(before)) return `counts ${total(last)} against ${total(before)} in the one before`;
+  return undefined;
+}
+
 /** The first 200 lines of a file (gunzipped), for the format's sniff: at most 64 KiB read. */
 function headLines(path: string): string[] {
   let head = Buffer.alloc(65536);
@@ -91,30 +106,45 @@ async function loadRecords(o: RecordsOptions, take: (ts: number, r: Reading) => 
   let last: number | undefined;
   let assumed = false;
   let readings = 0;
+  const accept = (r: Reading) => {
+    let ts = r.ts;
+    if (ts === undefined || (last !== undefined && ts <= last)) {
+      ts = last === undefined ? 0 : last + o.everySec;
+      assumed = true;
+    }
+    take(ts, r);
+    readings++;
+    last = ts;
+  };
   for (const path of paths) {
+    // A capture loop's file cut inside its last dump (a copy taken while the loop ran): that dump is incomplete, and
+    // its missing rows would read as objects freed. It is held back until the next dump or the end of the file.
+    let held: Reading | undefined;
+    let before: Reading | undefined;
     const reader = format.reader(
       (line, reason) => {
         badCount++;
         if (badLines.length < 1000) badLines.push({ file: path, line, reason });
       },
       (r) => {
-        let ts = r.ts;
-        if (ts === undefined || (last !== undefined && ts <= last)) {
-          ts = last === undefined ? 0 : last + o.everySec;
-          assumed = true;
-        }
-        take(ts, r);
-        readings++;
-        last = ts;
+        if (held) accept(held);
+        before = held;
+        held = r;
       },
     );
     const input = await openReplayInput(path);
-    await forEachLine(input.stream, (buf, start, end, n) => reader.line(buf.toString('utf8', start, end), n)).catch((err: unknown) => {
-      throw cannotRead(path, err);
+    let cut = false;
+    await forEachLine(input.stream, (buf, start, end, n) => reader.line(buf.toString('utf8', start, end), n), { unterminated: () => (cut = true) }).catch((err: unknown) => {
+      throw new InputError(`cannot read ${path}: ${(err as Error).message}.`);
     });
     reader.end();
     const damaged = input.damaged?.();
     if (damaged) damage.push(`${path} is damaged (${damaged}); its readings before the damage are kept`);
+    if (held) {
+      const why = CAPTURE_LOOPS.has(format.name) && before ? incomplete(held, before, cut || damaged !== undefined) : undefined;
+      if (why) damage.push(`the last ${format.name} dump of ${path} ${why}: it was cut short and is left out`);
+      else accept(held);
+    }
   }
   if (readings === 0) throw new InputError(`${paths.join(', ')} hold no ${format.describe} (a reading starts with ${format.name === 'kmemleak' ? '"unreferenced object"' : `its "${format.name} - version" header`}).`);
   return { format, paths, badLines, badCount, assumed, damage };
@@ -175,25 +205,33 @@ export async function recordsInTui(o: RecordsOptions): Promise<void> {
   writeText(renderRecords(frames[frames.length - 1]!));
 }
 
-export function renderRecords(r: RecordsReport): string {
+export function renderRecords(r: RecordsReport, width = textWidth()): string {
   const out: string[] = [];
   const secs = r.span.lastTs - r.span.firstTs;
   out.push(`kleak replay — ${r.format}: ${r.readings} readings over ${secs.toFixed(0)} s${r.assumedEverySec ? ` (one every ${r.assumedEverySec} s assumed)` : ''}`);
   for (const n of r.notices) out.push(`note: ${n}`);
   out.push('');
-  out.push(['SITE'.padEnd(28), 'MODULE'.padEnd(12), 'COUNT'.padStart(8), 'BYTES'.padStart(10), 'COUNT/min'.padStart(9), 'BYTES/min'.padStart(10), ' TREND'.padEnd(13), ' VERDICT'].join(' '));
-  for (const s of r.sites) {
-    out.push(
+  type Site = RecordsReport['sites'][number];
+  out.push(
+    ...table<Site>(
       [
-        fit(s.label, 28).padEnd(28), fit(s.module ? `[${s.module}]` : '-', 12).padEnd(12), fmtCount(s.count).padStart(8), fmtBytes(s.bytes).padStart(10), fmtRate(s.countPerMin).padStart(9),
-        `${s.bytesPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(s.bytesPerMin))}`.padStart(10), ' ' + sparkline(s.series, 12, true).padEnd(12), ' ' + s.verdict,
-      ].join(' '),
-    );
-  }
+        { head: 'SITE', width: 28, cell: (s) => fit(s.label, 28) },
+        { head: 'MODULE', width: 12, drop: 2, cell: (s) => fit(s.module ? `[${s.module}]` : '-', 12) },
+        { head: 'COUNT', width: 8, right: true, cell: (s) => fmtCount(s.count) },
+        { head: 'BYTES', width: 10, right: true, cell: (s) => fmtBytes(s.bytes) },
+        { head: 'COUNT/min', width: 9, right: true, drop: 3, cell: (s) => fmtRate(s.countPerMin) },
+        { head: 'BYTES/min', width: 10, right: true, cell: (s) => `${s.bytesPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(s.bytesPerMin))}` },
+        { head: ' TREND', width: 13, drop: 1, cell: (s) => ' ' + sparkline(s.series, 12, true) },
+        { head: 'VERDICT', width: 8, cell: (s) => s.verdict },
+      ],
+      r.sites,
+      width,
+    ),
+  );
   const grow = r.sites.filter((s) => s.verdict === 'growing' && s.where && s.where !== s.label);
   for (const s of grow.slice(0, 5)) out.push(`  ${s.label}${s.module ? ` [${s.module}]` : ''}: ${s.where}`);
-  for (const s of r.sites.filter((x) => x.next).slice(0, 5)) out.push(`${visible(s.label)} is growing: ${s.next} names who holds it`);
+  for (const s of r.sites.filter((x) => x.next).slice(0, 5)) out.push(`${visible(s.label)} is growing: ${command(s.next!)} names who holds it`);
   out.push('');
   out.push('BY MODULE: ' + r.modules.map((m) => `${m.module === 'the kernel itself' ? m.module : `[${m.module}]`} ${fmtBytes(m.bytes)} (${m.bytesPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(m.bytesPerMin))}/min${m.growingSites ? `, ${m.growingSites} growing` : ''})`).join(' · '));
-  return out.join('\n') + '\n';
+  return wrapText(out.join('\n') + '\n', width);
 }

@@ -11,13 +11,13 @@ import { EnvironmentError, InputError } from '../errors.js';
 import { isWatchSample, WatchModel, type WatchReport, type WatchSample } from '../engine/watch.js';
 import { parseMeminfo, parseSlabinfo } from '../kernel/slabinfo.js';
 import { parseVmallocinfo, type VmallocGroup } from '../kernel/vmallocinfo.js';
-import { fit, fmtBytes, fmtCount, fmtRate, sparkline, visible } from '../report/format.js';
+import { fit, fmtBytes, fmtCount, fmtRate, sparkline, table, visible } from '../report/format.js';
 import { SyncLineWriter } from '../report/ndjson-writer.js';
 import { catchStopSignals } from './live.js';
 import { RemoteFiles, type SshTarget } from '../sources/ssh.js';
 import { openReplayInput } from '../sources/input.js';
 import { forEachLine } from '../sources/lines.js';
-import { say, writeText, writeData } from '../output.js';
+import { command, say, textWidth, wrapText, writeText, writeData } from '../output.js';
 
 export interface WatchOptions {
   intervalSec: number;
@@ -127,55 +127,85 @@ async function watchInTui(o: WatchOptions, model: WatchModel, take: () => void, 
   return 0;
 }
 
-export function renderWatch(r: WatchReport): string {
+/** "+1.2 MiB" / "-4.0 KiB": a rate of bytes with its sign. */
+const signedBytes = (n: number) => `${n >= 0 ? '+' : '-'}${fmtBytes(Math.abs(n))}`;
+
+/**
+ * The watch report as text, fitted to `width` columns: narrow terminals lose the trend, then the rates, never a row;
+ * the live command for each growing row is a line of its own under its table, never split (issue 22 item 15).
+ */
+export function renderWatch(r: WatchReport, width = textWidth()): string {
   const out: string[] = [];
   const secs = r.span.lastTs - r.span.firstTs;
   out.push(`kleak watch — ${r.span.samples} samples over ${secs.toFixed(1)} s`);
   if (r.missedReadings) out.push(`${r.missedReadings.count} reading${r.missedReadings.count > 1 ? 's' : ''} failed and are gaps in the series (the last: ${visible(r.missedReadings.why)})`);
-  out.push('kernel memory: ' + r.meminfo.map((m) => `${m.name} ${fmtBytes(m.kb * 1024)} (${m.kbPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(m.kbPerMin) * 1024)}/min)`).join(' · '));
-  for (const m of r.meminfo.filter((x) => x.verdict === 'growing' && x.next)) out.push(`${m.name} is growing: ${m.next} names who holds it`);
+  out.push('kernel memory: ' + r.meminfo.map((m) => `${m.name} ${fmtBytes(m.kb * 1024)} (${signedBytes(m.kbPerMin * 1024)}/min)`).join(' · '));
+  for (const m of r.meminfo.filter((x) => x.verdict === 'growing' && x.next)) out.push(`${m.name} is growing: ${command(m.next!)} names who holds it`);
   if (r.mergedCaches) out.push("caches may be merged (no slab_nomerge on the kernel command line): a growing kmalloc-N can hold other caches' objects");
   out.push('');
-  out.push(['CACHE'.padEnd(22), 'OBJSIZE'.padStart(7), 'ACTIVE'.padStart(9), 'BYTES'.padStart(10), 'OBJS/min'.padStart(9), 'BYTES/min'.padStart(10), ' TREND'.padEnd(13), ' VERDICT ', 'NEXT'].join(' '));
-  for (const c of r.caches) {
-    out.push(
+  type Cache = WatchReport['caches'][number];
+  const next = (c: Cache) => (c.liveFilter ? `sudo kleak live ${c.liveFilter}` : `sudo kleak live --cache ${c.name}`);
+  out.push(
+    ...table<Cache>(
       [
-        fit(c.name, 22).padEnd(22), String(c.objSize).padStart(7), fmtCount(c.activeObjs).padStart(9), fmtBytes(c.activeBytes).padStart(10), fmtRate(c.objsPerMin).padStart(9),
-        `${c.bytesPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(c.bytesPerMin))}`.padStart(10), ' ' + sparkline(c.series, 12, true).padEnd(12), ' ' + c.verdict.padEnd(8),
-        c.verdict === 'growing' && c.liveFilter ? `sudo kleak live ${c.liveFilter}` : c.verdict === 'growing' ? `sudo kleak live --cache ${c.name}` : '',
-      ].join(' ') + (c.aliases ? ` (${c.aliases} merged caches)` : ''),
-    );
-  }
+        { head: 'CACHE', width: 22, cell: (c) => fit(c.name, 22) },
+        { head: 'OBJSIZE', width: 7, right: true, drop: 2, cell: (c) => String(c.objSize) },
+        { head: 'ACTIVE', width: 9, right: true, cell: (c) => fmtCount(c.activeObjs) },
+        { head: 'BYTES', width: 10, right: true, cell: (c) => fmtBytes(c.activeBytes) },
+        { head: 'OBJS/min', width: 9, right: true, drop: 3, cell: (c) => fmtRate(c.objsPerMin) },
+        { head: 'BYTES/min', width: 10, right: true, cell: (c) => signedBytes(c.bytesPerMin) },
+        { head: ' TREND', width: 13, drop: 1, cell: (c) => ' ' + sparkline(c.series, 12, true) },
+        { head: 'VERDICT', width: 8, cell: (c) => c.verdict + (c.aliases ? ` (${c.aliases} merged caches)` : '') },
+      ],
+      r.caches,
+      width,
+    ),
+  );
+  for (const c of r.caches.filter((x) => x.verdict === 'growing')) out.push(`  ${fit(c.name, 40)} is growing: ${command(next(c))}`);
   if (r.memcgs && r.memcgs.length > 0) {
+    type Memcg = NonNullable<WatchReport['memcgs']>[number];
     out.push('');
-    out.push(['MEMORY CGROUP (kernel memory)'.padEnd(40), 'BYTES'.padStart(10), 'BYTES/min'.padStart(10), ' TREND'.padEnd(13), ' VERDICT ', 'NEXT'].join(' '));
-    for (const m of r.memcgs) {
-      out.push(
+    out.push(
+      ...table<Memcg>(
         [
-          fit(`${m.path}${m.container ? ` (${m.container})` : ''}`, 40).padEnd(40), fmtBytes(m.bytes).padStart(10), `${m.bytesPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(m.bytesPerMin))}`.padStart(10),
-          ' ' + sparkline(m.series, 12, true).padEnd(12), ' ' + m.verdict.padEnd(8), m.verdict === 'growing' ? m.next : '',
-        ].join(' '),
-      );
-    }
+          { head: 'MEMORY CGROUP (kernel memory)', width: 40, cell: (m) => fit(`${m.path}${m.container ? ` (${m.container})` : ''}`, 40) },
+          { head: 'BYTES', width: 10, right: true, cell: (m) => fmtBytes(m.bytes) },
+          { head: 'BYTES/min', width: 10, right: true, cell: (m) => signedBytes(m.bytesPerMin) },
+          { head: ' TREND', width: 13, drop: 1, cell: (m) => ' ' + sparkline(m.series, 12, true) },
+          { head: 'VERDICT', width: 8, cell: (m) => m.verdict },
+        ],
+        r.memcgs,
+        width,
+      ),
+    );
+    for (const m of r.memcgs.filter((x) => x.verdict === 'growing' && x.next)) out.push(`  ${fit(m.path, 40)} is growing: ${command(m.next!)}`);
   }
   if (r.dyingMemcgs) {
     const d = r.dyingMemcgs;
     out.push(`dying memory cgroups (removed, still pinned by memory charged to them): ${fmtCount(d.count)} (${fmtRate(d.perMin)}/min) ${d.verdict}${d.verdict === 'growing' ? ': cgroups are removed while what they allocated is still held (page cache, slab objects); kleak live --cgroup on the next one finds what' : ''}`);
   }
   if (r.vmallocCallers && r.vmallocCallers.length > 0) {
+    type Caller = NonNullable<WatchReport['vmallocCallers']>[number];
     out.push('');
-    out.push(['VMALLOC CALLER'.padEnd(30), 'TYPE'.padEnd(8), 'AREAS'.padStart(6), 'BYTES'.padStart(10), 'AREAS/min'.padStart(9), 'BYTES/min'.padStart(10), ' TREND'.padEnd(13), ' VERDICT ', 'NEXT'].join(' '));
-    for (const v of r.vmallocCallers) {
-      out.push(
+    out.push(
+      ...table<Caller>(
         [
-          fit(`${v.caller}${v.module ? ` [${v.module}]` : ''}`, 30).padEnd(30), fit(v.type, 8).padEnd(8), fmtCount(v.areas).padStart(6), fmtBytes(v.bytes).padStart(10),
-          fmtRate(v.areasPerMin).padStart(9), `${v.bytesPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(v.bytesPerMin))}`.padStart(10), ' ' + sparkline(v.series, 12, true).padEnd(12),
-          ' ' + v.verdict.padEnd(8), v.verdict === 'growing' ? 'sudo kleak live --alloc vmalloc --stacks' : '',
-        ].join(' '),
-      );
-    }
+          { head: 'VMALLOC CALLER', width: 30, cell: (v) => fit(`${v.caller}${v.module ? ` [${v.module}]` : ''}`, 30) },
+          { head: 'TYPE', width: 8, drop: 2, cell: (v) => fit(v.type, 8) },
+          { head: 'AREAS', width: 6, right: true, cell: (v) => fmtCount(v.areas) },
+          { head: 'BYTES', width: 10, right: true, cell: (v) => fmtBytes(v.bytes) },
+          { head: 'AREAS/min', width: 9, right: true, drop: 3, cell: (v) => fmtRate(v.areasPerMin) },
+          { head: 'BYTES/min', width: 10, right: true, cell: (v) => signedBytes(v.bytesPerMin) },
+          { head: ' TREND', width: 13, drop: 1, cell: (v) => ' ' + sparkline(v.series, 12, true) },
+          { head: 'VERDICT', width: 8, cell: (v) => v.verdict },
+        ],
+        r.vmallocCallers,
+        width,
+      ),
+    );
+    if (r.vmallocCallers.some((v) => v.verdict === 'growing')) out.push(`  growing vmalloc callers: ${command('sudo kleak live --alloc vmalloc --stacks')} names who holds them`);
   }
-  return out.join('\n') + '\n';
+  return wrapText(out.join('\n') + '\n', width);
 }
 
 async function exportWatchMetrics(o: WatchOptions, report: () => WatchReport): Promise<{ tick(): void; stop(): Promise<void> }> {

@@ -59,6 +59,8 @@ interface Site {
   allocator?: AllocatorName;
   /** Its objects seen freed from the RCU machinery (kvfree_rcu_list, rcu_do_batch…): the rest of its kfree_rcu frees are batched and unseen. */
   rcuFrees: number;
+  /** Outstanding objects found free in their slab at the end (reconcile): their frees were not traced. */
+  foundFree: number;
   /** Kernel-side totals (bpftrace pairs mode) override the counts above when present. */
   kernel?: { allocs: number; frees: number; missedFrees: number; outstanding: number; outstandingBytes: number };
 }
@@ -89,6 +91,9 @@ class RecentMap<V> {
 }
 
 const MAX_BAD_SAMPLES = 20;
+
+/** Cache labels that name an allocator, not a slab cache (vmalloc areas, pages, percpu chunks). */
+const NOT_SLAB_CACHES: ReadonlySet<string> = new Set(['vmalloc', 'page', 'percpu', 'slob']);
 
 /**
  * Outstanding objects the engine tracks at most (about 100 bytes each in the pointer table and its index: ~200 MB at
@@ -286,7 +291,7 @@ export class Engine implements ParseSink {
     }
     if (site === undefined) {
       site = this.sites.length;
-      this.sites.push({ fn, allocs: 0, frees: 0, outstanding: 0, outstandingBytes: 0, missedFrees: 0, rcuFrees: 0 });
+      this.sites.push({ fn, allocs: 0, frees: 0, outstanding: 0, outstandingBytes: 0, missedFrees: 0, rcuFrees: 0, foundFree: 0 });
       this.siteIds.set(fn, site);
       if (site >= this.siteOutstanding.length) {
         const grown = new Float64Array(this.siteOutstanding.length * 2);
@@ -457,6 +462,9 @@ export class Engine implements ParseSink {
     const whose: { outstanding: number; outstandingBytes: number }[] = [];
     const stackCount: Map<number, number>[] = [];
     const samples: number[][] = [];
+    /** Each site's youngest object, and a spread of its objects over all ages (the lowest slot hashes). */
+    const newest: number[] = [];
+    const spread: number[][] = [];
     const kinds: Map<number, number>[] = [];
     const lossTs = this.lastLossTs;
 
@@ -483,6 +491,8 @@ export class Engine implements ParseSink {
       const st = tb.stack[slot]!;
       if (st >= 0) bump((stackCount[s] ??= new Map()), st);
       keepOldest((samples[s] ??= []), slot, tb.ts, nSamples);
+      if (newest[s] === undefined || ts > tb.ts[newest[s]!]!) newest[s] = slot;
+      keepLowestHash((spread[s] ??= []), slot, nSamples);
       // The oldest object of each kind (stack, comm, requested size): a site holding two kinds of object shows both.
       // A number, not a string: this runs for every outstanding object at every report (the TUI redraws often);
       // two kinds that collide in it only mean one sample fewer of one of them.
@@ -506,10 +516,12 @@ export class Engine implements ParseSink {
       const allocs = k ? k.allocs : site.allocs;
       const frees = k ? k.frees : site.frees;
       const missedFrees = k ? k.missedFrees : site.missedFrees;
-      const unseenFrees = site.rcuFrees > 0 ? 'rcu' : missedFrees > 0 ? 'reused' : undefined;
+      const unseenFrees = site.rcuFrees > 0 || site.foundFree > 0 ? 'rcu' : missedFrees > 0 ? 'reused' : undefined;
       // A trace with no free events at all (alloc-only captures) cannot tell a leak from churn.
       const noFrees = this.allocationOnly();
-      const verdict = verdictOf(series, now - this.series.times[0]!, allocs, frees, this.thresholds);
+      let verdict = verdictOf(series, now - this.series.times[0]!, allocs, frees, this.thresholds);
+      const bounded = verdict === 'growing' && listed && frees > 0 ? this.boundedLifetime(series, times, oldest[s]!) : undefined;
+      if (bounded !== undefined) verdict = 'churn';
       const callSite = listed && site.fn !== OTHER_SITES ? this.named(this.callSites.values[top(csCount[s]!)]!) : site.fn;
       const module = /\[([\w-]+)\]\s*$/.exec(callSite)?.[1];
       sites.push({
@@ -527,13 +539,15 @@ export class Engine implements ParseSink {
         oldestAgeSec: oldest[s] === Infinity ? 0 : round3(now - oldest[s]!),
         // A slope through a handful of points is noise, not a rate.
         growthPerMin: series.length >= this.thresholds.minPoints && now - (this.series.times[0] ?? now) >= this.thresholds.minSpanSec ? Math.round(growthPerMinute(times, series) * 10) / 10 : 0,
-        // Objects that leave unseen make any count rise: that alone is no leak (FORMATS.md, RCU frees).
+        // Objects that leave unseen make any count rise: that alone is no leak (docs/formats.md, docs/verdicts.md).
         verdict: (unseenFrees !== undefined || noFrees || SLAB_METADATA.test(site.fn)) && verdict === 'growing' ? 'steady' : verdict,
         stacks: stackCount[s] ? topN(stackCount[s]!, nStacks).map(([id, c]) => ({ frames: this.frames(id), outstanding: c })) : [],
-        samples: diverseSamples(samples[s] ?? [], kinds[s], tb.ts, nSamples).map((slot) => this.sample(slot, now)),
+        samples: diverseSamples(samples[s] ?? [], kinds[s], tb.ts, nSamples, newest[s], spread[s]).map((slot) => this.sample(slot, now)),
         missedFrees,
         possiblePhantoms: phantoms[s]!,
         ...(unseenFrees ? { unseenFrees } : {}),
+        ...(site.foundFree > 0 ? { foundFree: site.foundFree } : {}),
+        ...(bounded !== undefined ? { boundedLifetimeSec: Math.round(bounded) } : {}),
         series,
         ...(this.kernelUntracked > 0 || this.engineUntracked > 0 ? { lowerBound: true as const } : {}),
       });
@@ -571,6 +585,63 @@ export class Engine implements ParseSink {
   }
 
   /** No free seen, from a source that may not have traced frees at all (a capture of allocations only). */
+  /**
+   * How long a site's objects live, when that is bounded (docs/verdicts.md): its oldest outstanding object was
+   * allocated at `oldestTs`, so everything it allocated before then was freed. When that earlier stretch is a good
+   * part of the run, and the count since `oldestTs` is not growing by the same rule, the rise was the population
+   * filling up to its lifetime (TCP TIME_WAIT sockets: 60 s), not a leak. A leak keeps its first objects (its oldest
+   * is as old as the run), and a leak that began mid-run still rises after its oldest object: both stay growing.
+   */
+  private boundedLifetime(series: readonly number[], times: readonly number[], oldestTs: number): number | undefined {
+    if (!Number.isFinite(oldestTs)) return undefined;
+    const start = times[0]!;
+    const now = times[times.length - 1]!;
+    const age = now - oldestTs;
+    if (now - start - age < Math.max(this.thresholds.minSpanSec, (now - start) / 3)) return undefined;
+    let from = times.findIndex((t) => t >= oldestTs);
+    if (from < 0) from = times.length - 1;
+    const since = verdictOf(series.slice(from), now - times[from]!, 0, 0, this.thresholds);
+    return since === 'growing' ? undefined : age;
+  }
+
+  /**
+   * The slab caches holding the most outstanding objects (at most `max`), for a check of the slab state at the end
+   * (reconcile): the frees a backend cannot see leave objects outstanding that the slab has freed.
+   */
+  outstandingCaches(max: number): string[] {
+    const byCache = new Map<number, number>();
+    const tb = this.table;
+    for (let slot = 0; slot < tb.slotLimit; slot++) if (tb.isLive(slot) && tb.cache[slot]! >= 0) bump(byCache, tb.cache[slot]!);
+    return topN(byCache, max).map(([id]) => this.caches.values[id]!).filter((c) => !NOT_SLAB_CACHES.has(c) && !c.startsWith('pages-'));
+  }
+
+  /**
+   * Drops every outstanding object of a checked cache that its slab holds free now (`allocated(cache)` gives the
+   * addresses allocated in it, as ptr keys; undefined: not checked). Those objects were freed by a path the trace does
+   * not show (kfree_rcu batches, bulk frees): their site is marked (unseenFrees 'rcu', foundFree) and its count is
+   * then exact. Returns how many were dropped.
+   */
+  reconcile(allocated: (cache: string) => ReadonlySet<PtrKey> | undefined): number {
+    const tb = this.table;
+    const sets = new Map<number, ReadonlySet<PtrKey> | undefined>();
+    let dropped = 0;
+    for (let slot = 0; slot < tb.slotLimit; slot++) {
+      if (!tb.isLive(slot)) continue;
+      const c = tb.cache[slot]!;
+      if (c < 0) continue;
+      if (!sets.has(c)) sets.set(c, allocated(this.caches.values[c]!));
+      const set = sets.get(c);
+      const key = tb.keyOf(slot);
+      if (set === undefined || set.has(key)) continue;
+      const siteId = this.callSiteToSite[tb.callSite[slot]!]!;
+      this.sites[siteId]!.foundFree++;
+      this.release(slot, siteId);
+      tb.remove(key, slot);
+      dropped++;
+    }
+    return dropped;
+  }
+
   private allocationOnly(): boolean {
     return !this.snapshotMode && this.totals.frees === 0 && this.opts.freesTraced !== true && this.recordedRun?.source?.kind !== 'live';
   }
@@ -672,7 +743,7 @@ const BOOKKEEPING: readonly { allocator: AllocatorName; fns: RegExp; what: strin
 /**
  * Functions that free objects for the RCU machinery (6.x: kvfree_rcu_list frees one by one what could not be
  * batched, rcu_do_batch runs call_rcu callbacks). A site with frees from here hands objects to kfree_rcu, and
- * most of those leave through kfree_bulk with no tracepoint (FORMATS.md).
+ * most of those leave through kfree_bulk with no tracepoint (docs/formats.md).
  */
 const RCU_FREE_PATHS = /^(?:kvfree_rcu_list|kvfree_rcu_bulk|kfree_rcu_work|kvfree_rcu_drain_ready|kfree_rcu_monitor|rcu_do_batch|rcu_free_sheaf|rcu_core|kfree_rcu_shrink_scan)\b/;
 const rcuMemo = new Map<string, boolean>();
@@ -702,11 +773,35 @@ function topN(m: Map<number, number>, n: number): [number, number][] {
 
 /** Keeps `list` as the n slots with the smallest timestamps, oldest first. */
 /** Up to n samples: the oldest of each kind first (by age), then the oldest overall. */
-function diverseSamples(oldest: readonly number[], kinds: Map<number, number> | undefined, ts: Float64Array, n: number): number[] {
-  if (!kinds || kinds.size <= 1) return [...oldest];
-  const out = [...kinds.values()].sort((a, b) => ts[a]! - ts[b]!).slice(0, n);
-  for (const slot of oldest) if (out.length < n && !out.includes(slot)) out.push(slot);
+/**
+ * A site's samples: the oldest object of each kind (stack, comm, requested size), then its youngest, then objects
+ * spread over all its ages, then the oldest: a site whose objects come from two paths that look alike (13 of one,
+ * then 6 of another) shows both, where the five oldest showed only the first (issue 22 item 10).
+ */
+function diverseSamples(oldest: readonly number[], kinds: Map<number, number> | undefined, ts: Float64Array, n: number, newest?: number, spread: readonly number[] = []): number[] {
+  const out = kinds && kinds.size > 1 ? [...kinds.values()].sort((a, b) => ts[a]! - ts[b]!).slice(0, n) : [];
+  const add = (slot: number | undefined) => {
+    if (slot !== undefined && out.length < n && !out.includes(slot)) out.push(slot);
+  };
+  add(oldest[0]);
+  add(newest);
+  for (const slot of [...spread].sort((a, b) => ts[a]! - ts[b]!)) if (out.length < n - 1) add(slot);
+  for (const slot of oldest) add(slot);
   return out.sort((a, b) => ts[a]! - ts[b]!);
+}
+
+/** Keeps the n slots of lowest hash: a deterministic sample spread evenly over a site's objects, whatever their age. */
+function keepLowestHash(list: number[], slot: number, n: number): void {
+  if (n <= 0) return;
+  const h = Math.imul(slot + 1, 0x9e3779b1) >>> 0;
+  const hashOf = (x: number) => Math.imul(x + 1, 0x9e3779b1) >>> 0;
+  if (list.length < n) {
+    list.push(slot);
+    return;
+  }
+  let worst = 0;
+  for (let i = 1; i < list.length; i++) if (hashOf(list[i]!) > hashOf(list[worst]!)) worst = i;
+  if (h < hashOf(list[worst]!)) list[worst] = slot;
 }
 
 function keepOldest(list: number[], slot: number, ts: Float64Array, n: number): void {

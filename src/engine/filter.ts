@@ -1,4 +1,4 @@
-// Which allocations a run looks at (DESIGN.md command line): size, cache, comm, pid.
+// Which allocations a run looks at (docs/design.md): size, cache, comm, pid.
 
 import type { KmemEvent } from '../event.js';
 

@@ -1,4 +1,4 @@
-// From a site's outstanding series to a verdict (DESIGN.md "Aggregation"):
+// From a site's outstanding series to a verdict (docs/verdicts.md):
 //   growing: a steady rise that does not come back down — the shape of a leak;
 //   churn:   many allocations, nearly all freed;
 //   steady:  neither (a stable population, a one-off batch, too little data).

@@ -1,4 +1,4 @@
-// Fields of the vmalloc, page and percpu tracepoints (../shared/ALLOCATORS.md), as trace_pipe and trace-cmd print
+// Fields of the vmalloc, page and percpu tracepoints (docs/allocators.md), as trace_pipe and trace-cmd print
 // them. These events are fewer than kmem's (pages excepted), so they are read from the body's text.
 //
 //   alloc_vmap_area: va_start: 18446683600570023936 size=1052672 align=4096 vstart=0x… vend=0x… failed=0

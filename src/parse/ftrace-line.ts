@@ -18,6 +18,8 @@ export interface FtraceHeader {
   kmem: boolean;
   /** Index just after "event:"; the text may start with padding. */
   bodyStart: number;
+  /** The line had only a timestamp before the event (no comm, pid, CPU or flags): pid is -1, comm empty. */
+  bare: boolean;
 }
 
 const SPACE = 32;
@@ -78,8 +80,9 @@ export function readFtraceHeader(buf: Buffer, lineStart: number, end: number, h:
       }
     }
   }
+  h.bare = false;
   const open = findCpuColumn(buf, start, end);
-  if (open < 0) return false;
+  if (open < 0) return readBareHeader(buf, start, end, h);
   // comm-pid: walk back over padding, the pid, then the dash (comm itself may contain dashes).
   let e = open - 1;
   while (e > start && buf[e] === SPACE) e--;
@@ -113,29 +116,58 @@ export function readFtraceHeader(buf: Buffer, lineStart: number, end: number, h:
   // Next token: flags (".....", ".N..", "d..1.") or already the timestamp "secs.frac:".
   for (let tries = 0; ; tries++) {
     while (i < end && buf[i] === SPACE) i++;
-    if (isDigit(buf[i])) {
-      let j = i;
-      let secs = 0;
-      while (isDigit(buf[j])) secs = secs * 10 + buf[j++]! - ZERO;
-      let frac = 0;
-      let scale = 1;
-      if (buf[j] === 46 /* . */) {
-        j++;
-        while (isDigit(buf[j])) {
-          frac = frac * 10 + buf[j++]! - ZERO;
-          scale *= 10;
-        }
-      }
-      if (buf[j] === 58 /* : */ && buf[j + 1] === SPACE && j + 1 < end) {
-        h.ts = secs + frac / scale;
-        i = j + 2;
-        break;
-      }
+    const after = readTimestamp(buf, i, end, h);
+    if (after >= 0) {
+      i = after;
+      break;
     }
     if (tries === 1) return false;
     while (i < end && buf[i] !== SPACE) i++;
     if (i >= end) return false;
   }
+  return readEvent(buf, i, end, h);
+}
+
+/** "secs.frac: " at i: sets h.ts and returns the index after it, or -1. */
+function readTimestamp(buf: Buffer, i: number, end: number, h: FtraceHeader): number {
+  if (!isDigit(buf[i])) return -1;
+  let j = i;
+  let secs = 0;
+  while (isDigit(buf[j])) secs = secs * 10 + buf[j++]! - ZERO;
+  let frac = 0;
+  let scale = 1;
+  if (buf[j] === 46 /* . */) {
+    j++;
+    while (isDigit(buf[j])) {
+      frac = frac * 10 + buf[j++]! - ZERO;
+      scale *= 10;
+    }
+  }
+  if (buf[j] !== 58 /* : */ || buf[j + 1] !== SPACE || j + 1 >= end) return -1;
+  h.ts = secs + frac / scale;
+  return j + 2;
+}
+
+/**
+ * A line with only a timestamp before its event ("  270.088368: kfree: call_site=…", as some tools and trimmed
+ * copies print it, in the printk and the field-list style): read with no comm, pid (-1) or CPU (0).
+ */
+function readBareHeader(buf: Buffer, start: number, end: number, h: FtraceHeader): boolean {
+  let i = start;
+  while (i < end && buf[i] === SPACE) i++;
+  const after = readTimestamp(buf, i, end, h);
+  if (after < 0) return false;
+  h.bare = true;
+  h.commStart = i;
+  h.commEnd = i;
+  h.pid = -1;
+  h.cpu = 0;
+  return readEvent(buf, after, end, h);
+}
+
+/** The event name at i (after the timestamp) and where its body starts. */
+function readEvent(buf: Buffer, from: number, end: number, h: FtraceHeader): boolean {
+  let i = from;
   while (i < end && buf[i] === SPACE) i++;
   let event = knownEvent(buf, i);
   h.kmem = event !== undefined && event !== 'kernel_stack';
@@ -164,17 +196,17 @@ export function latin1(buf: Buffer, start: number, end: number): string {
 }
 
 export function newFtraceHeader(): FtraceHeader {
-  return { instanceEnd: -1, commStart: 0, commEnd: 0, pid: 0, cpu: 0, ts: 0, event: '', kmem: false, bodyStart: 0 };
+  return { instanceEnd: -1, commStart: 0, commEnd: 0, pid: 0, cpu: 0, ts: 0, event: '', kmem: false, bodyStart: 0, bare: false };
 }
 
 /** The header as a fresh object with comm sliced out (for tests and tools; parsers use readFtraceHeader). */
 export function parseFtraceHeader(
   line: string,
-): (Omit<FtraceHeader, 'commStart' | 'commEnd' | 'instanceEnd' | 'kmem'> & { comm: string; instance: string | undefined }) | undefined {
+): (Omit<FtraceHeader, 'commStart' | 'commEnd' | 'instanceEnd' | 'kmem' | 'bare'> & { comm: string; instance: string | undefined }) | undefined {
   const buf = Buffer.from(line, 'latin1');
   const h = newFtraceHeader();
   if (!readFtraceHeader(buf, 0, buf.length, h)) return undefined;
-  const { commStart, commEnd, instanceEnd, kmem: _kmem, ...rest } = h;
+  const { commStart, commEnd, instanceEnd, kmem: _kmem, bare: _bare, ...rest } = h;
   return { ...rest, comm: latin1(buf, commStart, commEnd).trimStart(), instance: instanceEnd >= 0 ? latin1(buf, 0, instanceEnd) : undefined };
 }
 

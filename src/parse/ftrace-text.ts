@@ -109,6 +109,9 @@ export class FtraceTextParser implements LineParser {
       return;
     }
     const ev = h.event;
+    if (h.bare && h.kmem && this.bareLines++ === 0) {
+      this.sink.notice?.('lines with only a timestamp before the event (no task, pid or CPU) were read without pid, comm or CPU: their objects have ages, but no process.');
+    }
     if (STACK_EVENTS.has(ev)) {
       this.stackCpu = h.cpu;
       return;
@@ -148,6 +151,7 @@ export class FtraceTextParser implements LineParser {
   }
 
   private trimmedLines = 0;
+  private bareLines = 0;
   private saidOddSize = false;
 
   /** A kmalloc size no kmalloc-N cache has: the labels assume SLUB (or SLAB), and that is said once. */

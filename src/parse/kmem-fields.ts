@@ -1,6 +1,6 @@
 // Field extraction for the kmem tracepoints' text ("call_site=… ptr=… bytes_req=… bytes_alloc=… name=…"), shared by
 // every ftrace-text format and read from the line's bytes, with no string per field (scripts/bench-replay).
-// Tolerant of kernel versions (FORMATS-VERSIONS.md §4.1-4.2): %pS or hex call sites, "/size" suffixes, " [module]"
+// Tolerant of kernel versions (docs/formats.md): %pS or hex call sites, "/size" suffixes, " [module]"
 // suffixes, hashed or real or 0x pointers, "(null)" padded with spaces, and the "(value)" that options/fields appends.
 
 import type { KmemEvent, SlabAllocator, Tracepoint } from '../event.js';
@@ -79,7 +79,7 @@ export function kmallocLabels(slab: SlabAllocator = 'slub', pageSize = 4096): Km
 
 const SLUB_4K = kmallocLabels();
 
-/** The slab cache a kmalloc of this size lives in (DESIGN.md: 'kmalloc-<n>'; accounted ones go to kmalloc-cg-<n>). */
+/** The slab cache a kmalloc of this size lives in (docs/formats.md: 'kmalloc-<n>'; accounted ones go to kmalloc-cg-<n>). */
 export function kmallocCache(bytesAlloc: number, accounted: boolean, labels: KmallocLabels = SLUB_4K): string {
   if (bytesAlloc > labels.maxCacheSize) return `pages-${bytesAlloc}`;
   if (labels.slab === 'slob') return 'slob';
@@ -187,7 +187,7 @@ class ReadKmemEvent implements KmemEvent {
     return k >= 0 ? ptrFromKey(k) : (-k - 1).toString(16).padStart(this.printed, '0');
   }
 
-  /** The event as DESIGN.md writes it (NDJSON recordings): ptr as text, no parser bookkeeping. */
+  /** The event as docs/design.md writes it (NDJSON recordings): ptr as text, no parser bookkeeping. */
   toJSON(): KmemEvent {
     const { kind, ts, ptr, callSite, bytesReq, bytesAlloc, cache, tracepoint, pid, comm, cpu } = this;
     return { kind, ts, ptr, callSite, bytesReq, bytesAlloc, cache, tracepoint, pid, comm, cpu };

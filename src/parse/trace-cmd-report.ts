@@ -15,7 +15,9 @@ export const traceCmdReport: TraceFormat = {
         /\bkernel_stack: /.test(l) ||
         /EVENTS DROPPED\]/.test(l) ||
         // libtraceevent prints %p as 0x… and its kmem plugin puts "(func+0x…)" before call_site=
-        /\] +(?:\S+ +)?\d+\.\d+: +(?:kmalloc|kfree|kmem_cache_\w+): +(?:\([^)]*\) )?call_site=\S+ ptr=(?:0x|\(nil\))/.test(l),
+        /\] +(?:\S+ +)?\d+\.\d+: +(?:kmalloc|kfree|kmem_cache_\w+): +(?:\([^)]*\) )?call_site=\S+ ptr=(?:0x|\(nil\))/.test(l) ||
+        // The same with only a timestamp before the event
+        /^\s*\d+\.\d+: +(?:kmalloc|kfree|kmem_cache_\w+): +(?:\([^)]*\) )?call_site=\S+ ptr=(?:0x|\(nil\))/.test(l),
     );
   },
   createParser: (sink, o) => new FtraceTextParser(sink, o),

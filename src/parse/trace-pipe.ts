@@ -14,6 +14,8 @@ export const tracePipe: TraceFormat = {
         /\[LOST \d+ EVENTS\]/.test(l) ||
         /: <stack trace>$/.test(l) ||
         /\] +\S+ +\d+\.\d+: (?:kmalloc|kfree|kmem_cache_\w+|kmalloc_node|kmem_cache_alloc_node): call_site=/.test(l) ||
+        // Only a timestamp before the event (no task, pid, CPU or flags)
+        /^\s*\d+\.\d+: +(?:kmalloc|kfree|kmem_cache_\w+|kmalloc_node|kmem_cache_alloc_node): +call_site=/.test(l) ||
         // An excerpt whose line prefix was trimmed when pasted
         /^\s*(?:kmalloc|kfree|kmem_cache_alloc|kmem_cache_free|kmalloc_node|kmem_cache_alloc_node): +call_site=\S+ +ptr=/.test(l) ||
         // The vmalloc, page and percpu tracepoints (trace-cmd report prints the same fields: one parser reads both)

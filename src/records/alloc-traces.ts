@@ -1,5 +1,5 @@
 // SLUB alloc_traces (/sys/kernel/debug/slab/<cache>/alloc_traces; older /sys/kernel/slab/<cache>/alloc_calls; needs
-// slub_debug=U; ALLOCATORS.md): one entry per allocating location of the objects allocated now,
+// slub_debug=U; docs/formats.md): one entry per allocating location of the objects allocated now,
 // `COUNT LOCATION [waste=T/E] age=MIN/AVG/MAX pid=A-B cpus=LIST [nodes=LIST]`, newer kernels with the stack below it,
 // indented, and a blank line. Dumps one after another form a series; a reading ends at a separator line or when a
 // location it already holds comes again. Objects are counted; bytes are not printed (waste= is slack, not size).

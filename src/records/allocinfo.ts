@@ -1,4 +1,4 @@
-// /proc/allocinfo (CONFIG_MEM_ALLOC_PROFILING, 6.10+; ALLOCATORS.md): `allocinfo - version: 1.0` (2.0 adds optional
+// /proc/allocinfo (CONFIG_MEM_ALLOC_PROFILING, 6.10+; docs/formats.md): `allocinfo - version: 1.0` (2.0 adds optional
 // key:value tags after the function), a `#` comment line, then `%12lli %8llu file:line [module] func:name` per
 // allocation site. Both numbers are live: the difference between two readings is growth at file:line. Each
 // header starts a reading; a separator line between dumps may say when.

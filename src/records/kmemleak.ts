@@ -1,4 +1,4 @@
-// /sys/kernel/debug/kmemleak reports (ALLOCATORS.md): blocks of `unreferenced object 0xADDR (size N):`, a comm line
+// /sys/kernel/debug/kmemleak reports (docs/formats.md "Kernel records"): blocks of `unreferenced object 0xADDR (size N):`, a comm line
 // (older kernels add `(age S.SSSs)`), a hex dump, `backtrace:` (newer `backtrace (crc HEX):`) and one frame a line
 // (older `[<ADDR>] func+0xOFF/0xSIZE [module]`, newer without the address). People cat it every few minutes into
 // one file or many; an object reported again is the same object (deduplicated by address within a reading), and a

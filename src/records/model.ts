@@ -1,6 +1,6 @@
 // Records the kernel keeps (kmemleak reports, /proc/allocinfo, slabinfo dumps), read as gauges: each reading gives
-// per-site counts at a time; the same series and verdict code as traced sites judges them (DESIGN.md "Allocators
-// and evidence"). Pure: readings in, a report out.
+// per-site counts at a time; the same series and verdict code as traced sites judges them (docs/design.md "Three kinds
+// of evidence"). Pure: readings in, a report out.
 
 import { kmallocCacheSize, kmemBucketSize } from '../engine/filter.js';
 import { DEFAULT_THRESHOLDS, gaugeVerdict, growthPerMinute, type Verdict, type VerdictThresholds } from '../engine/verdict.js';

@@ -60,3 +60,29 @@ export function sparkline(values: readonly number[], width: number, fromMin = fa
   const range = Math.max(1, max - min);
   return v.map((x) => BARS[Math.min(BARS.length - 1, Math.round(((x - min) / range) * (BARS.length - 1)))]).join('');
 }
+
+/** A column of a text table: its heading, width and cell; `drop` ranks it for leaving out on a narrow terminal. */
+export interface Column<R> {
+  head: string;
+  width: number;
+  right?: boolean;
+  /** Columns are left out, lowest first, until the table fits; a column without it always stays. */
+  drop?: number;
+  cell(row: R): string;
+}
+
+/**
+ * A table fitted to `width` columns: whole columns are left out (lowest `drop` first) rather than rows wrapping.
+ * Returns the heading and one line per row.
+ */
+export function table<R>(columns: readonly Column<R>[], rows: readonly R[], width: number): string[] {
+  let cols = [...columns];
+  const total = (cs: readonly Column<R>[]) => cs.reduce((n, c) => n + c.width, 0) + cs.length - 1;
+  while (total(cols) > width) {
+    const droppable = cols.filter((c) => c.drop !== undefined).sort((a, b) => a.drop! - b.drop!)[0];
+    if (!droppable) break;
+    cols = cols.filter((c) => c !== droppable);
+  }
+  const line = (cells: string[]) => cells.map((t, i) => (cols[i]!.right ? t.padStart(cols[i]!.width) : t.padEnd(cols[i]!.width))).join(' ').trimEnd();
+  return [line(cols.map((c) => c.head)), ...rows.map((r) => line(cols.map((c) => c.cell(r))))];
+}

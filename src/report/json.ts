@@ -1,4 +1,4 @@
-// The stable JSON report (DESIGN.md "JSON report"); other tools and kleak's tests read it.
+// The stable JSON report (docs/design.md "The JSON report"); other tools and kleak's tests read it.
 
 import type { Report } from './model.js';
 

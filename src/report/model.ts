@@ -1,5 +1,5 @@
 import type { AllocatorName } from '../event.js';
-// What views read: a snapshot of the engine (DESIGN.md "JSON report", plus what the text and TUI views need).
+// What views read: a snapshot of the engine (docs/design.md "The JSON report", plus what the text and TUI views need).
 
 import type { EventFilter } from '../engine/filter.js';
 import type { Verdict } from '../engine/verdict.js';
@@ -78,6 +78,17 @@ export interface SiteReport {
    * ('reused'). Its outstanding count is then "not seen freed", and its verdict is never `growing` from that alone.
    */
   unseenFrees?: 'rcu' | 'reused';
+  /**
+   * Objects this site still held in the trace that their slab holds free at the end (kleak checked the slab state):
+   * freed by a path the backend cannot see (kfree_rcu batches). They are not counted in `outstanding`.
+   */
+  foundFree?: number;
+  /**
+   * Set when the count rose but the objects live a bounded time (TCP TIME_WAIT sockets live 60 s): every object
+   * allocated before this many seconds ago was freed, and the count since then is not rising. The verdict is then
+   * `churn`; text says "bounded (objects live about N s)".
+   */
+  boundedLifetimeSec?: number;
   /** Outstanding count at each of Report.series.times. */
   series: number[];
   /**

@@ -1,7 +1,8 @@
 // The plain text report: what a person reads in a terminal log or a ticket.
 
 import { describeFilter } from '../engine/filter.js';
-import { fit, visible, fmtAge, fmtBytes, fmtCount, fmtRate, sparkline } from './format.js';
+import { fit, visible, fmtAge, fmtBytes, fmtCount, fmtRate, sparkline, table, type Column } from './format.js';
+import { textWidth, wrapText } from '../output.js';
 import type { Report, SiteReport } from './model.js';
 
 export function describeSource(r: Report): string {
@@ -31,23 +32,24 @@ export function cacheLabel(s: Pick<SiteReport, 'cache' | 'caches'>, width = 16):
   return fit(s.cache, width - tail.length) + tail;
 }
 
-function siteRow(s: SiteReport, fnWidth: number): string {
+/** The site table's columns: a narrow terminal loses the trend, the cache, the age and the rate, in that order. */
+function siteColumns(fnWidth: number): Column<SiteReport>[] {
   return [
-    fit(s.function, fnWidth).padEnd(fnWidth),
-    fit(cacheLabel(s), 16).padEnd(16),
-    `${s.lowerBound ? '≥' : ''}${fmtCount(s.outstanding)}`.padStart(9),
-    fmtBytes(s.outstandingBytes).padStart(10),
-    fmtAge(s.oldestAgeSec).padStart(8),
-    fmtRate(s.growthPerMin).padStart(8),
-    ' ' + sparkline(s.series, 12).padEnd(12),
-    ' ' + s.verdict,
-  ].join(' ');
+    { head: 'FUNCTION', width: fnWidth, cell: (s) => fit(s.function, fnWidth) },
+    { head: 'CACHE', width: 16, drop: 2, cell: (s) => fit(cacheLabel(s), 16) },
+    { head: 'OUTSTAND', width: 9, right: true, cell: (s) => `${s.lowerBound ? '≥' : ''}${fmtCount(s.outstanding)}` },
+    { head: 'BYTES', width: 10, right: true, cell: (s) => fmtBytes(s.outstandingBytes) },
+    { head: 'OLDEST', width: 8, right: true, drop: 3, cell: (s) => fmtAge(s.oldestAgeSec) },
+    { head: 'GROWTH/m', width: 8, right: true, drop: 4, cell: (s) => fmtRate(s.growthPerMin) },
+    { head: ' TREND', width: 13, drop: 1, cell: (s) => ' ' + sparkline(s.series, 12) },
+    { head: 'VERDICT', width: 8, cell: (s) => (s.boundedLifetimeSec !== undefined ? `bounded (~${fmtAge(s.boundedLifetimeSec)})` : s.verdict) },
+  ];
 }
 
 /** Rows of the site table in a text report without --top. */
 const TEXT_ROWS = 200;
 
-export function renderText(r: Report): string {
+export function renderText(r: Report, width = textWidth()): string {
   const out: string[] = [];
   const dur = r.span.lastTs - r.span.firstTs;
   out.push(`kleak — ${describeSource(r)}: ${dur.toFixed(2)} s of trace (${r.span.firstTs.toFixed(3)} → ${r.span.lastTs.toFixed(3)})`);
@@ -68,15 +70,12 @@ export function renderText(r: Report): string {
             ? `No outstanding allocations older than ${r.minAgeSec}s.`
             : 'No outstanding allocations: every traced allocation was freed.',
     );
-    return out.join('\n') + '\n';
+    return wrapText(out.join('\n') + '\n', width);
   }
   // A text report is read by a person: the first TEXT_ROWS sites unless --top says otherwise (JSON keeps all).
   const shown = r.sites.slice(0, TEXT_ROWS);
   const fnWidth = Math.min(32, shown.reduce((w, s) => Math.max(w, s.function.length), 8));
-  out.push(
-    ['FUNCTION'.padEnd(fnWidth), 'CACHE'.padEnd(16), 'OUTSTAND'.padStart(9), 'BYTES'.padStart(10), 'OLDEST'.padStart(8), 'GROWTH/m'.padStart(8), ' TREND'.padEnd(13), ' VERDICT'].join(' '),
-  );
-  for (const s of shown) out.push(siteRow(s, fnWidth));
+  out.push(...table(siteColumns(fnWidth), shown, width));
   if (r.siteCount > shown.length) out.push(`… ${r.siteCount - shown.length} more call sites (--top N shows N; --json has all)`);
   if (r.modules?.length) out.push('by module: ' + r.modules.map((m) => `${m.module === 'the kernel itself' ? m.module : `[${visible(m.module)}]`} ${fmtBytes(m.outstandingBytes)} in ${fmtCount(m.outstanding)}${m.growingSites ? ` (${m.growingSites} growing)` : ''}`).join(' · '));
   if (r.cgroups?.length) {
@@ -86,6 +85,8 @@ export function renderText(r: Report): string {
   for (const s of r.sites.slice(0, 3)) {
     out.push('');
     out.push(`${visible(s.function)} (${visible(s.callSite)}): ${fmtCount(s.outstanding)} outstanding, ${fmtBytes(s.outstandingBytes)}; ${fmtCount(s.allocs)} allocated, ${fmtCount(s.frees)} freed; oldest ${fmtAge(s.oldestAgeSec)}; ${s.verdict}`);
+    if (s.boundedLifetimeSec !== undefined) out.push(`  bounded (objects live about ${fmtAge(s.boundedLifetimeSec)}): every object it allocated before that was freed, and its count since is not rising; a population that fills up to its lifetime, not a leak`);
+    if (s.foundFree) out.push(`  ${fmtCount(s.foundFree)} more it allocated were found free in their slab at the end (freed through kfree_rcu batches, unseen by this backend): not counted`);
     if (s.unseenFrees === 'rcu') out.push(`  not seen freed (freed by RCU batching): its objects are freed with kfree_rcu, whose batches no kmem tracepoint shows; --backend kernel sees them`);
     else if (s.missedFrees > 0) out.push(`  not seen freed: ${s.missedFrees} of its pointers were allocated again while outstanding, so they were freed by a path the trace does not show (kfree_rcu batching, bulk frees); --backend kernel sees kfree_rcu batches`);
     if (s.possiblePhantoms > 0) out.push(`  ${s.possiblePhantoms} of them predate lost events and may be phantoms`);
@@ -100,5 +101,5 @@ export function renderText(r: Report): string {
     out.push('');
     out.push(`malformed lines: ${r.badLineSamples.slice(0, 5).map((b) => `line ${b.line} (${visible(b.reason)})`).join(', ')}${r.totals.badLines > 5 ? ', …' : ''}`);
   }
-  return out.join('\n') + '\n';
+  return wrapText(out.join('\n') + '\n', width);
 }

@@ -225,7 +225,7 @@ export function bpftraceParams(o: BpftraceOptions, namedCache: boolean): string[
   ];
 }
 
-/** bpftrace 0.17 prints this on every start here; it is harmless (FORMATS.md). */
+/** bpftrace 0.17 prints this on every start here; it is harmless (docs/formats.md). */
 const NOISE = /couldn't set RLIMIT_MEMLOCK|^\s*$/;
 
 export async function preflightBpftrace(): Promise<void> {

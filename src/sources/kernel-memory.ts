@@ -1,5 +1,5 @@
 // Reading kernel objects' bytes through bpftrace (a BEGIN probe with buf(kptr(...))): addresses arrive as
-// positional parameters, never in the program text. A read that fails yields zeros rather than an error (FORMATS.md),
+// positional parameters, never in the program text. A read that fails yields zeros rather than an error (docs/formats.md),
 // so an all-zero object is reported as "unreadable or zero-filled", never as a failure of kleak.
 import { execa } from 'execa';
 import { EnvironmentError, InputError } from '../errors.js';

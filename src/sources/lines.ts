@@ -19,7 +19,8 @@ const SKIP_LIMIT = 16 * MAX_LINE;
 /** One line: bytes [start, end) of `buf`, without its newline. */
 export type ByteLineHandler = (buf: Buffer, start: number, end: number, lineNo: number) => void;
 
-export function forEachLine(stream: Readable, onLine: ByteLineHandler): Promise<number> {
+/** `o.unterminated`: called when the input's last line had no newline (a file cut short mid-line, often). */
+export function forEachLine(stream: Readable, onLine: ByteLineHandler, o: { unterminated?: () => void } = {}): Promise<number> {
   return new Promise((resolve, reject) => {
     let n = 0;
     /** The unfinished last line of the previous chunk(s). */
@@ -94,7 +95,10 @@ export function forEachLine(stream: Readable, onLine: ByteLineHandler): Promise<
     stream.on('end', () => {
       if (failed) return;
       try {
-        if (carry !== undefined) onLine(carry, 0, carry.length > 0 && carry[carry.length - 1] === 13 ? carry.length - 1 : carry.length, ++n);
+        if (carry !== undefined) {
+          onLine(carry, 0, carry.length > 0 && carry[carry.length - 1] === 13 ? carry.length - 1 : carry.length, ++n);
+          o.unterminated?.();
+        }
       } catch (err) {
         return fail(err);
       }

@@ -203,6 +203,8 @@ export class RawRingDecoder {
   private readonly lastAlloc = new Map<number, RawKmemEvent>();
   /** Records whose fields lay outside the record (never seen; counted, never fatal). */
   malformed = 0;
+  /** Records of a known event too short for its fields (damaged): counted, never turned into events. */
+  badRecords = 0;
   records = 0;
 
   constructor(
@@ -271,6 +273,7 @@ export class RawRingDecoder {
   /** Says, once at the end, how many records could not be read (none, unless the kernel's layout surprised kleak). */
   flushNotices(sink: ParseSink): void {
     if (this.malformed > 0) sink.notice?.(`${this.malformed} sub-buffers of the ring buffers held a record kleak could not read; the rest of each was skipped.`);
+    if (this.badRecords > 0) sink.notice?.(`${this.badRecords} records were too short for their event's fields (damaged) and were skipped.`);
   }
 
   private record(b: Buffer, at: number, size: number, tsNs: number, cpu: number, out: KmemEvent[]): void {
@@ -297,14 +300,17 @@ export class RawRingDecoder {
     let e: RawKmemEvent | undefined;
     switch (role.kind) {
       case 'slab-alloc': {
+        // A record cut short reads NaN for the fields past its end: damaged, counted, not an event.
+        const bytesAlloc = u64(b, at, size, role.alloc);
+        if (!Number.isFinite(bytesAlloc) || role.ptr.offset + 8 > size) return void this.badRecords++;
         const key = this.key(b, at, size, role.ptr);
         if (key === NULL_PTR_KEY) return;
-        const bytesAlloc = u64(b, at, size, role.alloc);
         const cache = role.cacheName !== undefined ? this.dataLoc(b, at, size, role.cacheName) : kmallocCache(bytesAlloc, this.accounted(b, at, size, role), this.labels);
         e = new RawKmemEvent('alloc', ts, key, this.keyHex, this.site(b, at, role.callSite), role.name, pid, cpu, this.o.comm(pid), u64(b, at, size, role.req), bytesAlloc, cache, undefined);
         break;
       }
       case 'slab-free': {
+        if (role.ptr.offset + 8 > size) return void this.badRecords++;
         const key = this.key(b, at, size, role.ptr);
         if (key === NULL_PTR_KEY) return;
         e = new RawKmemEvent('free', ts, key, this.keyHex, '', role.name, pid, cpu, undefined, undefined, undefined, undefined, undefined);
@@ -315,6 +321,7 @@ export class RawRingDecoder {
         // the allocator, as the text parser's events do. Areas and pages wait for their stack to name the caller.
         const { allocator, alloc } = role;
         if (role.kind === 'vmalloc-alloc' && role.failed !== undefined && u32(b, at, size, role.failed) !== 0) return;
+        if (role.key.offset + 8 > size) return void this.badRecords++;
         const key = this.key(b, at, size, role.key);
         if (key === NULL_PTR_KEY) return;
         const bytes =
@@ -325,6 +332,7 @@ export class RawRingDecoder {
               : role.kind === 'percpu-alloc'
                 ? u64(b, at, size, role.bytes)
                 : undefined;
+        if (bytes !== undefined && !Number.isFinite(bytes)) return void this.badRecords++;
         const site = !alloc ? '' : role.kind === 'percpu-alloc' ? this.site(b, at, role.callSite) : noStackSite(allocator);
         e = new RawKmemEvent(alloc ? 'alloc' : 'free', ts, key, this.keyHex, site, role.name, pid, cpu, alloc ? this.o.comm(pid) : undefined, bytes, bytes, alloc ? allocator : undefined, allocator);
       }

@@ -14,7 +14,7 @@ export function saveReport(r: Report, dir = process.cwd()): string {
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
   const base = `${dir}/kleak-report-${stamp}`;
   try {
-    for (const [file, text] of [[`${base}.json`, renderJson(r)], [`${base}.txt`, renderText(r)]] as const) {
+    for (const [file, text] of [[`${base}.json`, renderJson(r)], [`${base}.txt`, renderText(r, Infinity)]] as const) {
       const fd = createPrivateFile(file);
       try {
         writeSync(fd, text);

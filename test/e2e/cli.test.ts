@@ -9,7 +9,7 @@ import { onPath } from '../helpers/env.js';
 const tmp = mkdtempSync(`${tmpdir()}/kleak-test-`);
 
 describe('kleak replay', () => {
-  it('prints the JSON report of DESIGN.md', async () => {
+  it('prints the JSON report of docs/design.md', async () => {
     const r = await kleak(['replay', rec('keys97.report.gz'), '--json']);
     expect(r.exitCode).toBe(0);
     const j = JSON.parse(String(r.stdout));

@@ -44,4 +44,15 @@ describe('samples across kinds', () => {
     expect(new Set(samples.map((x) => x.bytesReq))).toEqual(new Set([32, 64]));
     expect(samples[0]!.bytesReq).toBe(32); // oldest first
   });
+
+  it('13 objects from one path then 6 from another that looks alike (same comm and size): the samples reach the second (the 5 oldest did not)', () => {
+    const e = new Engine();
+    const at = (base: bigint, i: number) => (base + BigInt(i * 4096)).toString(16);
+    for (let i = 0; i < 13; i++) e.event({ kind: 'alloc', ts: i, ptr: at(0xffff888100000000n, i), callSite: 'user_preparse+0x2f', tracepoint: 'kmalloc', bytesReq: 4024, bytesAlloc: 4096, comm: 'python3' });
+    for (let i = 0; i < 6; i++) e.event({ kind: 'alloc', ts: 100 + i, ptr: at(0xffff888200000000n, i), callSite: 'user_preparse+0x2f', tracepoint: 'kmalloc', bytesReq: 4024, bytesAlloc: 4096, comm: 'python3' });
+    const samples = e.report({ kind: 'replay', format: 'test' }).sites[0]!.samples;
+    expect(samples).toHaveLength(5);
+    expect(samples[0]!.ptr).toBe(at(0xffff888100000000n, 0)); // the oldest still first
+    expect(samples.some((x) => x.ptr.startsWith('ffff8882'))).toBe(true);
+  });
 });

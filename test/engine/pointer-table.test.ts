@@ -54,7 +54,7 @@ describe('pointer keys', () => {
   });
 });
 
-describe('pairing rules (DESIGN.md)', () => {
+describe('pairing rules (docs/design.md)', () => {
   it('a free of a tracked pointer matches it and removes it', () => {
     const e = new Engine();
     e.event(alloc('ffff888100001000'));

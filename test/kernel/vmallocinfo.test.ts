@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { WatchModel } from '../../src/engine/watch.js';
 import { parseVmallocinfo } from '../../src/kernel/vmallocinfo.js';
 
-// Layout of mm/vmalloc.c s_show (ALLOCATORS.md); the module line is of the documented shape, not from this VM.
+// Layout of mm/vmalloc.c s_show (docs/formats.md); the module line is of the documented shape, not from this VM.
 const SAMPLE = [
   '0x000000004ec505e8-0x00000000068d88ad   20480 irq_init_percpu_irqstack+0xed/0x120 vmap',
   '0x00000000068d88ad-0x00000000aa2b9765    8192 acpi_os_map_iomem+0x1bc/0x1e0 phys=0x00000000000a0000 ioremap',

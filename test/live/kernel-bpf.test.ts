@@ -136,7 +136,9 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend kernel on this kern
     // refill (alloc_bulk) in python3's context. Before kleak skipped those, they filled the table in 3 s.
     const { report } = await holdAndReport(['--comm', 'python3'], ['--hold-vmalloc', '20'], 'workload-alloc.py', 1000);
     expect(report.sites.find((s) => s.function === 'alloc_bulk')).toBeUndefined();
-    expect(report.notices.some((n) => n.severity === 'dataLoss'), JSON.stringify(report.notices)).toBe(false);
+    // The table never fills (events the kernel skipped while another of kleak's programs ran, recursion_misses, are
+    // counted as lost events: not this).
+    expect(report.notices.some((n) => /not tracked/.test(n.text)), JSON.stringify(report.notices)).toBe(false);
     expect(report.sites.find((s) => s.function === '__vmalloc_node_range_noprof')?.outstanding).toBe(20);
     expect(report.notices.find((n) => /vmalloc's own bookkeeping/.test(n.text))?.text).toMatch(/kleak live --alloc vmalloc/);
   });

@@ -5,7 +5,7 @@ import { detectFormat } from '../../src/parse/formats.js';
 import { parseLines } from '../helpers/collect.js';
 
 // Lines pasted from recordings/keys53-stacks.report.gz and lost-report.report.gz (trace-cmd 3.1.6, this VM),
-// and from FORMATS-VERSIONS.md §4.6 (trace-cmd 2.x and newer builds).
+// and from docs/formats.md (trace-cmd 2.x and newer builds).
 const V3_WITH_STACK = `cpus=2
 kleak-rec-2328:          python3-2334  [001]   266.704512: kmalloc:              (user_preparse+0x2f) call_site=user_preparse+0x2f ptr=0xffff88810aa14000 bytes_req=4024 bytes_alloc=4096 gfp_flags=GFP_KERNEL node=-1 accounted=false
 kleak-rec-2328:          python3-2334  [001]   266.704545: kernel_stack:         <stack trace >

@@ -6,8 +6,8 @@ import { kleak } from '../helpers/cli.js';
 import { Collector, parseLines } from '../helpers/collect.js';
 import type { ParserOptions } from '../../src/event.js';
 
-// From recordings/keys29-hashed-stacks.pipe.gz and keys41-plain.pipe.gz (this VM), FORMATS.md, and the older
-// kernels' lines quoted verbatim in FORMATS-VERSIONS.md §4.2.
+// From recordings/keys29-hashed-stacks.pipe.gz and keys41-plain.pipe.gz (this VM), docs/formats.md, and the older
+// kernels' lines quoted verbatim in docs/formats.md.
 describe('trace_pipe', () => {
   it('reads hashed pointers and %pS call sites with /size dropped', () => {
     const c = parseLines(tracePipe, '         python3-2385    [001] .N...   268.398500: kmalloc: call_site=user_preparse+0x2f/0x70 ptr=00000000f6a9e940 bytes_req=4024 bytes_alloc=4096 gfp_flags=GFP_KERNEL node=-1 accounted=false');

@@ -1,5 +1,5 @@
 // Kernel records replayed as gauges. This VM has no kmemleak, no /proc/allocinfo and no modules, so the inputs are
-// written here in the layouts ALLOCATORS.md documents (every variant), plus this machine's real slabinfo.
+// written here in the layouts docs/formats.md describes (every variant), plus this machine's real slabinfo.
 import { execa } from 'execa';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -145,6 +145,23 @@ describe('vmallocinfo capture loops', () => {
     expect(r.sites[0]).toMatchObject({ label: 'drv_ring_init', module: 'drv', where: 'vmalloc', count: 23, verdict: 'growing' });
     expect(r.span.lastTs - r.span.firstTs).toBe(7 * 3600);
     expect(r.badLines).toEqual([]);
+  });
+
+  it('the same capture cut inside its last dump: that dump is left out and said (the caller read 0 and steady)', async (ctx) => {
+    let whole: string;
+    try {
+      whole = readFileSync(`${dir}/vm.txt`, 'utf8');
+    } catch {
+      return ctx.skip(true, 'needs the capture of the test before (root)');
+    }
+    const lastDump = whole.lastIndexOf('Mon Nov 23 17:00:00');
+    for (const [what, at] of [['mid-line', lastDump + Math.floor((whole.length - lastDump) / 3)], ['at a line end', whole.indexOf('\n', lastDump + 200) + 1]] as const) {
+      writeFileSync(`${dir}/vm-cut.txt`, whole.slice(0, at));
+      const r = await recordsReport({ paths: [`${dir}/vm-cut.txt`], format: 'auto', everySec: 60 });
+      expect(r.readings, what).toBe(7);
+      expect(r.sites[0], what).toMatchObject({ label: 'drv_ring_init', count: 20, verdict: 'growing' });
+      expect(r.notices.join(' '), what).toMatch(/the last vmallocinfo dump of .*vm-cut\.txt (ends inside a line|holds \d+ rows against \d+ in the one before|counts \d+ against \d+ in the one before): it was cut short and is left out/);
+    }
   });
 });
 

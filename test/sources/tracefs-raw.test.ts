@@ -134,4 +134,33 @@ describe('tracefs raw ring buffers', () => {
     const junk = Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 2654435761) & 255));
     expect(() => decoder.page(junk, 4096, 0, out)).not.toThrow();
   });
+
+  it('damaged records (cut short, flipped pages) are counted, never events with NaN sizes (1,999 of a crafted set were)', () => {
+    const decoder = new RawRingDecoder(formats, { syms, pageSize: 4096, slab: 'slub', gfpAccount: 1 << 22, comm: () => 'sh' });
+    const kmalloc = formats[0]!;
+    const page = Buffer.alloc(4096);
+    page.writeBigUInt64LE(1_000_000_000n, 0);
+    // A kmalloc record of 12 bytes: its id, flags, pid and half a call site; every other field is past its end.
+    page.writeUInt32LE(((1 << 5) | 3) >>> 0, 16);
+    page.writeUInt16LE(kmalloc.id, 20);
+    page.writeInt32LE(77, 24);
+    page.writeBigUInt64LE(16n, 8);
+    const out: KmemEvent[] = [];
+    decoder.page(page, 4096, 0, out);
+    expect(out).toEqual([]);
+    expect(decoder.badRecords).toBe(1);
+    // The real capture with bytes flipped in every page: whatever decodes has real numbers.
+    const flipped: KmemEvent[] = [];
+    const b = gunzipSync(readFileSync(new URL('cpu0.raw.gz', F)));
+    for (let o = 0; o < b.length; o += 4096) {
+      const p = Buffer.from(b.subarray(o, o + 4096));
+      for (let i = 16; i < 4096; i += 97) p[i] = p[i]! ^ 0x5a;
+      decoder.page(p, 4096, 0, flipped);
+    }
+    for (const e of flipped) {
+      if (e.kind !== 'alloc') continue;
+      expect(Number.isFinite(e.bytesAlloc)).toBe(true);
+      expect(Number.isFinite(e.ts)).toBe(true);
+    }
+  });
 });

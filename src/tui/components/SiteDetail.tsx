@@ -41,7 +41,7 @@ export function SiteDetail({ site, name, width, height }: SiteDetailProps) {
     ),
   );
   // Never more lines than the screen has below the header (a small terminal overlapped them).
-  const budget = Math.max(1, height - 2 - (site.unseenFrees !== undefined ? 1 : 0) - (site.possiblePhantoms > 0 ? 1 : 0));
+  const budget = Math.max(1, height - 2 - (site.boundedLifetimeSec !== undefined ? 1 : 0) - (site.unseenFrees !== undefined ? 1 : 0) - (site.possiblePhantoms > 0 ? 1 : 0));
   return (
     <Box flexDirection="column" width={width}>
       <Text wrap="truncate-end">
@@ -51,6 +51,9 @@ export function SiteDetail({ site, name, width, height }: SiteDetailProps) {
         {fmtCount(site.outstanding)} outstanding, {fmtBytes(site.outstandingBytes)} · {fmtRate(site.growthPerMin)}/min · oldest {fmtAge(site.oldestAgeSec)} · allocated{' '}
         {fmtCount(site.allocs)}, freed {fmtCount(site.frees)}
       </Text>
+      {site.boundedLifetimeSec !== undefined ? (
+        <Text wrap="truncate-end">bounded: objects live about {fmtAge(site.boundedLifetimeSec)} (all older ones were freed); churn, not a leak</Text>
+      ) : null}
       {site.unseenFrees !== undefined ? (
         <Text color={color('yellow')} wrap="truncate-end">
           {site.unseenFrees === 'rcu'
