@@ -64,7 +64,7 @@ export function writeData(data: string | Uint8Array): void {
 
 /** A message for the person running kleak, made harmless like terminal text. */
 export function say(message: string): void {
-  process.stderr.write(escapeControls(message));
+  process.stderr.write(escapeControls(wrapText(message, textWidth(process.stderr))));
 }
 
 /**

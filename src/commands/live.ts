@@ -117,6 +117,14 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
   }
   recorder?.source({ ...source.info });
   engine.caveats.push(...(source.caveats ?? []));
+  if (source.info.backend !== 'kernel') {
+    // Said from the start: the periodic reports count those objects until the slabs are read at the end.
+    engine.caveats.push(
+      o.ssh
+        ? `${String(source.info.backend)} cannot see frees made through kfree_rcu batches or bulk frees: such objects stay counted as outstanding (over --ssh their slabs cannot be read at the end); --backend kernel on the host sees them.`
+        : `${String(source.info.backend)} cannot see frees made through kfree_rcu batches or bulk frees: until the end of the run, when kleak reads the slabs, such objects count as outstanding; --backend kernel sees them as they happen.`,
+    );
+  }
   for (const p of source.pids) exclude.add(p);
   const ended = source.ended.then(async (end) => {
     recorder?.close({ how: end.how, ...(end.why ? { why: end.why } : {}) });

@@ -586,11 +586,12 @@ export class Engine implements ParseSink {
 
   /** No free seen, from a source that may not have traced frees at all (a capture of allocations only). */
   /**
-   * How long a site's objects live, when that is bounded (docs/verdicts.md): its oldest outstanding object was
-   * allocated at `oldestTs`, so everything it allocated before then was freed. When that earlier stretch is a good
-   * part of the run, and the count since `oldestTs` is not growing by the same rule, the rise was the population
-   * filling up to its lifetime (TCP TIME_WAIT sockets: 60 s), not a leak. A leak keeps its first objects (its oldest
-   * is as old as the run), and a leak that began mid-run still rises after its oldest object: both stay growing.
+   * How long a site's objects live, when that is bounded (docs/verdicts.md): its oldest outstanding object is `age`
+   * seconds old, so everything it allocated before then was freed, and a population whose objects live that long
+   * is full from `age` seconds after the run began. When that full stretch is a good part of the run and the count
+   * is not growing in it by the same rule, the earlier rise was the population filling up to its lifetime (TCP
+   * TIME_WAIT sockets: 60 s), not a leak. A leak keeps its first objects (its oldest is as old as the run, leaving no
+   * full stretch), and a leak that began mid-run rises within the full stretch: both stay growing.
    */
   private boundedLifetime(series: readonly number[], times: readonly number[], oldestTs: number): number | undefined {
     if (!Number.isFinite(oldestTs)) return undefined;
@@ -598,10 +599,13 @@ export class Engine implements ParseSink {
     const now = times[times.length - 1]!;
     const age = now - oldestTs;
     if (now - start - age < Math.max(this.thresholds.minSpanSec, (now - start) / 3)) return undefined;
-    let from = times.findIndex((t) => t >= oldestTs);
+    let from = times.findIndex((t) => t >= start + age);
     if (from < 0) from = times.length - 1;
-    const since = verdictOf(series.slice(from), now - times[from]!, 0, 0, this.thresholds);
-    return since === 'growing' ? undefined : age;
+    // A full population moves up and down with its rate of arrivals: a rise there must be a share of its size.
+    const window = series.slice(from);
+    const mean = window.reduce((a, b) => a + b, 0) / Math.max(1, window.length);
+    const full = verdictOf(window, now - times[from]!, 0, 0, { ...this.thresholds, minRise: Math.max(this.thresholds.minRise, 0.05 * mean) });
+    return full === 'growing' ? undefined : age;
   }
 
   /**
