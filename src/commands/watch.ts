@@ -162,6 +162,9 @@ export function renderWatch(r: WatchReport, width = textWidth()): string {
     ),
   );
   for (const c of r.caches.filter((x) => x.verdict === 'growing')) out.push(`  ${fit(c.name, 40)} is growing: ${command(next(c))}`);
+  for (const c of r.caches.filter((x) => x.stepped).slice(0, 5)) {
+    out.push(`  ${fit(c.name, 40)} rose by ${fmtCount(c.stepped!.objects)} objects in whole slabs and stayed (too few steps to call it growing): ${command(c.stepped!.census)} counts them exactly`);
+  }
   if (r.memcgs && r.memcgs.length > 0) {
     type Memcg = NonNullable<WatchReport['memcgs']>[number];
     out.push('');

@@ -72,6 +72,11 @@ export interface CacheReport {
   liveFilter?: string;
   /** Other caches merged into this one (/sys/kernel/slab/<cache>/aliases), when known and non-zero. */
   aliases?: number;
+  /**
+   * Set when the count rose by whole slabs and stayed, but too little to be called growing (one slab's step looks
+   * like a CPU taking a fresh slab): the census that counts the cache's objects exactly, to tell (docs/verdicts.md).
+   */
+  stepped?: { objects: number; census: string };
 }
 
 export interface WatchReport {
@@ -193,6 +198,11 @@ export class WatchModel {
         name, objSize: c.size, activeObjs: last, activeBytes: last * c.size, objsPerMin: round1(perMin), bytesPerMin: Math.round(perMin * c.size), verdict, series: c.series,
       };
       if (size !== undefined) r.liveFilter = `--bytes ${size}`;
+      // A rise of at least one whole slab that is still there at the end (the last reading is the highest).
+      const lowest = Math.min(...c.series);
+      if (verdict !== 'growing' && bySlab && c.series.length >= this.thresholds.minPoints && last - lowest >= c.perSlab! && last === Math.max(...c.series) && last > c.series[0]!) {
+        r.stepped = { objects: last - lowest, census: `sudo kleak census ${name} --interval 10` };
+      }
       const a = o.aliases?.(name);
       if (a) r.aliases = a;
       caches.push(r);

@@ -103,6 +103,19 @@ describe('slabinfo moves by whole slabs: a slow leak of small objects is a stair
     expect(verdictOf([...Array<number>(15).fill(2355), 2400, ...Array<number>(14).fill(2470)], 128)).toBe('steady');
   });
 
+  it('one slab\'s step that stays (kmalloc-cg-32 256 -> 384) is not called growing, but is said, with the census that counts it', () => {
+    const m = new WatchModel();
+    const counts = [...Array<number>(15).fill(256), ...Array<number>(15).fill(384)];
+    counts.forEach((n, i) => m.add({ ts: i * 2, meminfo: {}, slabs: [{ name: 'kmalloc-cg-32', activeObjs: n, numObjs: 512, objSize: 32, objPerSlab: 128 }] }));
+    const c = m.report({}).caches[0]!;
+    expect(c.verdict).toBe('steady');
+    expect(c.stepped).toEqual({ objects: 128, census: 'sudo kleak census kmalloc-cg-32 --interval 10' });
+    // A cache that went up by a slab and came back down says nothing.
+    const back = new WatchModel();
+    [...Array<number>(10).fill(256), ...Array<number>(10).fill(384), ...Array<number>(10).fill(256)].forEach((n, i) => back.add({ ts: i * 2, meminfo: {}, slabs: [{ name: 'kmalloc-cg-32', activeObjs: n, numObjs: 512, objSize: 32, objPerSlab: 128 }] }));
+    expect(back.report({}).caches[0]!.stepped).toBeUndefined();
+  });
+
   it('the real capture: kmalloc-32 growing while the keys leaked', async () => {
     const { readCaptureText } = await import('../../src/sources/input.js');
     const m = new WatchModel();
