@@ -256,7 +256,25 @@ static __always_inline int on_alloc(void *ctx, __u64 call_site, __u64 ptr, __u32
 	a.stack_id = -1;
 	__u32 allocator = flags >> KLEAK_ALLOCATOR_SHIFT;
 	int by_stack = allocator == KLEAK_A_VMALLOC || allocator == KLEAK_A_PAGE;
-	if (cfg.stacks || by_stack) {
+	int want_stack = by_stack;
+	a.stack_weight = 1;
+	/* The site's counters, found once: for the stack sample here and the counts below (a vmalloc area's or a
+	 * page's site is its stack, so theirs is found after it). */
+	struct kleak_site_counts *c = NULL;
+	if (cfg.stacks && !by_stack) {
+		/* Sampled: every site's first allocations (each standing for itself), then one in stack_every at random
+		 * (standing for stack_every), so the reader's estimate of each stack's share is not biased towards the
+		 * paths a site took first (docs/design.md "Stacks"). */
+		want_stack = 1;
+		if (cfg.stack_every > 1) {
+			c = site_of(&a);
+			if (c && c->allocs >= KLEAK_STACK_FIRST) {
+				want_stack = bpf_get_prandom_u32() % cfg.stack_every == 0;
+				a.stack_weight = cfg.stack_every;
+			}
+		}
+	}
+	if (want_stack) {
 		/* Hash-only compare: two stacks with one hash would share an id, which at 32 bits is rarer than the
 		 * collisions the full compare reports as lost. */
 		long id = bpf_get_stackid(ctx, &stacks, BPF_F_FAST_STACK_CMP);
@@ -290,7 +308,8 @@ static __always_inline int on_alloc(void *ctx, __u64 call_site, __u64 ptr, __u32
 	} else {
 		__sync_fetch_and_add(&tracked, 1);
 	}
-	struct kleak_site_counts *c = site_of(&a);
+	if (!c)
+		c = site_of(&a);
 	if (c) {
 		c->allocs += 1;
 		c->alloc_bytes += bytes_alloc;

@@ -10,6 +10,7 @@
 /* Frames kept per stack: the tracing machinery takes ~4, the rest reach the syscall or irq entry. The walk stops
  * here, and its depth is most of what --stacks costs. */
 #define KLEAK_STACK_DEPTH 20
+#define KLEAK_STACK_FIRST 16 /* allocations of each site whose stack is always captured with sampled stacks */
 #define KLEAK_RCU_NODES 64 /* kfree_rcu bulk pages walked per list and run */
 
 /* Set by kleak before load (read-only data): user values reach the program as data, never as program text. */
@@ -40,7 +41,9 @@ struct kleak_config {
 	/* The possible CPUs: a percpu allocation takes its size on each (the tracepoint's bytes_alloc counts every
 	 * per-CPU unit of the chunk, possible or not: 4 units on this 2-CPU VM, twice the memory). */
 	__u32 possible_cpus;
-	__u32 pad;
+	/* --stacks: capture the stack of every allocation (1), or of each site's first KLEAK_STACK_FIRST allocations
+	 * and then one in stack_every (N > 1): the stack walk is most of what --stacks costs; counts stay exact. */
+	__u32 stack_every;
 };
 
 /* One outstanding allocation: the value of the pointer table, keyed by the pointer. */
@@ -53,7 +56,7 @@ struct kleak_alloc {
 	__u32 pid;
 	__s32 stack_id;   /* -1: no stack (not asked, or lost) */
 	__u32 flags;      /* KLEAK_F_* */
-	__u32 pad;
+	__u32 stack_weight; /* allocations its stack stands for: 1, or stack_every for one sampled at random */
 	char comm[KLEAK_COMM_LEN];
 	__u64 cgroup;     /* the allocating task's memory cgroup id (0: not recorded) */
 };

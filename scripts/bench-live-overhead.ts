@@ -1,7 +1,7 @@
 // What kleak live costs the traced host, measured with a kmalloc-heavy workload (scripts/workload-pipes.c: pipe
 // create + close, a kmalloc-192 and a kmalloc-1k at alloc_pipe_info per operation). Configurations are alternated
 // round by round so machine noise hits all of them alike; each reports ops/s and its slowdown against no tracing.
-//   sudo node dist/scripts/bench-live-overhead.js [ROUNDS] [SECONDS] [--only kernel|bpftrace|cgroups|all]
+//   sudo node dist/scripts/bench-live-overhead.js [ROUNDS] [SECONDS] [--only kernel|bpftrace|cgroups|stacks|all]
 // Targets (ratios to no tracing), kernel backend: <= 1.08x filtered to a size the workload never allocates;
 // <= 1.2x filtered to a size it allocates on every operation; <= 1.5x the same with --stacks. bpftrace and tracefs
 // are printed beside it, and so are two floors: empty tp_btf programs through libbpf (what any BPF tracer of these
@@ -183,6 +183,10 @@ function configs(floorObj: string | undefined, only: string): Config[] {
     { group: 'cgroups', name: 'kleak live --bytes 1024 (kernel backend), each allocation\'s cgroup', start: kleak(['--backend', 'kernel', '--bytes', '1024']) },
     { group: 'cgroups', name: 'kleak live --bytes 1024 (kernel backend), no cgroup (KLEAK_CGROUPS=0)', start: kleak(['--backend', 'kernel', '--bytes', '1024'], { KLEAK_CGROUPS: '0' }) },
     { group: 'kernel', name: 'kleak live --bytes 1024 --stacks (kernel backend)', start: kleak(['--backend', 'kernel', '--bytes', '1024', '--stacks']) },
+    // Stacks sampled (the default: each site's first 16, then one in 8) against every allocation's stack.
+    { group: 'stacks', name: 'kleak live --bytes 1024 (kernel backend, no stacks)', start: kleak(['--backend', 'kernel', '--bytes', '1024']) },
+    { group: 'stacks', name: 'kleak live --bytes 1024 --stacks (sampled: first 16 a site, then 1 in 8)', start: kleak(['--backend', 'kernel', '--bytes', '1024', '--stacks']) },
+    { group: 'stacks', name: 'kleak live --bytes 1024 --stacks --stack-every 1 (every stack)', start: kleak(['--backend', 'kernel', '--bytes', '1024', '--stacks', '--stack-every', '1']) },
     { group: 'bpftrace', name: 'floor: bpftrace, empty programs on kmalloc and kfree', start: empty },
     { group: 'bpftrace', name: 'kleak live --backend bpftrace --bytes 8192', start: kleak(['--backend', 'bpftrace', '--bytes', '8192']) },
     { group: 'bpftrace', name: 'kleak live --backend bpftrace --bytes 1024', start: kleak(['--backend', 'bpftrace', '--bytes', '1024']) },

@@ -26,6 +26,7 @@ from workload_common import Stop  # noqa: E402
 SYSCALLS = {"x86_64": (248, 250), "aarch64": (217, 219)}
 KEY_SPEC_PROCESS_KEYRING = -2
 KEYCTL_INVALIDATE = 21
+KEYCTL_UPDATE = 2
 F_SETPIPE_SZ = 1031
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -42,6 +43,12 @@ def add_key(desc: str, payload: bytes) -> int:
         e = ctypes.get_errno()
         sys.exit(f"workload-keys: add_key failed: {os.strerror(e)} (root key quota: /proc/sys/kernel/keys/root_maxbytes)")
     return r
+
+def update(key: int, data: bytes) -> None:
+    # key_update → user_preparse allocates the new payload (a second path to the same call site); the old one is
+    # freed after an RCU grace period.
+    if libc.syscall(NR_KEYCTL, ctypes.c_int(KEYCTL_UPDATE), ctypes.c_long(key), data, ctypes.c_size_t(len(data))) < 0:
+        sys.exit(f"workload-keys: keyctl update failed: {os.strerror(ctypes.get_errno())}")
 
 def invalidate(key: int) -> None:
     libc.syscall(NR_KEYCTL, ctypes.c_int(KEYCTL_INVALIDATE), ctypes.c_long(key))
@@ -93,6 +100,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=0, help="run this long, then end (0: until stdin EOF or SIGTERM)")
     ap.add_argument("--keep", action="store_true", help="do not invalidate the held keys at the end")
     ap.add_argument("--wait", action="store_true", help="after the run, print 'holding' and wait for stdin EOF")
+    ap.add_argument("--update", type=int, default=0, help="then update this many of the held keys: their payloads come from a second path (key_update)")
     ap.add_argument("--task-name", default=None, help="set this task's name (comm) first, any bytes (a hostile name: tabs, CR, newline)")
     a = ap.parse_args()
     if a.task_name is not None:
@@ -108,6 +116,8 @@ def main() -> None:
         churned += 1
     for i in range(a.hold):
         held.append(add_key(f"kleak-hold-{os.getpid()}-{i}", payload("hold", a.size)))
+    for key in held[:a.update]:
+        update(key, payload("upd", a.size))
     proc_files = [open("/proc/version") for _ in range(a.hold_proc)]
     churn_files = [open("/proc/loadavg") for _ in range(a.churn_proc)]
     queues = msg_queues_holding(a.hold_msg)

@@ -62,7 +62,9 @@ LIVE AND RECORD
                        the kernel, sees kfree_rcu batches; needs BTF and libbpf.so.1), bpftrace (the same
                        pairing in bpftrace), tracefs (needs only the kernel; every kfree crosses to userspace),
                        trace-cmd (trace-cmd stream / record). Without it: kernel, else bpftrace, else tracefs
-  --stacks             record kernel stacks of outstanding allocations
+  --stacks             record kernel stacks of outstanding allocations (kernel backend: each site's first 16,
+                       then one in 8, so each stack's share of a site is an estimate; counts stay exact)
+  --stack-every N      with --stacks on the kernel backend: 1 records every allocation's stack; N one in N
   --duration SEC       stop after SEC seconds (default: at Ctrl-C / SIGTERM)
   --interval SEC       print a text report every SEC seconds (default 5; watch: sample every SEC, default 2)
   --alloc LIST         allocators to pair: slab (default), vmalloc, page, percpu, a comma list, or all (kernel,
@@ -151,6 +153,7 @@ const OPTIONS = {
   backend: { type: 'string' },
   alloc: { type: 'string' },
   stacks: { type: 'boolean', default: false },
+  'stack-every': { type: 'string' },
   duration: { type: 'string' },
   interval: { type: 'string' },
   events: { type: 'boolean', default: false },
@@ -266,7 +269,7 @@ const MAX_TIMER_SEC = 2_147_483;
 
 /** Options each command takes (beyond --help, --version, --debug, --json, --text); any other is refused up front. */
 const COMMAND_OPTIONS: Record<string, readonly string[]> = {
-  live: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'cgroup', 'stacks', 'duration', 'interval', 'events', 'record', 'max-pointers', 'dry-run', 'force', 'prometheus', 'textfile', 'folded', 'pprof', 'flamegraph', 'min-age', 'top', 'verdict', 'ssh', 'ssh-config'],
+  live: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'cgroup', 'stacks', 'stack-every', 'duration', 'interval', 'events', 'record', 'max-pointers', 'dry-run', 'force', 'prometheus', 'textfile', 'folded', 'pprof', 'flamegraph', 'min-age', 'top', 'verdict', 'ssh', 'ssh-config'],
   replay: ['format', 'kallsyms', 'page-size', 'slab-allocator', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'cgroup', 'speed', 'every', 'folded', 'pprof', 'flamegraph', 'force', 'min-age', 'top', 'verdict'],
   record: ['backend', 'alloc', 'bytes', 'min-bytes', 'max-bytes', 'cache', 'comm', 'pid', 'stacks', 'duration', 'output', 'force'],
   watch: ['interval', 'duration', 'top', 'record', 'force', 'replay', 'root', 'kmemleak-scan', 'prometheus', 'textfile', 'ssh', 'ssh-config', 'cache'],
@@ -357,6 +360,14 @@ function sshFrom(v: Values): { ssh?: SshTarget } {
   return { ssh: { destination: checkSshDestination(v.ssh), ...(v['ssh-config'] !== undefined ? { config: v['ssh-config'] } : {}) } };
 }
 
+/** --stack-every N: only with --stacks, and only the kernel backend samples (the others record every stack). */
+function stackEveryFrom(v: Values): { stackEvery?: number } {
+  const n = num('stack-every', v['stack-every'], { integer: true, min: 1, max: 1_000_000 });
+  if (n === undefined) return {};
+  if (!v.stacks) throw new InputError('--stack-every goes with --stacks: it says how many allocations\' stacks to record.', 'Example: sudo kleak live --bytes 1024 --stacks --stack-every 1');
+  return { stackEvery: n };
+}
+
 async function live(v: Values): Promise<number> {
   const backends: BackendChoice[] = ['auto', 'kernel', 'bpftrace', 'tracefs', 'trace-cmd'];
   const backend = (v.backend ?? 'auto') as BackendChoice;
@@ -366,6 +377,7 @@ async function live(v: Values): Promise<number> {
       allocators: allocatorsFrom(v.alloc),
       filter: filterFrom(v),
       stacks: v.stacks,
+      ...stackEveryFrom(v),
       events: v.events,
       // Node's timers hold at most 2^31-1 ms (24.8 days): a longer one fires at once.
       durationSec: num('duration', v.duration, { min: 0.1, max: MAX_TIMER_SEC }),

@@ -39,6 +39,8 @@ export interface KmemEvent {
   cpu?: number;
   /** Innermost frame first. */
   stack?: string[];
+  /** Sampled stacks (kernel backend): the allocations this one's stack stands for, when more than itself. */
+  stackWeight?: number;
   /** The allocator, when not slab (vmalloc areas, pages, percpu). */
   allocator?: AllocatorName;
   /**
@@ -63,6 +65,8 @@ export interface OutstandingRecord {
   comm?: string;
   cgroup?: string;
   stack?: string[];
+  /** As KmemEvent.stackWeight. */
+  stackWeight?: number;
   allocator?: AllocatorName;
 }
 

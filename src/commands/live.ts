@@ -33,6 +33,8 @@ export interface LiveOptions {
   allocators: ReadonlySet<AllocatorName>;
   filter: EventFilter;
   stacks: boolean;
+  /** --stack-every N (kernel backend): 1 captures every allocation's stack; the default samples (DEFAULT_STACK_EVERY). */
+  stackEvery?: number;
   events: boolean;
   durationSec: number | undefined;
   intervalSec: number;
@@ -218,7 +220,7 @@ async function startAuto(o: LiveOptions, sink: ParseSink): Promise<LiveSource> {
 }
 
 function kernelOptions(o: LiveOptions) {
-  return { filter: o.filter, allocators: o.allocators, stacks: o.stacks, snapshotSec: 1, maxPointers: o.maxPointers, listMax: 10_000, events: o.events };
+  return { filter: o.filter, allocators: o.allocators, stacks: o.stacks, ...(o.stackEvery !== undefined ? { stackEvery: o.stackEvery } : {}), snapshotSec: 1, maxPointers: o.maxPointers, listMax: 10_000, events: o.events };
 }
 
 /** --cgroup needs the kernel backend: the others' events carry no cgroup (docs/cgroups.md). */
@@ -226,8 +228,14 @@ function noCgroup(o: LiveOptions, backend: string): void {
   if (o.filter.cgroup !== undefined) throw new InputError(`--cgroup needs the kernel backend (--backend kernel): ${backend}'s events carry no cgroup.`, 'Without --cgroup, --comm or --pid narrow a run to one workload on any backend.');
 }
 
+/** Only the kernel backend samples stacks: the others record every one, and --stack-every N > 1 is refused. */
+function everyStack(o: LiveOptions, backend: string): void {
+  if (o.stackEvery !== undefined && o.stackEvery > 1) throw new InputError(`--stack-every ${o.stackEvery} needs the kernel backend: ${backend} records the stack of every allocation.`, 'Leave it out (every stack), or use --backend kernel.');
+}
+
 function tracefsOptions(o: LiveOptions) {
   noCgroup(o, o.ssh ? 'tracefs over ssh' : 'tracefs');
+  everyStack(o, o.ssh ? 'tracefs over ssh' : 'tracefs');
   return { filter: o.filter, allocators: o.allocators, stacks: o.stacks, bufferKb: 8192 };
 }
 
@@ -257,6 +265,7 @@ export async function liveCommandLine(o: LiveOptions): Promise<string> {
 
 function bpftraceOptions(o: LiveOptions) {
   noCgroup(o, 'bpftrace');
+  everyStack(o, 'bpftrace');
   return { filter: o.filter, allocators: o.allocators, stacks: o.stacks, events: o.events, snapshotSec: 1, maxPointers: o.maxPointers, listMax: 10_000 };
 }
 

@@ -3,7 +3,7 @@
 
 import type { AllocatorName, KernelSnapshot, KmemEvent, ParseSink, RecordedRun } from '../event.js';
 import { siteFunction } from '../parse/kmem-fields.js';
-import type { Notice, Report, SampleReport, SiteReport, SourceInfo, Totals } from '../report/model.js';
+import type { Notice, Report, SampleReport, SiteReport, SourceInfo, StackReport, Totals } from '../report/model.js';
 import { compileFilter, isEmptyFilter, type EventFilter } from './filter.js';
 import { Interner } from './interner.js';
 import { PointerTable, ptrFromKey, ptrKey, type PtrKey } from './pointer-table.js';
@@ -92,6 +92,9 @@ class RecentMap<V> {
 
 const MAX_BAD_SAMPLES = 20;
 
+/** Marks, in the pointer table's stack id, a stack sampled at random (it stands for stackSampleWeight objects). */
+const RANDOM_SAMPLE = 0x20000000;
+
 /** Cache labels that name an allocator, not a slab cache (vmalloc areas, pages, percpu chunks). */
 const NOT_SLAB_CACHES: ReadonlySet<string> = new Set(['vmalloc', 'page', 'percpu', 'slob']);
 
@@ -130,6 +133,8 @@ export class Engine implements ParseSink {
   private lastLossTs = -Infinity;
   private filteredOut = 0;
   private kernelUntracked = 0;
+  /** What a stack sampled at random stands for (--stacks on the kernel backend; 1 until one is seen). */
+  private stackSampleWeight = 1;
   /** Allocations not tracked because the engine's own table was full (ENGINE_MAX_TRACKED). */
   private engineUntracked = 0;
   private snapshotMode = false;
@@ -360,7 +365,12 @@ export class Engine implements ParseSink {
     tb.pid[slot] = e.pid ?? -1;
     tb.comm[slot] = e.comm === undefined ? -1 : this.comms.id(e.comm);
     tb.cgroup[slot] = e.cgroup === undefined ? -1 : this.cgroups.id(e.cgroup);
-    if (e.stack !== undefined && e.stack.length > 0) tb.stack[slot] = this.stacks.id(trimTracingFrames(this.namedFrames(e.stack)).join('\n'));
+    if (e.stack !== undefined && e.stack.length > 0) {
+      // A stack sampled at random stands for stackWeight allocations: marked, and the weight kept (one per run).
+      const sampled = e.stackWeight !== undefined && e.stackWeight > 1;
+      if (sampled) this.stackSampleWeight = e.stackWeight!;
+      tb.stack[slot] = this.stacks.id(trimTracingFrames(this.namedFrames(e.stack)).join('\n')) | (sampled ? RANDOM_SAMPLE : 0);
+    }
     const site = this.sites[siteId]!;
     site.outstanding++;
     site.outstandingBytes += bytes;
@@ -427,21 +437,67 @@ export class Engine implements ParseSink {
     const tb = this.table;
     const now = this.span.lastTs;
     const minAge = o.minAgeSec ?? 0;
-    const byKey = new Map<string, { frames: string[]; bytes: number; objects: number; allocator?: AllocatorName }>();
+    type Weight = { frames: string[]; bytes: number; objects: number; allocator?: AllocatorName; site: number };
+    const byKey = new Map<string, Weight>();
+    /** Per site: all its objects, and those with a stack (sampled stacks leave some without). */
+    const all = new Map<number, { bytes: number; objects: number; withStackBytes: number; withStackObjects: number }>();
     for (let slot = 0; slot < tb.slotLimit; slot++) {
       if (!tb.isLive(slot) || now - tb.ts[slot]! < minAge) continue;
-      const site = this.sites[this.callSiteToSite[tb.callSite[slot]!]!]!;
-      const st = tb.stack[slot]!;
-      const key = st >= 0 ? `s${st}` : `f${site.fn}`;
+      const siteId = this.callSiteToSite[tb.callSite[slot]!]!;
+      const site = this.sites[siteId]!;
+      const raw = tb.stack[slot]!;
+      const st = raw < 0 ? -1 : raw & ~RANDOM_SAMPLE;
+      const weight = raw >= 0 && raw & RANDOM_SAMPLE ? this.stackSampleWeight : 1;
+      const t = all.get(siteId) ?? { bytes: 0, objects: 0, withStackBytes: 0, withStackObjects: 0 };
+      all.set(siteId, t);
+      t.bytes += tb.bytesAlloc[slot]!;
+      t.objects++;
+      if (st >= 0) {
+        t.withStackBytes += tb.bytesAlloc[slot]! * weight;
+        t.withStackObjects += weight;
+      }
+      const key = st >= 0 ? `s${st}@${siteId}` : `f${site.fn}`;
       let w = byKey.get(key);
       if (!w) {
         const frames = st >= 0 ? this.frames(st).reverse() : [site.fn];
-        byKey.set(key, (w = { frames, bytes: 0, objects: 0, ...(site.allocator ? { allocator: site.allocator } : {}) }));
+        byKey.set(key, (w = { frames, bytes: 0, objects: 0, site: siteId, ...(site.allocator ? { allocator: site.allocator } : {}) }));
       }
-      w.bytes += tb.bytesAlloc[slot]!;
-      w.objects++;
+      w.bytes += tb.bytesAlloc[slot]! * (st >= 0 ? weight : 1);
+      w.objects += st >= 0 ? weight : 1;
     }
-    return [...byKey.values()].sort((a, b) => b.bytes - a.bytes);
+    // Sampled stacks: a site's objects without a stack are shared among its sampled stacks in their proportions.
+    const out: Omit<Weight, 'site'>[] = [];
+    for (const [key, w] of byKey) {
+      const t = all.get(w.site)!;
+      const sampled = t.withStackObjects > 0 && t.withStackObjects !== t.objects;
+      if (!key.startsWith('s')) {
+        if (t.withStackObjects === 0) out.push({ frames: w.frames, bytes: w.bytes, objects: w.objects, ...(w.allocator ? { allocator: w.allocator } : {}) });
+        continue;
+      }
+      const bytes = sampled ? Math.round((w.bytes * t.bytes) / t.withStackBytes) : w.bytes;
+      const objects = sampled ? Math.round((w.objects * t.objects) / t.withStackObjects) : w.objects;
+      out.push({ frames: w.frames, bytes, objects, ...(w.allocator ? { allocator: w.allocator } : {}) });
+    }
+    return out.sort((a, b) => b.bytes - a.bytes);
+  }
+
+  /**
+   * A site's top stacks. With sampled stacks (not every object has one, or some stand for several), each stack's
+   * count is its weighted share of the sample times the site's exact count, rounded, and says its sample.
+   */
+  private stacksOf(weights: Map<number, number> | undefined, objects: Map<number, number> | undefined, outstanding: number, n: number): { stacks: StackReport[]; stacksSampled?: number } {
+    if (!weights || !objects) return { stacks: [] };
+    let weight = 0;
+    let withStack = 0;
+    for (const w of weights.values()) weight += w;
+    for (const c of objects.values()) withStack += c;
+    const sampled = weight !== withStack || withStack < outstanding;
+    const stacks = topN(weights, n).map(([id, w]) => ({
+      frames: this.frames(id),
+      outstanding: sampled ? Math.round((w * outstanding) / weight) : w,
+      ...(sampled ? { sampled: objects.get(id)! } : {}),
+    }));
+    return sampled ? { stacks, stacksSampled: withStack } : { stacks };
   }
 
   report(source: SourceInfo, o: ReportOptions = {}): Report {
@@ -460,7 +516,9 @@ export class Engine implements ParseSink {
     const cgroupCount: Map<number, number>[] = [];
     /** Outstanding objects and bytes by memory cgroup (interned id), over every site: whose they are. */
     const whose: { outstanding: number; outstandingBytes: number }[] = [];
+    /** Per site and stack: the allocations its objects stand for (sampled stacks weigh more), and the objects. */
     const stackCount: Map<number, number>[] = [];
+    const stackSampled: Map<number, number>[] = [];
     const samples: number[][] = [];
     /** Each site's youngest object, and a spread of its objects over all ages (the lowest slot hashes). */
     const newest: number[] = [];
@@ -488,8 +546,12 @@ export class Engine implements ParseSink {
         w.outstanding++;
         w.outstandingBytes += tb.bytesAlloc[slot]!;
       }
-      const st = tb.stack[slot]!;
-      if (st >= 0) bump((stackCount[s] ??= new Map()), st);
+      const raw = tb.stack[slot]!;
+      const st = raw < 0 ? -1 : raw & ~RANDOM_SAMPLE;
+      if (st >= 0) {
+        bump((stackCount[s] ??= new Map()), st, raw & RANDOM_SAMPLE ? this.stackSampleWeight : 1);
+        bump((stackSampled[s] ??= new Map()), st);
+      }
       keepOldest((samples[s] ??= []), slot, tb.ts, nSamples);
       if (newest[s] === undefined || ts > tb.ts[newest[s]!]!) newest[s] = slot;
       keepLowestHash((spread[s] ??= []), slot, nSamples);
@@ -541,7 +603,7 @@ export class Engine implements ParseSink {
         growthPerMin: series.length >= this.thresholds.minPoints && now - (this.series.times[0] ?? now) >= this.thresholds.minSpanSec ? Math.round(growthPerMinute(times, series) * 10) / 10 : 0,
         // Objects that leave unseen make any count rise: that alone is no leak (docs/formats.md, docs/verdicts.md).
         verdict: (unseenFrees !== undefined || noFrees || SLAB_METADATA.test(site.fn)) && verdict === 'growing' ? 'steady' : verdict,
-        stacks: stackCount[s] ? topN(stackCount[s]!, nStacks).map(([id, c]) => ({ frames: this.frames(id), outstanding: c })) : [],
+        ...this.stacksOf(stackCount[s], stackSampled[s], count[s]!, nStacks),
         samples: diverseSamples(samples[s] ?? [], kinds[s], tb.ts, nSamples, newest[s], spread[s]).map((slot) => this.sample(slot, now)),
         missedFrees,
         possiblePhantoms: phantoms[s]!,
@@ -760,8 +822,8 @@ function isRcuFreePath(callSite: string): boolean {
   return v;
 }
 
-function bump(m: Map<number, number>, k: number): void {
-  m.set(k, (m.get(k) ?? 0) + 1);
+function bump(m: Map<number, number>, k: number, by = 1): void {
+  m.set(k, (m.get(k) ?? 0) + by);
 }
 
 function top(m: Map<number, number>): number {

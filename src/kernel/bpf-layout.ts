@@ -9,12 +9,12 @@ export const CONFIG = {
   size: 152,
   minBytes: 0, maxBytes: 8, pid: 16, selfTgid: 20, commOn: 24, cacheOn: 28, stacks: 32, gfpAccount: 36,
   rcuMonitorFn: 40, rcuWorkFn: 48, comm: 56, cache: 72, pageSize: 104, events: 108, ownLo: 112, ownHi: 120,
-  cgroups: 128, cgroupLevel: 132, cgroupId: 136, possibleCpus: 144,
+  cgroups: 128, cgroupLevel: 132, cgroupId: 136, possibleCpus: 144, stackEvery: 148,
 } as const;
 
 export const ALLOC = {
   size: 72,
-  tsNs: 0, callSite: 8, cacheId: 16, bytesReq: 24, bytesAlloc: 28, pid: 32, stackId: 36, flags: 40, comm: 48, cgroup: 64,
+  tsNs: 0, callSite: 8, cacheId: 16, bytesReq: 24, bytesAlloc: 28, pid: 32, stackId: 36, flags: 40, stackWeight: 44, comm: 48, cgroup: 64,
 } as const;
 
 export const SITE_KEY = { size: 24, callSite: 0, cacheId: 8, bytesAlloc: 16, flags: 20 } as const;
@@ -55,6 +55,8 @@ export interface BpfConfig {
   cgroupId: bigint;
   /** Possible CPUs: a percpu allocation's bytes are its size times this (0: the tracepoint's bytes_alloc). */
   possibleCpus: number;
+  /** With stacks: 1 captures every allocation's stack; N > 1, each site's first ones and then one in N. */
+  stackEvery: number;
 }
 
 /** A name as the kernel holds it: at most n-1 bytes and a NUL (a longer name could never match, so it is refused upstream). */
@@ -82,6 +84,7 @@ export function encodeConfig(c: BpfConfig): Buffer {
   b.writeUInt32LE(c.cgroupLevel, CONFIG.cgroupLevel);
   b.writeBigUInt64LE(c.cgroupId, CONFIG.cgroupId);
   b.writeUInt32LE(c.possibleCpus, CONFIG.possibleCpus);
+  b.writeUInt32LE(c.stackEvery, CONFIG.stackEvery);
   putName(b, CONFIG.comm, COMM_LEN, c.comm);
   putName(b, CONFIG.cache, CACHE_LEN, c.cache);
   return b;

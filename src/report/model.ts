@@ -35,7 +35,10 @@ export interface Totals {
 
 export interface StackReport {
   frames: string[];
+  /** Outstanding objects with this stack: exact, or an estimate (rounded) when stacks were sampled. */
   outstanding: number;
+  /** When stacks were sampled: the site's sampled objects that have this stack (outstanding is then an estimate). */
+  sampled?: number;
 }
 
 export interface SampleReport {
@@ -89,6 +92,8 @@ export interface SiteReport {
    * `churn`; text says "bounded (objects live about N s)".
    */
   boundedLifetimeSec?: number;
+  /** When only some of its objects' stacks were recorded (sampled stacks): how many of `outstanding` had one. */
+  stacksSampled?: number;
   /** Outstanding count at each of Report.series.times. */
   series: number[];
   /**

@@ -92,7 +92,8 @@ export function renderText(r: Report, width = textWidth()): string {
     if (s.possiblePhantoms > 0) out.push(`  ${s.possiblePhantoms} of them predate lost events and may be phantoms`);
     if (s.caches) out.push(`  in ${s.caches.map((c) => `${visible(c.cache)} (${fmtCount(c.outstanding)})`).join(', ')}`);
     if (s.cgroups) out.push(`  allocated by tasks in ${s.cgroups.map((c) => `${visible(c.cgroup)} (${fmtCount(c.outstanding)})`).join(', ')}`);
-    for (const st of s.stacks.slice(0, 3)) out.push(`  ${fmtCount(st.outstanding)} × ${st.frames.slice(0, 8).map(visible).join(' ← ')}`);
+    if (s.stacksSampled !== undefined) out.push(`  stacks of ${fmtCount(s.stacksSampled)} of its ${fmtCount(s.outstanding)} objects were recorded (sampled): each stack's count is an estimate (≈)`);
+    for (const st of s.stacks.slice(0, 3)) out.push(`  ${st.sampled !== undefined ? '≈' : ''}${fmtCount(st.outstanding)} × ${st.frames.slice(0, 8).map(visible).join(' ← ')}${st.sampled !== undefined ? ` (${fmtCount(st.sampled)} sampled)` : ''}`);
     for (const p of s.samples.slice(0, 3)) {
       out.push(`  ${p.ptr}  age ${fmtAge(p.ageSec)}${p.pid !== undefined ? `  pid ${p.pid}` : ''}${p.comm ? ` ${visible(p.comm)}` : ''}${p.bytesReq !== undefined ? `  ${p.bytesReq} bytes requested` : ''}`);
     }

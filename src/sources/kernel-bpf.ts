@@ -28,6 +28,8 @@ export interface KernelBpfOptions {
   /** Which allocators to pair (default: slab). */
   allocators: ReadonlySet<AllocatorName>;
   stacks: boolean;
+  /** With stacks: 1 every allocation; N > 1, each site's first allocations, then one in N (DEFAULT_STACK_EVERY). */
+  stackEvery?: number;
   snapshotSec: number;
   /** Most pointers the kernel table holds; allocations past it are counted as untracked. */
   maxPointers: number;
@@ -36,6 +38,14 @@ export interface KernelBpfOptions {
   /** Stream every tracked allocation and its free (the engine pairs them) instead of sending snapshots. */
   events?: boolean;
 }
+
+/**
+ * --stacks samples by default: each site's first 16 allocations (KLEAK_STACK_FIRST), then one in 8. The stack walk
+ * was 83% of the kmalloc program's time with stacks; a sample keeps its cost near the program's own (measured in
+ * scripts/bench-live-overhead.ts, group stacks), while counts and bytes stay exact and each stack's share of a site
+ * is estimated from the sample (docs/design.md "Stacks"). --stack-every 1 captures every allocation's stack.
+ */
+export const DEFAULT_STACK_EVERY = 8;
 
 /** The kernel's recursion_misses of these programs (fdinfo: Linux 5.12+), summed; 0 where it is not shown. */
 export function recursionMisses(fds: readonly number[]): number {
@@ -149,6 +159,7 @@ export function kernelBpfPlan(o: KernelBpfOptions, btf: Btf, syms: Kallsyms | un
       cgroupLevel: only?.level ?? 0,
       cgroupId: only?.id ?? 0n,
       possibleCpus: possibleCpuCount(),
+      stackEvery: o.stackEvery ?? DEFAULT_STACK_EVERY,
     },
     cgroups,
     programs,
@@ -201,7 +212,7 @@ export function kernelBpfDescription(o: KernelBpfOptions): string {
     `kernel backend: load ${BPF_OBJECT} (sha256 ${sha}…) through libbpf, with read-only config:`,
     `  min_bytes=${c.minBytes} max_bytes=${c.maxBytes} pid=${c.pid || 'any'} self_tgid=${c.selfTgid} comm=${c.comm === undefined ? '(any)' : JSON.stringify(c.comm)} cache=${c.cache === undefined ? '(any)' : JSON.stringify(c.cache)}`,
     `  cgroups=${c.cgroups ? `1 (memory cgroup v${p.cgroups!.version} at ${p.cgroups!.mount})` : 0} cgroup=${c.cgroupId ? `id ${c.cgroupId} at level ${c.cgroupLevel}` : '(any)'}`,
-    `  stacks=${c.stacks ? 1 : 0} gfp_account=0x${c.gfpAccount.toString(16)} rcu_monitor_fn=0x${c.rcuMonitorFn.toString(16)} rcu_work_fn=0x${c.rcuWorkFn.toString(16)}`,
+    `  stacks=${c.stacks ? 1 : 0} stack_every=${c.stackEvery} gfp_account=0x${c.gfpAccount.toString(16)} rcu_monitor_fn=0x${c.rcuMonitorFn.toString(16)} rcu_work_fn=0x${c.rcuWorkFn.toString(16)}`,
     `maps: ptrs max_entries=${p.maxEntries.ptrs} (not preallocated: kernel memory follows what is held), stacks max_entries=${p.maxEntries.stacks}${c.events ? `, events ring ${p.maxEntries.events >> 20} MiB (read every 200 ms, no wakeups)` : ''}`,
     `programs: ${p.programs.map((n) => (n === 'workqueue_execute_start' ? 'tp_btf/workqueue_execute_start (kfree_rcu batches)' : `tp_btf/${n}`)).join(' ')}`,
     `  and, where the kernel permits fentry: ${p.optional.map((n) => `fentry/${n}`).join(' ') || '(none: not in BTF)'}`,
@@ -420,6 +431,7 @@ class Reader {
     if (list) {
       const records: OutstandingRecord[] = [];
       const stackIds: number[] = [];
+      const weights: number[] = [];
       readHash(this.lib, this.l.fds.ptrs, 8, ALLOC.size, (k, ko, v, vo) => {
         const bytesAlloc = v.readUInt32LE(vo + ALLOC.bytesAlloc);
         const flags = v.readUInt32LE(vo + ALLOC.flags);
@@ -436,6 +448,7 @@ class Reader {
           ...this.cgroupOf(v, vo),
         });
         stackIds.push(v.readInt32LE(vo + ALLOC.stackId));
+        weights.push(v.readUInt32LE(vo + ALLOC.stackWeight));
       });
       const named = new Map<number, string[]>();
       records.forEach((r, i) => {
@@ -446,7 +459,10 @@ class Reader {
           st = this.stack(id).map((a) => this.syms.lookup(a)?.name ?? a.toString(16));
           named.set(id, st);
         }
-        if (st.length > 0) r.stack = st;
+        if (st.length > 0) {
+          r.stack = st;
+          if (weights[i]! > 1) r.stackWeight = weights[i]!;
+        }
       });
       snap.outstanding = records;
     }
@@ -472,7 +488,11 @@ class Reader {
       cache: this.label(b.readBigUInt64LE(a + ALLOC.cacheId), bytesAlloc, flags),
       ...this.cgroupOf(b, a),
     };
-    if (stackId >= 0) e.stack = this.stack(stackId).map((x) => this.syms.lookup(x)?.name ?? x.toString(16));
+    if (stackId >= 0) {
+      e.stack = this.stack(stackId).map((x) => this.syms.lookup(x)?.name ?? x.toString(16));
+      const weight = b.readUInt32LE(a + ALLOC.stackWeight);
+      if (weight > 1) e.stackWeight = weight;
+    }
     return e;
   }
 

@@ -9,8 +9,8 @@ import { onPath } from '../helpers/env.js';
 import { ROOT } from '../helpers/cli.js';
 
 const FIELDS: Record<string, Record<string, string>> = {
-  kleak_config: { size: '', minBytes: 'min_bytes', maxBytes: 'max_bytes', pid: 'pid', selfTgid: 'self_tgid', commOn: 'comm_on', cacheOn: 'cache_on', stacks: 'stacks', gfpAccount: 'gfp_account', rcuMonitorFn: 'rcu_monitor_fn', rcuWorkFn: 'rcu_work_fn', comm: 'comm', cache: 'cache', pageSize: 'page_size', events: 'events', ownLo: 'own_lo', ownHi: 'own_hi', cgroups: 'cgroups', cgroupLevel: 'cgroup_level', cgroupId: 'cgroup_id', possibleCpus: 'possible_cpus' },
-  kleak_alloc: { size: '', tsNs: 'ts_ns', callSite: 'call_site', cacheId: 'cache_id', bytesReq: 'bytes_req', bytesAlloc: 'bytes_alloc', pid: 'pid', stackId: 'stack_id', flags: 'flags', comm: 'comm', cgroup: 'cgroup' },
+  kleak_config: { size: '', minBytes: 'min_bytes', maxBytes: 'max_bytes', pid: 'pid', selfTgid: 'self_tgid', commOn: 'comm_on', cacheOn: 'cache_on', stacks: 'stacks', gfpAccount: 'gfp_account', rcuMonitorFn: 'rcu_monitor_fn', rcuWorkFn: 'rcu_work_fn', comm: 'comm', cache: 'cache', pageSize: 'page_size', events: 'events', ownLo: 'own_lo', ownHi: 'own_hi', cgroups: 'cgroups', cgroupLevel: 'cgroup_level', cgroupId: 'cgroup_id', possibleCpus: 'possible_cpus', stackEvery: 'stack_every' },
+  kleak_alloc: { size: '', tsNs: 'ts_ns', callSite: 'call_site', cacheId: 'cache_id', bytesReq: 'bytes_req', bytesAlloc: 'bytes_alloc', pid: 'pid', stackId: 'stack_id', flags: 'flags', stackWeight: 'stack_weight', comm: 'comm', cgroup: 'cgroup' },
   kleak_site_key: { size: '', callSite: 'call_site', cacheId: 'cache_id', bytesAlloc: 'bytes_alloc', flags: 'flags' },
   kleak_event: { size: '', kind: 'kind', ptr: 'ptr', alloc: 'a' },
   kleak_site_counts: { size: '', allocs: 'allocs', frees: 'frees', missed: 'missed', allocBytes: 'alloc_bytes', freeBytes: 'free_bytes', missedBytes: 'missed_bytes' },

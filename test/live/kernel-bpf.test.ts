@@ -266,6 +266,28 @@ describe.skipIf(skipWhy !== undefined)(`kleak live --backend kernel on this kern
     expect(k.stderr()).toMatch(/events did not fit the ring buffer between two reads and were lost/);
   }, 60_000);
 
+  it('--stacks samples (each site\'s first 16, then one in 8) and still splits a site between its two paths in their ratio: 1,600 added keys and 800 updated ones', async () => {
+    // Two paths to user_preparse: add_key (__key_create_or_update) and keyctl update (key_update); 2,400 payloads
+    // held, 2:1. One in 8 of the later allocations has its stack, standing for 8: the estimate is within sampling
+    // error (the update path's sample is ~100 objects: a standard error of ~9%).
+    const workload = ['--hold', '2400', '--update', '800', '--size', '100'];
+    const sampled = (await holdAndReport(['--bytes', '128', '--comm', 'python3', '--stacks'], workload, 'workload-keys.py', 1500)).report;
+    const site = sampled.sites.find((s) => s.function === 'user_preparse')!;
+    expect(site.outstanding).toBe(2400);
+    expect(site.stacksSampled).toBeLessThan(600);
+    const path = (r: JsonReport, frame: string) => r.sites.find((s) => s.function === 'user_preparse')!.stacks.find((st) => st.frames.includes(frame))!;
+    expect(path(sampled, 'key_update').outstanding).toBeGreaterThan(800 * 0.7);
+    expect(path(sampled, 'key_update').outstanding).toBeLessThan(800 * 1.3);
+    expect(path(sampled, '__key_create_or_update').outstanding).toBeGreaterThan(1600 * 0.85);
+    expect(path(sampled, '__key_create_or_update').outstanding).toBeLessThan(1600 * 1.15);
+    expect(path(sampled, 'key_update').sampled).toBeGreaterThan(40);
+    // Every stack: exact.
+    const every = (await holdAndReport(['--bytes', '128', '--comm', 'python3', '--stacks', '--stack-every', '1'], workload, 'workload-keys.py', 1500)).report;
+    expect(path(every, 'key_update')).toMatchObject({ outstanding: 800 });
+    expect(path(every, 'key_update').sampled).toBeUndefined();
+    expect(path(every, '__key_create_or_update').outstanding).toBe(1600);
+  }, 90_000);
+
   it('--folded and --flamegraph from a live run: the held keys under their stack, weights adding up', async () => {
     const dir = mkdtempSync(`${tmpdir()}/kleak-live-flame-`);
     const { report } = await holdAndReport(['--bytes', '4096', '--comm', 'python3', '--stacks', '--folded', `${dir}/held.folded`, '--flamegraph', `${dir}/held.html`], ['--hold', '23'], 'workload-keys.py', 1000);
