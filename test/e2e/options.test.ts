@@ -20,6 +20,9 @@ describe('options', () => {
     [['replay', rec('keys97.report.gz'), '--verdict', '__proto__=1'], /unknown threshold "__proto__"/],
     [['replay', rec('keys97.report.gz'), '--verdict', 'keepFraction=7'], /keepFraction is a fraction from 0 to 1/],
     [['live', '--alloc', 'slab,heap', '--dry-run'], /--alloc takes a comma list of slab, vmalloc, page, percpu/],
+    [['live', '--stack-every', '4', '--dry-run'], /--stack-every goes with --stacks/],
+    [['live', '--stacks', '--stack-every', '0', '--dry-run'], /--stack-every needs a whole number from 1 to 1,000,000/],
+    [['live', '--backend', 'bpftrace', '--stacks', '--stack-every', '4', '--dry-run'], /--stack-every 4 needs the kernel backend: bpftrace records the stack of every allocation/],
   ])('kleak %j → one sentence, exit 1', async (args, said) => {
     const r = await kleak(args as string[]);
     expect(r.exitCode).toBe(1);
