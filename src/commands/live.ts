@@ -118,19 +118,21 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
     if (stale.length > 0) source.notes.push(`removed ${stale.join(', ')}: tracefs instance${stale.length > 1 ? 's' : ''} a killed kleak left tracing.`);
   }
   recorder?.source({ ...source.info });
+  // Said at the start and in the periodic reports: those objects count until the slabs are read at the end (which
+  // then replaces this with what it found).
+  const backend = String(source.info.backend ?? 'this backend');
+  const rcuCaveat =
+    source.info.backend === 'kernel'
+      ? undefined
+      : o.ssh
+        ? `${backend} cannot see frees made through kfree_rcu batches or bulk frees: such objects stay counted as outstanding (over --ssh their slabs cannot be read at the end); --backend kernel on the host sees them.`
+        : `${backend} cannot see frees made through kfree_rcu batches or bulk frees: until the end of the run, when kleak reads the slabs, such objects count as outstanding; --backend kernel sees them as they happen.`;
+  if (rcuCaveat) source.caveats = [...(source.caveats ?? []), rcuCaveat];
   engine.caveats.push(...(source.caveats ?? []));
-  if (source.info.backend !== 'kernel') {
-    // Said from the start: the periodic reports count those objects until the slabs are read at the end.
-    engine.caveats.push(
-      o.ssh
-        ? `${String(source.info.backend)} cannot see frees made through kfree_rcu batches or bulk frees: such objects stay counted as outstanding (over --ssh their slabs cannot be read at the end); --backend kernel on the host sees them.`
-        : `${String(source.info.backend)} cannot see frees made through kfree_rcu batches or bulk frees: until the end of the run, when kleak reads the slabs, such objects count as outstanding; --backend kernel sees them as they happen.`,
-    );
-  }
   for (const p of source.pids) exclude.add(p);
   const ended = source.ended.then(async (end) => {
     recorder?.close({ how: end.how, ...(end.why ? { why: end.why } : {}) });
-    if (!o.ssh && source.info.backend !== 'kernel') await checkSlabState(engine, String(source.info.backend ?? 'this backend'));
+    if (!o.ssh && rcuCaveat) await checkSlabState(engine, backend, rcuCaveat);
     return end;
   });
   const report = () => {
@@ -138,6 +140,11 @@ export async function startLive(o: LiveOptions): Promise<LiveRun> {
     return engine.report(source.info, o.report);
   };
   return { engine, source, recorder, report, stop: () => source.stop(), ended };
+}
+
+function drop(list: string[], item: string): void {
+  const i = list.indexOf(item);
+  if (i >= 0) list.splice(i, 1);
 }
 
 /** Caches whose slabs are checked at the end at most: the ones holding the most outstanding objects. */
@@ -150,9 +157,10 @@ const SLAB_CHECK_CACHES = 8;
  * an object its slab holds free now was freed unseen, and is dropped and marked at its site. Where the census cannot
  * run, that is said instead (docs/verdicts.md).
  */
-async function checkSlabState(engine: Engine, backend: string): Promise<void> {
+async function checkSlabState(engine: Engine, backend: string, untilChecked: string): Promise<void> {
   const caches = engine.outstandingCaches(SLAB_CHECK_CACHES);
-  if (caches.length === 0 || process.getuid?.() !== 0) return;
+  if (caches.length === 0) return drop(engine.caveats, untilChecked); // no slab object is counted: nothing to say
+  if (process.getuid?.() !== 0) return;
   try {
     const { CensusSession } = await import('../census/session.js');
     const session = new CensusSession();
@@ -173,6 +181,8 @@ async function checkSlabState(engine: Engine, backend: string): Promise<void> {
       }
       const dropped = engine.reconcile((c) => sets.get(c));
       const checked = [...sets.keys()];
+      // What the start said is now answered: by what was found, and by what could not be read (below).
+      drop(engine.caveats, untilChecked);
       if (dropped > 0) {
         engine.notice(
           `${dropped.toLocaleString('en-US')} objects the trace still held were free in their slab at the end (kleak read the slabs of ${checked.join(', ')}): freed through kfree_rcu batches or bulk frees, which ${backend} cannot see; they are not counted, and their sites are marked "not seen freed".`,

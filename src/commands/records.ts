@@ -10,7 +10,7 @@ import { gunzipWhole } from '../sources/gzip.js';
 import type { RecordFormat } from '../records/format.js';
 import { RECORD_FORMATS, detectRecordFormat, recordFormatByName } from '../records/formats.js';
 import { MAX_RECORD_SITES, OTHER_SITES, RecordsModel, type Reading, type RecordsReport } from '../records/model.js';
-import { fit, fmtBytes, fmtCount, fmtRate, sparkline, table, visible } from '../report/format.js';
+import { fit, fmtBytes, fmtCount, fmtRate, signedBytes, sparkline, table, visible } from '../report/format.js';
 import { command, textWidth, wrapText, writeText } from '../output.js';
 
 export interface RecordsOptions {
@@ -28,17 +28,7 @@ export interface RecordsOptions {
  */
 export function sniffRecordFile(path: string): RecordFormat | undefined {
   try {
-    if (!statSync(path).isFile()) return undefined;
-    const fd = openSync(path, 'r');
-    let head = Buffer.alloc(65536);
-    try {
-      head = head.subarray(0, readSync(fd, head, 0, head.length, 0));
-    } finally {
-      closeSync(fd);
-    }
-    // A cut gzip stream inflates as far as it goes with a sync flush.
-    const text = head[0] === 0x1f && head[1] === 0x8b ? gunzipWhole(head).data : head;
-    return detectRecordFormat(text.toString('utf8').split('\n').slice(0, 200));
+    return statSync(path).isFile() ? detectRecordFormat(headLines(path)) : undefined;
   } catch {
     return undefined;
   }
@@ -74,7 +64,7 @@ function incomplete(last: Reading, before: Reading, cutMidLine: boolean): string
   return undefined;
 }
 
-/** The first 200 lines of a file (gunzipped), for the format's sniff: at most 64 KiB read. */
+/** The first 200 lines of a file (gunzipped; a cut gzip inflates as far as it goes), for a sniff: 64 KiB read at most. */
 function headLines(path: string): string[] {
   let head = Buffer.alloc(65536);
   try {
@@ -220,7 +210,7 @@ export function renderRecords(r: RecordsReport, width = textWidth()): string {
         { head: 'COUNT', width: 8, right: true, cell: (s) => fmtCount(s.count) },
         { head: 'BYTES', width: 10, right: true, cell: (s) => fmtBytes(s.bytes) },
         { head: 'COUNT/min', width: 9, right: true, drop: 3, cell: (s) => fmtRate(s.countPerMin) },
-        { head: 'BYTES/min', width: 10, right: true, cell: (s) => `${s.bytesPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(s.bytesPerMin))}` },
+        { head: 'BYTES/min', width: 10, right: true, cell: (s) => signedBytes(s.bytesPerMin) },
         { head: ' TREND', width: 13, drop: 1, cell: (s) => ' ' + sparkline(s.series, 12, true) },
         { head: 'VERDICT', width: 8, cell: (s) => s.verdict },
       ],
@@ -232,6 +222,6 @@ export function renderRecords(r: RecordsReport, width = textWidth()): string {
   for (const s of grow.slice(0, 5)) out.push(`  ${s.label}${s.module ? ` [${s.module}]` : ''}: ${s.where}`);
   for (const s of r.sites.filter((x) => x.next).slice(0, 5)) out.push(`${visible(s.label)} is growing: ${command(s.next!)} names who holds it`);
   out.push('');
-  out.push('BY MODULE: ' + r.modules.map((m) => `${m.module === 'the kernel itself' ? m.module : `[${m.module}]`} ${fmtBytes(m.bytes)} (${m.bytesPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(m.bytesPerMin))}/min${m.growingSites ? `, ${m.growingSites} growing` : ''})`).join(' · '));
+  out.push('BY MODULE: ' + r.modules.map((m) => `${m.module === 'the kernel itself' ? m.module : `[${m.module}]`} ${fmtBytes(m.bytes)} (${signedBytes(m.bytesPerMin)}/min${m.growingSites ? `, ${m.growingSites} growing` : ''})`).join(' · '));
   return wrapText(out.join('\n') + '\n', width);
 }

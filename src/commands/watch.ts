@@ -11,7 +11,7 @@ import { EnvironmentError, InputError } from '../errors.js';
 import { isWatchSample, WatchModel, type WatchReport, type WatchSample } from '../engine/watch.js';
 import { parseMeminfo, parseSlabinfo } from '../kernel/slabinfo.js';
 import { parseVmallocinfo, type VmallocGroup } from '../kernel/vmallocinfo.js';
-import { fit, fmtBytes, fmtCount, fmtRate, sparkline, table, visible } from '../report/format.js';
+import { fit, fmtBytes, fmtCount, fmtRate, signedBytes, sparkline, table, visible } from '../report/format.js';
 import { SyncLineWriter } from '../report/ndjson-writer.js';
 import { catchStopSignals } from './live.js';
 import { RemoteFiles, type SshTarget } from '../sources/ssh.js';
@@ -126,9 +126,6 @@ async function watchInTui(o: WatchOptions, model: WatchModel, take: () => void, 
   writeText(renderWatch(model.report({ top: o.top, aliases: aliasesOf, ...(merged !== undefined ? { merged } : {}) })));
   return 0;
 }
-
-/** "+1.2 MiB" / "-4.0 KiB": a rate of bytes with its sign. */
-const signedBytes = (n: number) => `${n >= 0 ? '+' : '-'}${fmtBytes(Math.abs(n))}`;
 
 /**
  * The watch report as text, fitted to `width` columns: narrow terminals lose the trend, then the rates, never a row;

@@ -445,9 +445,7 @@ export class Engine implements ParseSink {
       if (!tb.isLive(slot) || now - tb.ts[slot]! < minAge) continue;
       const siteId = this.callSiteToSite[tb.callSite[slot]!]!;
       const site = this.sites[siteId]!;
-      const raw = tb.stack[slot]!;
-      const st = raw < 0 ? -1 : raw & ~RANDOM_SAMPLE;
-      const weight = raw >= 0 && raw & RANDOM_SAMPLE ? this.stackSampleWeight : 1;
+      const [st, weight] = this.stackAt(slot);
       const t = all.get(siteId) ?? { bytes: 0, objects: 0, withStackBytes: 0, withStackObjects: 0 };
       all.set(siteId, t);
       t.bytes += tb.bytesAlloc[slot]!;
@@ -479,6 +477,13 @@ export class Engine implements ParseSink {
       out.push({ frames: w.frames, bytes, objects, ...(w.allocator ? { allocator: w.allocator } : {}) });
     }
     return out.sort((a, b) => b.bytes - a.bytes);
+  }
+
+  /** The interned stack of a slot (-1: none) and the allocations it stands for (more than 1: sampled at random). */
+  private stackAt(slot: number): [stack: number, weight: number] {
+    const raw = this.table.stack[slot]!;
+    if (raw < 0) return [-1, 1];
+    return raw & RANDOM_SAMPLE ? [raw & ~RANDOM_SAMPLE, this.stackSampleWeight] : [raw, 1];
   }
 
   /**
@@ -546,10 +551,9 @@ export class Engine implements ParseSink {
         w.outstanding++;
         w.outstandingBytes += tb.bytesAlloc[slot]!;
       }
-      const raw = tb.stack[slot]!;
-      const st = raw < 0 ? -1 : raw & ~RANDOM_SAMPLE;
+      const [st, weight] = this.stackAt(slot);
       if (st >= 0) {
-        bump((stackCount[s] ??= new Map()), st, raw & RANDOM_SAMPLE ? this.stackSampleWeight : 1);
+        bump((stackCount[s] ??= new Map()), st, weight);
         bump((stackSampled[s] ??= new Map()), st);
       }
       keepOldest((samples[s] ??= []), slot, tb.ts, nSamples);
@@ -646,7 +650,6 @@ export class Engine implements ParseSink {
     };
   }
 
-  /** No free seen, from a source that may not have traced frees at all (a capture of allocations only). */
   /**
    * How long a site's objects live, when that is bounded (docs/verdicts.md): its oldest outstanding object is `age`
    * seconds old, so everything it allocated before then was freed, and a population whose objects live that long
@@ -708,6 +711,7 @@ export class Engine implements ParseSink {
     return dropped;
   }
 
+  /** No free seen, from a source that may not have traced frees at all (a capture of allocations only). */
   private allocationOnly(): boolean {
     return !this.snapshotMode && this.totals.frees === 0 && this.opts.freesTraced !== true && this.recordedRun?.source?.kind !== 'live';
   }
@@ -837,8 +841,6 @@ function topN(m: Map<number, number>, n: number): [number, number][] {
   return [...m].sort((a, b) => b[1] - a[1]).slice(0, n);
 }
 
-/** Keeps `list` as the n slots with the smallest timestamps, oldest first. */
-/** Up to n samples: the oldest of each kind first (by age), then the oldest overall. */
 /**
  * A site's samples: the oldest object of each kind (stack, comm, requested size), then its youngest, then objects
  * spread over all its ages, then the oldest: a site whose objects come from two paths that look alike (13 of one,
@@ -870,6 +872,7 @@ function keepLowestHash(list: number[], slot: number, n: number): void {
   if (h < hashOf(list[worst]!)) list[worst] = slot;
 }
 
+/** Keeps `list` as the n slots with the smallest timestamps, oldest first. */
 function keepOldest(list: number[], slot: number, ts: Float64Array, n: number): void {
   if (n <= 0) return;
   const t = ts[slot]!;

@@ -27,6 +27,11 @@ export function fmtAge(sec: number): string {
   return `${Math.floor(sec / 3600)}h${String(Math.floor((sec % 3600) / 60)).padStart(2, '0')}m`;
 }
 
+/** "+1.2 MiB" / "-4.0 KiB": a rate of bytes with its sign. */
+export function signedBytes(n: number): string {
+  return `${n >= 0 ? '+' : '-'}${fmtBytes(Math.abs(n))}`;
+}
+
 export function fmtRate(perMin: number): string {
   if (perMin === 0) return '0';
   const s = perMin > 0 ? '+' : '';

@@ -4,7 +4,7 @@
 import { Box, Text, useApp, useInput } from 'ink';
 import { useEffect, useState } from 'react';
 import type { RecordsReport } from '../records/model.js';
-import { fit, fmtBytes } from '../report/format.js';
+import { fit, fmtBytes, signedBytes } from '../report/format.js';
 import { GaugeTable, type GaugeRow } from './components/GaugeTable.js';
 import { color } from './theme.js';
 import { useTerminalSize } from './use-terminal-size.js';
@@ -63,7 +63,7 @@ export function RecordsApp({ frames, stepMs = 250, size }: RecordsAppProps) {
           <Text bold>{'MODULE'.padEnd(24) + ' ' + 'BYTES'.padStart(10) + ' ' + 'BYTES/min'.padStart(10) + '  GROWING SITES'}</Text>
           {r.modules.map((m) => (
             <Text key={m.module} wrap="truncate-end">
-              {fit(m.module === 'the kernel itself' ? m.module : `[${m.module}]`, 24).padEnd(24) + ' ' + fmtBytes(m.bytes).padStart(10) + ' ' + `${m.bytesPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(m.bytesPerMin))}`.padStart(10) + '  ' + m.growingSites}
+              {fit(m.module === 'the kernel itself' ? m.module : `[${m.module}]`, 24).padEnd(24) + ' ' + fmtBytes(m.bytes).padStart(10) + ' ' + signedBytes(m.bytesPerMin).padStart(10) + '  ' + m.growingSites}
             </Text>
           ))}
         </Box>

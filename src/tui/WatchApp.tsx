@@ -3,7 +3,7 @@
 import { Box, Text, useApp, useInput } from 'ink';
 import { useEffect, useState } from 'react';
 import type { WatchReport } from '../engine/watch.js';
-import { fit, fmtBytes, fmtCount, fmtRate, sparkline, visible } from '../report/format.js';
+import { fit, fmtBytes, fmtCount, fmtRate, signedBytes, sparkline, visible } from '../report/format.js';
 import { GaugeTable, type GaugeRow } from './components/GaugeTable.js';
 import { color, verdictColor } from './theme.js';
 import { useTerminalSize } from './use-terminal-size.js';
@@ -79,7 +79,7 @@ export function WatchApp({ report, onTrace, onQuit, refreshMs = 500, size, secti
       <Text wrap="truncate-end">
         {r.meminfo
           .filter((m) => ['SUnreclaim', 'VmallocUsed', 'Percpu', 'Unaccounted'].includes(m.name))
-          .map((m) => `${m.name} ${fmtBytes(m.kb * 1024)} (${m.kbPerMin >= 0 ? '+' : '-'}${fmtBytes(Math.abs(m.kbPerMin) * 1024)}/min)`)
+          .map((m) => `${m.name} ${fmtBytes(m.kb * 1024)} (${signedBytes(m.kbPerMin * 1024)}/min)`)
           .join(' · ')}
       </Text>
       {(() => {

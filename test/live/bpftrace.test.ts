@@ -242,17 +242,8 @@ for (const bt of BPFTRACES) describe.skipIf(bt.skip !== undefined)(`kleak live -
   });
 
   it('timerfds churned through kfree_rcu: bpftrace cannot see those frees; the slabs read at the end find them free, and the site is the 23 held, marked, not growing', async () => {
-    const k = startKleak(['--backend', 'bpftrace', '--bytes', '256', '--comm', 'python3', '--json']);
-    await k.ready;
-    const w = startWorkload(['--hold-timerfd', '23', '--timerfd-churn-rate', '100', '--seconds', '14'], 'workload-rcu.py');
-    await w.until('holding');
     // kfree_rcu frees its batches within about 5 s (KFREE_DRAIN_JIFFIES): the last churned contexts are free by then.
-    await sleep(6000);
-    k.proc.kill('SIGINT');
-    const r = await k.proc;
-    await w.release();
-    expect(r.exitCode, k.stderr()).toBe(0);
-    const report = JSON.parse(String(r.stdout)) as JsonReport;
+    const { report } = await holdAndReport({ kleak: ['--backend', 'bpftrace', '--bytes', '256', '--comm', 'python3', '--json'], workload: ['--hold-timerfd', '23', '--timerfd-churn-rate', '100', '--seconds', '14'], script: 'workload-rcu.py', settleMs: 6000 });
     const site = report.sites.find((s) => s.function === '__do_sys_timerfd_create')!;
     // 1,400 churned and 23 held: before the slab check, every churned one whose address was not handed out again
     // stayed outstanding. Now they are found free; another task may have taken a freed address meanwhile (a few).

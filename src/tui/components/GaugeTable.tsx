@@ -2,13 +2,12 @@
 // slabinfo dumps) and vmalloc callers. A row is a site with a count, bytes, a rate, a trend and a verdict.
 import { Box, Text } from 'ink';
 import type { RecordSiteReport } from '../../records/model.js';
-import { fit, fmtBytes, fmtCount, fmtRate, sparkline, visible } from '../../report/format.js';
+import { fit, fmtBytes, fmtCount, fmtRate, signedBytes, sparkline, visible } from '../../report/format.js';
 import { verdictColor } from '../theme.js';
 
 /** A row: a record's site (or a vmalloc caller shaped as one), with a key that tells rows apart. */
 export type GaugeRow = RecordSiteReport & { key: string };
 
-const signedBytes = (b: number) => `${b >= 0 ? '+' : '-'}${fmtBytes(Math.abs(b))}`;
 
 export function GaugeTable({ rows, selected, columns, height, countLabel = 'COUNT' }: { rows: GaugeRow[]; selected: number; columns: number; height: number; countLabel?: string }) {
   const label = Math.max(12, columns - 77);
